@@ -1,0 +1,169 @@
+package ai.bonsai.backend;
+
+import ai.bonsai.backend.cpu.ConvGeometry;
+import ai.bonsai.tensor.Buffer;
+import ai.bonsai.tensor.DType;
+import ai.bonsai.tensor.Device;
+import ai.bonsai.tensor.Generator;
+
+/**
+ * The primitives a device must provide. Autograd, nn and optim are written once above this contract, so a
+ * backend never writes a backward pass of its own: it only supplies the forward kernels and the few
+ * backward kernels that a composition of primitives would make slow (convolution, batch norm, pooling).
+ *
+ * <p>Groups, as in tinygrad: memory, element-wise, reduce, movement, and processing (matmul, convolution,
+ * normalisation, pooling, softmax, gathers, optimiser updates).
+ *
+ * <p>Conventions. All buffers are dense and row-major. Kernels <b>overwrite</b> their outputs unless their
+ * name ends in {@code Add} or the argument says {@code accumulate}; those add into what is there.
+ * Every buffer argument belongs to this backend. Shapes are validated above this layer: a backend may
+ * assume consistent sizes.
+ */
+public interface Backend {
+
+    Device device();
+
+    // ---------------------------------------------------------------- memory
+
+    /** A zero-filled buffer. */
+    Buffer allocate(DType dtype, int length);
+
+    Buffer fromFloats(float[] data);
+
+    Buffer fromInts(int[] data);
+
+    Buffer fromLongs(long[] data);
+
+    /** Copies a FLOAT32 buffer to the host. */
+    float[] toFloats(Buffer b);
+
+    /** Copies an integer buffer (INT32 or INT64) to the host as longs. */
+    long[] toLongs(Buffer b);
+
+    void fill(Buffer b, float value);
+
+    void copy(Buffer src, int srcOffset, Buffer dst, int dstOffset, int length);
+
+    /** Fills with uniform draws in [lo, hi), drawn in element order from {@code g}. */
+    void uniform(Buffer out, Generator g, float lo, float hi);
+
+    /** Fills with normal draws, drawn in element order from {@code g}. */
+    void normal(Buffer out, Generator g, float mean, float std);
+
+    // ---------------------------------------------------------------- element-wise
+
+    /** out = op(x); out may be x. */
+    void unary(UnaryOp op, Buffer x, Buffer out);
+
+    /** out = x * scale + shift; out may be x. */
+    void affine(Buffer x, float scale, float shift, Buffer out);
+
+    /**
+     * out = op(a, b) with NumPy broadcasting. {@code aDims} and {@code bDims} are already right-aligned to
+     * {@code outDims}' rank (leading 1s added).
+     */
+    void binary(BinaryOp op, Buffer a, int[] aDims, Buffer b, int[] bDims, Buffer out, int[] outDims);
+
+    // ---------------------------------------------------------------- reductions
+
+    /**
+     * Reduces x over the axes where {@code reduce[i]} is true; out has x's rank with those axes set to 1.
+     */
+    void reduce(ReduceOp op, Buffer x, int[] xDims, boolean[] reduce, Buffer out);
+
+    /** Index (INT64) of the maximum along {@code axis}; the first one wins ties. */
+    void argmax(Buffer x, int[] xDims, int axis, Buffer out);
+
+    // ---------------------------------------------------------------- movement
+
+    /**
+     * The one movement primitive: walks {@code dims} in row-major order and copies
+     * src[srcOffset + sum(i * srcStrides)] to dst[dstOffset + sum(i * dstStrides)], adding when
+     * {@code accumulate}. Permute, slice, its backward, cat and broadcast-expand are all this call.
+     * With {@code accumulate}, dst strides must not alias (no stride 0).
+     */
+    void strided(Buffer src, int srcOffset, int[] srcStrides, Buffer dst, int dstOffset, int[] dstStrides,
+                 int[] dims, boolean accumulate);
+
+    // ---------------------------------------------------------------- processing
+
+    /**
+     * C = alpha * op(A) * op(B) + beta * C for {@code batch} independent matrices; op(A) is (m, k),
+     * op(B) is (k, n), C is (m, n), each matrix dense and row-major, consecutive in its buffer.
+     * A batch stride of 0 reuses one matrix for all.
+     */
+    void gemm(boolean transA, boolean transB, int batch, int m, int n, int k, float alpha,
+              Buffer a, int aBatchStride, Buffer b, int bBatchStride, float beta, Buffer c);
+
+    /** y = conv(x, w) + bias (bias may be null). */
+    void conv2d(ConvGeometry g, Buffer x, Buffer w, Buffer bias, Buffer y);
+
+    void conv2dBackwardData(ConvGeometry g, Buffer dy, Buffer w, Buffer dx);
+
+    void conv2dBackwardWeight(ConvGeometry g, Buffer x, Buffer dy, Buffer dw);
+
+    /**
+     * Batch norm over (n, c, hw) in training: normalises with batch statistics, writes the batch mean and
+     * inverse standard deviation to {@code saveMean}/{@code saveInvStd}, and updates the running statistics
+     * in place: running = (1 - momentum) * running + momentum * batch (the variance unbiased).
+     */
+    void batchNormTrain(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean,
+                        Buffer runningVar, float momentum, float eps, Buffer y, Buffer saveMean, Buffer saveInvStd);
+
+    /** Batch norm with the running statistics. */
+    void batchNormEval(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean,
+                       Buffer runningVar, float eps, Buffer y);
+
+    /** Backward of {@link #batchNormTrain}: overwrites dx, dGamma and dBeta (dx may be null). */
+    void batchNormBackward(Buffer x, Buffer dy, int n, int c, int hw, Buffer gamma, Buffer saveMean,
+                           Buffer saveInvStd, Buffer dx, Buffer dGamma, Buffer dBeta);
+
+    /**
+     * Max pooling over (n*c) planes of h x w; {@code argmax} (INT32) receives the flat in-plane index of each
+     * winner for the backward pass. Padding cells count as minus infinity.
+     */
+    void maxPool2d(Buffer x, int planes, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw,
+                   int oh, int ow, Buffer y, Buffer argmax);
+
+    /** dx = 0, then dx[argmax] += dy, per plane. */
+    void maxPool2dBackward(Buffer dy, Buffer argmax, int planes, int h, int w, int oh, int ow, Buffer dx);
+
+    /** Adaptive average pooling of (planes, h, w) to (planes, oh, ow), PyTorch's bin edges. */
+    void adaptiveAvgPool2d(Buffer x, int planes, int h, int w, int oh, int ow, Buffer y);
+
+    void adaptiveAvgPool2dBackward(Buffer dy, int planes, int h, int w, int oh, int ow, Buffer dx);
+
+    /** Softmax (or log-softmax) of each row of a (rows, cols) matrix. */
+    void softmax(Buffer x, int rows, int cols, boolean log, Buffer y);
+
+    /**
+     * Gathers along one axis of a tensor seen as (outer, axisLen, inner) with a 1-D INT64 index:
+     * out[o, j, i] = x[o, index[j], i] (index_select; "take along channel" when the axis is 1).
+     */
+    void indexSelect(Buffer x, int outer, int axisLen, int inner, Buffer index, int indexLen, Buffer out);
+
+    /** The adjoint: dst[o, index[j], i] += src[o, j, i]. Repeated indices add up. */
+    void indexAdd(Buffer dst, int outer, int axisLen, int inner, Buffer index, int indexLen, Buffer src);
+
+    /**
+     * Per-row gather with an index of the same rank: out[o, i] = x[o, index[o, i], ...] for a (outer, axisLen,
+     * inner) view where index is (outer, inner). Cross-entropy picks target logits with it.
+     */
+    void takeAlongAxis(Buffer x, int outer, int axisLen, int inner, Buffer index, Buffer out);
+
+    /** The adjoint of {@link #takeAlongAxis}: dst[o, index[o, i], i] += src[o, i]. */
+    void takeAlongAxisAdd(Buffer dst, int outer, int axisLen, int inner, Buffer index, Buffer src);
+
+    // ---------------------------------------------------------------- optimiser updates (in place)
+
+    /**
+     * PyTorch's SGD: g = grad + wd * p; buf = first ? g : momentum * buf + (1 - dampening) * g;
+     * g = nesterov ? g + momentum * buf : buf (when momentum != 0); p -= lr * g.
+     */
+    void sgdStep(Buffer param, Buffer grad, Buffer momentumBuffer, float lr, float momentum, float dampening,
+                 float weightDecay, boolean nesterov, boolean firstStep);
+
+    /** PyTorch's Adam (L2 weight decay added to the gradient), bias-corrected with step {@code t} (1-based). */
+    void adamStep(Buffer param, Buffer grad, Buffer m, Buffer v, float lr, float beta1, float beta2, float eps,
+                  float weightDecay, int t);
+}
