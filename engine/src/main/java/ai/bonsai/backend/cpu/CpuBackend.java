@@ -1,0 +1,621 @@
+package ai.bonsai.backend.cpu;
+
+import ai.bonsai.backend.Backend;
+import ai.bonsai.backend.BinaryOp;
+import ai.bonsai.backend.ReduceOp;
+import ai.bonsai.backend.UnaryOp;
+import ai.bonsai.tensor.Buffer;
+import ai.bonsai.tensor.DType;
+import ai.bonsai.tensor.Device;
+import ai.bonsai.tensor.Generator;
+
+import java.util.Arrays;
+
+/**
+ * The pure-Java backend, the embedded default. Heavy kernels (GEMM, convolution) live in their own classes
+ * with SIMD and scalar versions; the rest are plain loops that C2 vectorises, split across
+ * {@link Parallel}'s threads where the work is large enough to pay for it.
+ */
+public final class CpuBackend implements Backend {
+    private static final CpuBackend INSTANCE = new CpuBackend();
+    /** Below this many elements an element-wise op runs on the calling thread. */
+    private static final int GRAIN = 1 << 15;
+
+    private CpuBackend() {}
+
+    public static CpuBackend get() { return INSTANCE; }
+
+    @Override public Device device() { return Device.cpu(); }
+
+    private static float[] f(Buffer b) { return ((CpuBuffer) b).f; }
+
+    private static CpuBuffer c(Buffer b) { return (CpuBuffer) b; }
+
+    // ---------------------------------------------------------------- memory
+
+    @Override public Buffer allocate(DType dtype, int length) {
+        return switch (dtype) {
+            case FLOAT32 -> CpuBuffer.floats(new float[length]);
+            case INT32 -> CpuBuffer.ints(new int[length]);
+            case INT64 -> CpuBuffer.longs(new long[length]);
+        };
+    }
+
+    @Override public Buffer fromFloats(float[] data) { return CpuBuffer.floats(data.clone()); }
+
+    @Override public Buffer fromInts(int[] data) { return CpuBuffer.ints(data.clone()); }
+
+    @Override public Buffer fromLongs(long[] data) { return CpuBuffer.longs(data.clone()); }
+
+    @Override public float[] toFloats(Buffer b) {
+        CpuBuffer cb = c(b);
+        if (cb.dtype == DType.FLOAT32) return cb.f.clone();
+        float[] out = new float[cb.length()];
+        for (int i = 0; i < out.length; i++) out[i] = cb.index(i);
+        return out;
+    }
+
+    @Override public long[] toLongs(Buffer b) {
+        CpuBuffer cb = c(b);
+        long[] out = new long[cb.length()];
+        if (cb.dtype == DType.FLOAT32) {
+            for (int i = 0; i < out.length; i++) out[i] = (long) cb.f[i];
+        } else {
+            for (int i = 0; i < out.length; i++) out[i] = cb.index(i);
+        }
+        return out;
+    }
+
+    @Override public void fill(Buffer b, float value) {
+        CpuBuffer cb = c(b);
+        switch (cb.dtype) {
+            case FLOAT32 -> Arrays.fill(cb.f, value);
+            case INT32 -> Arrays.fill(cb.i32, (int) value);
+            case INT64 -> Arrays.fill(cb.i64, (long) value);
+        }
+    }
+
+    @Override public void copy(Buffer src, int srcOffset, Buffer dst, int dstOffset, int length) {
+        CpuBuffer s = c(src), d = c(dst);
+        if (s.dtype != d.dtype) throw new IllegalArgumentException("copy: dtype " + s.dtype + " -> " + d.dtype);
+        switch (s.dtype) {
+            case FLOAT32 -> System.arraycopy(s.f, srcOffset, d.f, dstOffset, length);
+            case INT32 -> System.arraycopy(s.i32, srcOffset, d.i32, dstOffset, length);
+            case INT64 -> System.arraycopy(s.i64, srcOffset, d.i64, dstOffset, length);
+        }
+    }
+
+    @Override public void uniform(Buffer out, Generator g, float lo, float hi) {
+        float[] o = f(out);
+        float span = hi - lo;
+        for (int i = 0; i < o.length; i++) o[i] = lo + span * g.nextFloat();
+    }
+
+    @Override public void normal(Buffer out, Generator g, float mean, float std) {
+        float[] o = f(out);
+        for (int i = 0; i < o.length; i++) o[i] = (float) (mean + std * g.nextGaussian());
+    }
+
+    // ---------------------------------------------------------------- element-wise
+
+    @Override public void unary(UnaryOp op, Buffer x, Buffer out) {
+        float[] a = f(x), o = f(out);
+        Parallel.forRange(a.length, GRAIN, (from, to) -> unaryRange(op, a, o, from, to));
+    }
+
+    private static void unaryRange(UnaryOp op, float[] a, float[] o, int from, int to) {
+        switch (op) {
+            case NEG -> { for (int i = from; i < to; i++) o[i] = -a[i]; }
+            case EXP -> { for (int i = from; i < to; i++) o[i] = (float) Math.exp(a[i]); }
+            case LOG -> { for (int i = from; i < to; i++) o[i] = (float) Math.log(a[i]); }
+            case SQRT -> { for (int i = from; i < to; i++) o[i] = (float) Math.sqrt(a[i]); }
+            case RSQRT -> { for (int i = from; i < to; i++) o[i] = (float) (1.0 / Math.sqrt(a[i])); }
+            case ABS -> { for (int i = from; i < to; i++) o[i] = Math.abs(a[i]); }
+            case RELU -> { for (int i = from; i < to; i++) o[i] = Math.max(a[i], 0f); }
+            case SIGMOID -> { for (int i = from; i < to; i++) o[i] = (float) (1.0 / (1.0 + Math.exp(-a[i]))); }
+            case TANH -> { for (int i = from; i < to; i++) o[i] = (float) Math.tanh(a[i]); }
+            case RECIPROCAL -> { for (int i = from; i < to; i++) o[i] = 1f / a[i]; }
+            case SQUARE -> { for (int i = from; i < to; i++) o[i] = a[i] * a[i]; }
+            case SIGN -> { for (int i = from; i < to; i++) o[i] = Math.signum(a[i]); }
+        }
+    }
+
+    @Override public void affine(Buffer x, float scale, float shift, Buffer out) {
+        float[] a = f(x), o = f(out);
+        Parallel.forRange(a.length, GRAIN, (from, to) -> {
+            for (int i = from; i < to; i++) o[i] = a[i] * scale + shift;
+        });
+    }
+
+    @Override public void binary(BinaryOp op, Buffer a, int[] aDims, Buffer b, int[] bDims, Buffer out, int[] outDims) {
+        float[] x = f(a), y = f(b), o = f(out);
+        int n = o.length;
+        if (x.length == n && y.length == n) {
+            Parallel.forRange(n, GRAIN, (from, to) -> binaryRange(op, x, 0, 1, y, 0, 1, o, from, to));
+            return;
+        }
+        if (y.length == 1) {
+            Parallel.forRange(n, GRAIN, (from, to) -> binaryRange(op, x, 0, 1, y, 0, 0, o, from, to));
+            return;
+        }
+        if (x.length == 1) {
+            Parallel.forRange(n, GRAIN, (from, to) -> binaryRange(op, x, 0, 0, y, 0, 1, o, from, to));
+            return;
+        }
+        // General case: split the output into rows of its last dimension; each row is a 1-D op whose
+        // operands either advance (stride 1) or repeat (stride 0) along that dimension.
+        int rank = outDims.length;
+        int last = outDims[rank - 1];
+        int rows = n / last;
+        int[] as = broadcastStrides(aDims), bs = broadcastStrides(bDims);
+        int aInner = aDims[rank - 1] == 1 ? 0 : 1, bInner = bDims[rank - 1] == 1 ? 0 : 1;
+        Parallel.forRange(rows, Math.max(1, GRAIN / last), (from, to) -> {
+            int[] idx = new int[rank];
+            for (int row = from; row < to; row++) {
+                int rem = row, aOff = 0, bOff = 0;
+                for (int d = rank - 2; d >= 0; d--) {
+                    int i = rem % outDims[d];
+                    rem /= outDims[d];
+                    aOff += i * as[d];
+                    bOff += i * bs[d];
+                }
+                binaryRange(op, x, aOff, aInner, y, bOff, bInner, o, row * last, row * last + last, row * last);
+            }
+        });
+    }
+
+    /** Row-major strides with 0 for broadcast (size-1) dimensions. */
+    private static int[] broadcastStrides(int[] dims) {
+        int[] s = new int[dims.length];
+        int acc = 1;
+        for (int i = dims.length - 1; i >= 0; i--) {
+            s[i] = dims[i] == 1 ? 0 : acc;
+            acc *= dims[i];
+        }
+        return s;
+    }
+
+    private static void binaryRange(BinaryOp op, float[] x, int xo, int xs, float[] y, int yo, int ys, float[] o, int from, int to) {
+        binaryRange(op, x, xo + from * xs, xs, y, yo + from * ys, ys, o, from, to, from);
+    }
+
+    /** o[oStart + t] = op(x[xo + t*xs], y[yo + t*ys]) for t in [0, to - from). */
+    private static void binaryRange(BinaryOp op, float[] x, int xo, int xs, float[] y, int yo, int ys, float[] o, int from, int to, int oStart) {
+        int len = to - from;
+        switch (op) {
+            case ADD -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] + y[yo + t * ys]; }
+            case SUB -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] - y[yo + t * ys]; }
+            case MUL -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] * y[yo + t * ys]; }
+            case DIV -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] / y[yo + t * ys]; }
+            case MAX -> { for (int t = 0; t < len; t++) o[oStart + t] = Math.max(x[xo + t * xs], y[yo + t * ys]); }
+            case MIN -> { for (int t = 0; t < len; t++) o[oStart + t] = Math.min(x[xo + t * xs], y[yo + t * ys]); }
+            case POW -> { for (int t = 0; t < len; t++) o[oStart + t] = (float) Math.pow(x[xo + t * xs], y[yo + t * ys]); }
+            case GT -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] > y[yo + t * ys] ? 1f : 0f; }
+            case EQ -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] == y[yo + t * ys] ? 1f : 0f; }
+            case RELU_BACKWARD -> { for (int t = 0; t < len; t++) o[oStart + t] = y[yo + t * ys] > 0f ? x[xo + t * xs] : 0f; }
+        }
+    }
+
+    // ---------------------------------------------------------------- reductions
+
+    @Override public void reduce(ReduceOp op, Buffer x, int[] xDims, boolean[] reduce, Buffer out) {
+        float[] a = f(x), o = f(out);
+        int rank = xDims.length;
+        int count = 1;
+        for (int d = 0; d < rank; d++) if (reduce[d]) count *= xDims[d];
+        // Collapse to (outer, mid, inner) when the reduced axes form one contiguous block: the common case.
+        int first = -1, lastR = -1;
+        for (int d = 0; d < rank; d++) if (reduce[d] && xDims[d] != 1) { if (first < 0) first = d; lastR = d; }
+        boolean block = true;
+        for (int d = first; first >= 0 && d <= lastR; d++) if (!reduce[d] && xDims[d] != 1) block = false;
+        if (first < 0) {                                  // nothing to reduce: a copy (or mean over size-1 axes)
+            System.arraycopy(a, 0, o, 0, o.length);
+            return;
+        }
+        if (block) {
+            int outer = 1, mid = 1, inner = 1;
+            for (int d = 0; d < first; d++) outer *= xDims[d];
+            for (int d = first; d <= lastR; d++) mid *= xDims[d];
+            for (int d = lastR + 1; d < rank; d++) inner *= xDims[d];
+            reduceBlock(op, a, o, outer, mid, inner, count);
+            return;
+        }
+        reduceGeneral(op, a, xDims, reduce, o, count);
+    }
+
+    private static void reduceBlock(ReduceOp op, float[] a, float[] o, int outer, int mid, int inner, int count) {
+        boolean max = op == ReduceOp.MAX;
+        float scale = op == ReduceOp.MEAN ? 1f / count : 1f;
+        if (inner == 1) {
+            Parallel.forRange(outer, Math.max(1, GRAIN / mid), (from, to) -> {
+                for (int r = from; r < to; r++) {
+                    int base = r * mid;
+                    if (max) {
+                        float m = Float.NEGATIVE_INFINITY;
+                        for (int j = 0; j < mid; j++) m = Math.max(m, a[base + j]);
+                        o[r] = m;
+                    } else {
+                        double s = 0;
+                        for (int j = 0; j < mid; j++) s += a[base + j];
+                        o[r] = (float) s * scale;
+                    }
+                }
+            });
+            return;
+        }
+        // Reduce the middle axis for each (outer, inner) pair; parallel over inner columns keeps writes disjoint.
+        int cols = outer * inner;
+        Parallel.forRange(cols, Math.max(1, GRAIN / mid), (from, to) -> {
+            double[] acc = new double[0];
+            for (int col = from; col < to; col++) {
+                int ob = col / inner, ib = col % inner;
+                int base = ob * mid * inner + ib;
+                if (max) {
+                    float m = Float.NEGATIVE_INFINITY;
+                    for (int j = 0; j < mid; j++) m = Math.max(m, a[base + j * inner]);
+                    o[col] = m;
+                } else {
+                    double s = 0;
+                    for (int j = 0; j < mid; j++) s += a[base + j * inner];
+                    o[col] = (float) s * scale;
+                }
+            }
+        });
+    }
+
+    private static void reduceGeneral(ReduceOp op, float[] a, int[] xDims, boolean[] reduce, float[] o, int count) {
+        int rank = xDims.length;
+        int[] outStrides = new int[rank];
+        int acc = 1;
+        for (int d = rank - 1; d >= 0; d--) {
+            outStrides[d] = reduce[d] ? 0 : acc;
+            acc *= reduce[d] ? 1 : xDims[d];
+        }
+        double[] sums = new double[o.length];
+        boolean max = op == ReduceOp.MAX;
+        if (max) Arrays.fill(sums, Double.NEGATIVE_INFINITY);
+        int[] idx = new int[rank];
+        for (int i = 0; i < a.length; i++) {
+            int oi = 0;
+            for (int d = 0; d < rank; d++) oi += idx[d] * outStrides[d];
+            sums[oi] = max ? Math.max(sums[oi], a[i]) : sums[oi] + a[i];
+            for (int d = rank - 1; d >= 0; d--) {
+                if (++idx[d] < xDims[d]) break;
+                idx[d] = 0;
+            }
+        }
+        for (int i = 0; i < o.length; i++) o[i] = (float) (op == ReduceOp.MEAN ? sums[i] / count : sums[i]);
+    }
+
+    @Override public void argmax(Buffer x, int[] xDims, int axis, Buffer out) {
+        float[] a = f(x);
+        long[] o = c(out).i64;
+        int outer = 1, inner = 1, len = xDims[axis];
+        for (int d = 0; d < axis; d++) outer *= xDims[d];
+        for (int d = axis + 1; d < xDims.length; d++) inner *= xDims[d];
+        for (int ob = 0; ob < outer; ob++)
+            for (int ib = 0; ib < inner; ib++) {
+                int base = ob * len * inner + ib;
+                int best = 0;
+                float bv = a[base];
+                for (int j = 1; j < len; j++) {
+                    float v = a[base + j * inner];
+                    if (v > bv || (Float.isNaN(v) && !Float.isNaN(bv))) { bv = v; best = j; }
+                }
+                o[ob * inner + ib] = best;
+            }
+    }
+
+    // ---------------------------------------------------------------- movement
+
+    @Override public void strided(Buffer src, int srcOffset, int[] srcStrides, Buffer dst, int dstOffset, int[] dstStrides,
+                                  int[] dims, boolean accumulate) {
+        CpuBuffer s = c(src), d = c(dst);
+        int rank = dims.length;
+        if (rank == 0) {
+            stridedRow(s, srcOffset, 0, d, dstOffset, 0, 1, accumulate);
+            return;
+        }
+        int last = dims[rank - 1];
+        int rows = 1;
+        for (int i = 0; i < rank - 1; i++) rows *= dims[i];
+        int sIn = srcStrides[rank - 1], dIn = dstStrides[rank - 1];
+        Parallel.forRange(rows, Math.max(1, GRAIN / Math.max(1, last)), (from, to) -> {
+            for (int row = from; row < to; row++) {
+                int rem = row, so = srcOffset, dO = dstOffset;
+                for (int i = rank - 2; i >= 0; i--) {
+                    int k = rem % dims[i];
+                    rem /= dims[i];
+                    so += k * srcStrides[i];
+                    dO += k * dstStrides[i];
+                }
+                stridedRow(s, so, sIn, d, dO, dIn, last, accumulate);
+            }
+        });
+    }
+
+    private static void stridedRow(CpuBuffer s, int so, int ss, CpuBuffer d, int dO, int ds, int len, boolean acc) {
+        switch (s.dtype) {
+            case FLOAT32 -> {
+                float[] a = s.f, b = d.f;
+                if (acc) {
+                    for (int t = 0; t < len; t++) b[dO + t * ds] += a[so + t * ss];
+                } else if (ss == 1 && ds == 1) {
+                    System.arraycopy(a, so, b, dO, len);
+                } else {
+                    for (int t = 0; t < len; t++) b[dO + t * ds] = a[so + t * ss];
+                }
+            }
+            case INT32 -> { for (int t = 0; t < len; t++) d.i32[dO + t * ds] = (acc ? d.i32[dO + t * ds] : 0) + s.i32[so + t * ss]; }
+            case INT64 -> { for (int t = 0; t < len; t++) d.i64[dO + t * ds] = (acc ? d.i64[dO + t * ds] : 0) + s.i64[so + t * ss]; }
+        }
+    }
+
+    // ---------------------------------------------------------------- processing
+
+    @Override public void gemm(boolean transA, boolean transB, int batch, int m, int n, int k, float alpha,
+                               Buffer a, int aBatchStride, Buffer b, int bBatchStride, float beta, Buffer c) {
+        float[] x = f(a), y = f(b), z = f(c);
+        int lda = transA ? m : k, ldb = transB ? k : n;
+        if (batch == 1) {
+            Gemm.sgemm(transA, transB, m, n, k, alpha, x, 0, lda, y, 0, ldb, beta, z, 0, n);
+            return;
+        }
+        Parallel.forEach(batch, i -> Gemm.sgemm(transA, transB, m, n, k, alpha, x, i * aBatchStride, lda,
+                y, i * bBatchStride, ldb, beta, z, i * m * n, n));
+    }
+
+    @Override public void conv2d(ConvGeometry g, Buffer x, Buffer w, Buffer bias, Buffer y) {
+        Conv2dKernels.forward(g, f(x), f(w), bias == null ? null : f(bias), f(y));
+    }
+
+    @Override public void conv2dBackwardData(ConvGeometry g, Buffer dy, Buffer w, Buffer dx) {
+        Conv2dKernels.backwardData(g, f(dy), f(w), f(dx));
+    }
+
+    @Override public void conv2dBackwardWeight(ConvGeometry g, Buffer x, Buffer dy, Buffer dw) {
+        Conv2dKernels.backwardWeight(g, f(x), f(dy), f(dw));
+    }
+
+    @Override public void batchNormTrain(Buffer xb, int n, int c, int hw, Buffer gammaB, Buffer betaB, Buffer rmB,
+                                         Buffer rvB, float momentum, float eps, Buffer yb, Buffer meanB, Buffer invStdB) {
+        float[] x = f(xb), gamma = f(gammaB), beta = f(betaB), rm = f(rmB), rv = f(rvB), y = f(yb), sm = f(meanB), si = f(invStdB);
+        long m = (long) n * hw;
+        Parallel.forEach(c, ch -> {
+            // Two passes in double: the mean first, then the centred sum of squares, which stays accurate
+            // for inputs with a large mean.
+            double s = 0;
+            for (int i = 0; i < n; i++) {
+                int base = (i * c + ch) * hw;
+                for (int j = 0; j < hw; j++) s += x[base + j];
+            }
+            double mean = s / m;
+            double ss = 0;
+            for (int i = 0; i < n; i++) {
+                int base = (i * c + ch) * hw;
+                for (int j = 0; j < hw; j++) { double d = x[base + j] - mean; ss += d * d; }
+            }
+            double var = ss / m;
+            float inv = (float) (1.0 / Math.sqrt(var + eps));
+            sm[ch] = (float) mean;
+            si[ch] = inv;
+            float scale = gamma[ch] * inv, shift = beta[ch] - (float) mean * scale;
+            for (int i = 0; i < n; i++) {
+                int base = (i * c + ch) * hw;
+                for (int j = 0; j < hw; j++) y[base + j] = x[base + j] * scale + shift;
+            }
+            double unbiased = m > 1 ? ss / (m - 1) : var;
+            rm[ch] = (1 - momentum) * rm[ch] + momentum * (float) mean;
+            rv[ch] = (1 - momentum) * rv[ch] + momentum * (float) unbiased;
+        });
+    }
+
+    @Override public void batchNormEval(Buffer xb, int n, int c, int hw, Buffer gammaB, Buffer betaB, Buffer rmB,
+                                        Buffer rvB, float eps, Buffer yb) {
+        float[] x = f(xb), gamma = f(gammaB), beta = f(betaB), rm = f(rmB), rv = f(rvB), y = f(yb);
+        Parallel.forRange(n * c, Math.max(1, GRAIN / hw), (from, to) -> {
+            for (int p = from; p < to; p++) {
+                int ch = p % c;
+                float inv = (float) (1.0 / Math.sqrt(rv[ch] + eps));
+                float scale = gamma[ch] * inv, shift = beta[ch] - rm[ch] * scale;
+                int base = p * hw;
+                for (int j = 0; j < hw; j++) y[base + j] = x[base + j] * scale + shift;
+            }
+        });
+    }
+
+    @Override public void batchNormBackward(Buffer xb, Buffer dyb, int n, int c, int hw, Buffer gammaB, Buffer meanB,
+                                            Buffer invStdB, Buffer dxb, Buffer dGammaB, Buffer dBetaB) {
+        float[] x = f(xb), dy = f(dyb), gamma = f(gammaB), sm = f(meanB), si = f(invStdB);
+        float[] dx = dxb == null ? null : f(dxb), dg = f(dGammaB), db = f(dBetaB);
+        long m = (long) n * hw;
+        Parallel.forEach(c, ch -> {
+            float mean = sm[ch], inv = si[ch];
+            double sdy = 0, sdyx = 0;
+            for (int i = 0; i < n; i++) {
+                int base = (i * c + ch) * hw;
+                for (int j = 0; j < hw; j++) {
+                    float g = dy[base + j];
+                    sdy += g;
+                    sdyx += g * (x[base + j] - mean);
+                }
+            }
+            float dBeta = (float) sdy, dGamma = (float) (sdyx * inv);
+            db[ch] = dBeta;
+            dg[ch] = dGamma;
+            if (dx == null) return;
+            // dx = gamma * inv / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))
+            float k1 = gamma[ch] * inv, meanDy = (float) (sdy / m), k2 = (float) (sdyx * inv * inv / m);
+            for (int i = 0; i < n; i++) {
+                int base = (i * c + ch) * hw;
+                for (int j = 0; j < hw; j++) dx[base + j] = k1 * (dy[base + j] - meanDy - (x[base + j] - mean) * k2);
+            }
+        });
+    }
+
+    @Override public void maxPool2d(Buffer xb, int planes, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw,
+                                    int oh, int ow, Buffer yb, Buffer argmaxB) {
+        float[] x = f(xb), y = f(yb);
+        int[] am = c(argmaxB).i32;
+        Parallel.forRange(planes, 1, (from, to) -> {
+            for (int p = from; p < to; p++) {
+                int xb0 = p * h * w, yb0 = p * oh * ow;
+                for (int i = 0; i < oh; i++)
+                    for (int j = 0; j < ow; j++) {
+                        float best = Float.NEGATIVE_INFINITY;
+                        int bi = -1;
+                        for (int r = 0; r < kh; r++) {
+                            int hi = i * sh - ph + r;
+                            if (hi < 0 || hi >= h) continue;
+                            for (int s = 0; s < kw; s++) {
+                                int wi = j * sw - pw + s;
+                                if (wi < 0 || wi >= w) continue;
+                                float v = x[xb0 + hi * w + wi];
+                                if (v > best || bi < 0) { best = v; bi = hi * w + wi; }
+                            }
+                        }
+                        y[yb0 + i * ow + j] = best;
+                        am[yb0 + i * ow + j] = bi;
+                    }
+            }
+        });
+    }
+
+    @Override public void maxPool2dBackward(Buffer dyb, Buffer argmaxB, int planes, int h, int w, int oh, int ow, Buffer dxb) {
+        float[] dy = f(dyb), dx = f(dxb);
+        int[] am = c(argmaxB).i32;
+        Parallel.forRange(planes, 1, (from, to) -> {
+            for (int p = from; p < to; p++) {
+                int xb0 = p * h * w, yb0 = p * oh * ow;
+                Arrays.fill(dx, xb0, xb0 + h * w, 0f);
+                for (int t = 0; t < oh * ow; t++) if (am[yb0 + t] >= 0) dx[xb0 + am[yb0 + t]] += dy[yb0 + t];
+            }
+        });
+    }
+
+    @Override public void adaptiveAvgPool2d(Buffer xb, int planes, int h, int w, int oh, int ow, Buffer yb) {
+        float[] x = f(xb), y = f(yb);
+        Parallel.forRange(planes, 1, (from, to) -> {
+            for (int p = from; p < to; p++)
+                for (int i = 0; i < oh; i++) {
+                    int h0 = (i * h) / oh, h1 = ((i + 1) * h + oh - 1) / oh;
+                    for (int j = 0; j < ow; j++) {
+                        int w0 = (j * w) / ow, w1 = ((j + 1) * w + ow - 1) / ow;
+                        double s = 0;
+                        for (int r = h0; r < h1; r++) for (int q = w0; q < w1; q++) s += x[(p * h + r) * w + q];
+                        y[(p * oh + i) * ow + j] = (float) (s / ((h1 - h0) * (w1 - w0)));
+                    }
+                }
+        });
+    }
+
+    @Override public void adaptiveAvgPool2dBackward(Buffer dyb, int planes, int h, int w, int oh, int ow, Buffer dxb) {
+        float[] dy = f(dyb), dx = f(dxb);
+        Parallel.forRange(planes, 1, (from, to) -> {
+            for (int p = from; p < to; p++) {
+                Arrays.fill(dx, p * h * w, (p + 1) * h * w, 0f);
+                for (int i = 0; i < oh; i++) {
+                    int h0 = (i * h) / oh, h1 = ((i + 1) * h + oh - 1) / oh;
+                    for (int j = 0; j < ow; j++) {
+                        int w0 = (j * w) / ow, w1 = ((j + 1) * w + ow - 1) / ow;
+                        float g = dy[(p * oh + i) * ow + j] / ((h1 - h0) * (w1 - w0));
+                        for (int r = h0; r < h1; r++) for (int q = w0; q < w1; q++) dx[(p * h + r) * w + q] += g;
+                    }
+                }
+            }
+        });
+    }
+
+    @Override public void softmax(Buffer xb, int rows, int cols, boolean log, Buffer yb) {
+        float[] x = f(xb), y = f(yb);
+        Parallel.forRange(rows, Math.max(1, GRAIN / cols), (from, to) -> {
+            for (int r = from; r < to; r++) {
+                int base = r * cols;
+                float m = Float.NEGATIVE_INFINITY;
+                for (int j = 0; j < cols; j++) m = Math.max(m, x[base + j]);
+                double s = 0;
+                for (int j = 0; j < cols; j++) s += Math.exp(x[base + j] - m);
+                if (log) {
+                    float lse = (float) (m + Math.log(s));
+                    for (int j = 0; j < cols; j++) y[base + j] = x[base + j] - lse;
+                } else {
+                    for (int j = 0; j < cols; j++) y[base + j] = (float) (Math.exp(x[base + j] - m) / s);
+                }
+            }
+        });
+    }
+
+    @Override public void indexSelect(Buffer xb, int outer, int axisLen, int inner, Buffer index, int indexLen, Buffer outB) {
+        float[] x = f(xb), o = f(outB);
+        CpuBuffer idx = c(index);
+        Parallel.forRange(outer * indexLen, Math.max(1, GRAIN / inner), (from, to) -> {
+            for (int t = from; t < to; t++) {
+                int ob = t / indexLen, j = t % indexLen;
+                int src = (int) idx.index(j);
+                System.arraycopy(x, (ob * axisLen + src) * inner, o, (ob * indexLen + j) * inner, inner);
+            }
+        });
+    }
+
+    @Override public void indexAdd(Buffer dstB, int outer, int axisLen, int inner, Buffer index, int indexLen, Buffer srcB) {
+        float[] d = f(dstB), s = f(srcB);
+        CpuBuffer idx = c(index);
+        // Parallel over the outer axis only: repeated indices then add in index order within one task.
+        Parallel.forRange(outer, 1, (from, to) -> {
+            for (int ob = from; ob < to; ob++)
+                for (int j = 0; j < indexLen; j++) {
+                    int dOff = (ob * axisLen + (int) idx.index(j)) * inner, sOff = (ob * indexLen + j) * inner;
+                    for (int i = 0; i < inner; i++) d[dOff + i] += s[sOff + i];
+                }
+        });
+    }
+
+    @Override public void takeAlongAxis(Buffer xb, int outer, int axisLen, int inner, Buffer index, Buffer outB) {
+        float[] x = f(xb), o = f(outB);
+        CpuBuffer idx = c(index);
+        for (int ob = 0; ob < outer; ob++)
+            for (int i = 0; i < inner; i++) o[ob * inner + i] = x[(ob * axisLen + (int) idx.index(ob * inner + i)) * inner + i];
+    }
+
+    @Override public void takeAlongAxisAdd(Buffer dstB, int outer, int axisLen, int inner, Buffer index, Buffer srcB) {
+        float[] d = f(dstB), s = f(srcB);
+        CpuBuffer idx = c(index);
+        for (int ob = 0; ob < outer; ob++)
+            for (int i = 0; i < inner; i++) d[(ob * axisLen + (int) idx.index(ob * inner + i)) * inner + i] += s[ob * inner + i];
+    }
+
+    // ---------------------------------------------------------------- optimiser updates
+
+    @Override public void sgdStep(Buffer paramB, Buffer gradB, Buffer bufB, float lr, float momentum, float dampening,
+                                  float weightDecay, boolean nesterov, boolean firstStep) {
+        float[] p = f(paramB), g = f(gradB), buf = bufB == null ? null : f(bufB);
+        Parallel.forRange(p.length, GRAIN, (from, to) -> {
+            for (int i = from; i < to; i++) {
+                float d = g[i] + weightDecay * p[i];
+                if (momentum != 0) {
+                    float b = firstStep ? d : momentum * buf[i] + (1 - dampening) * d;
+                    buf[i] = b;
+                    d = nesterov ? d + momentum * b : b;
+                }
+                p[i] -= lr * d;
+            }
+        });
+    }
+
+    @Override public void adamStep(Buffer paramB, Buffer gradB, Buffer mB, Buffer vB, float lr, float beta1, float beta2,
+                                   float eps, float weightDecay, int t) {
+        float[] p = f(paramB), g = f(gradB), m = f(mB), v = f(vB);
+        double bc1 = 1 - Math.pow(beta1, t), bc2 = 1 - Math.pow(beta2, t);
+        float stepSize = (float) (lr / bc1);
+        float bc2Sqrt = (float) Math.sqrt(bc2);
+        Parallel.forRange(p.length, GRAIN, (from, to) -> {
+            for (int i = from; i < to; i++) {
+                float d = g[i] + weightDecay * p[i];
+                m[i] = beta1 * m[i] + (1 - beta1) * d;
+                v[i] = beta2 * v[i] + (1 - beta2) * d * d;
+                float denom = (float) Math.sqrt(v[i]) / bc2Sqrt + eps;
+                p[i] -= stepSize * m[i] / denom;
+            }
+        });
+    }
+}
