@@ -1,0 +1,136 @@
+package ai.bonsai.tensor;
+
+import ai.bonsai.autograd.GradMode;
+import ai.bonsai.nn.Functional;
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The autograd contract: accumulation into leaves, noGrad scopes, detach, shared subexpressions. */
+class AutogradTest {
+
+    @Test
+    void gradientsAccumulateAcrossBackwardCalls() {
+        Tensor x = Tensor.of(new float[] {1, 2, 3}, 3).requiresGrad(true);
+        x.mul(x).sum().backward();                                  // d/dx x^2 = 2x
+        assertArrayEquals(new float[] {2, 4, 6}, x.grad().toFloatArray());
+        x.mul(3f).sum().backward();                                 // adds 3
+        assertArrayEquals(new float[] {5, 7, 9}, x.grad().toFloatArray());
+        x.zeroGrad();
+        assertNull(x.grad());
+    }
+
+    @Test
+    void sharedSubexpressionsSumTheirGradients() {
+        Tensor x = Tensor.of(new float[] {2}, 1).requiresGrad(true);
+        Tensor y = x.mul(x);                // y = x^2, used twice
+        y.add(y.mul(y)).sum().backward();   // d/dx (x^2 + x^4) = 2x + 4x^3 = 4 + 32
+        assertEquals(36f, x.grad().item(), 1e-5);
+    }
+
+    @Test
+    void noGradRecordsNothingAndRestoresTheMode() {
+        Tensor x = Tensor.ones(2).requiresGrad(true);
+        try (var scope = GradMode.noGrad()) {
+            Tensor y = x.mul(2f);
+            assertFalse(y.requiresGrad());
+            assertNull(y.gradFn());
+            try (var inner = GradMode.enableGrad()) {
+                assertTrue(x.mul(2f).requiresGrad());
+            }
+            assertFalse(GradMode.isEnabled());
+        }
+        assertTrue(GradMode.isEnabled());
+        assertTrue(x.mul(2f).requiresGrad());
+    }
+
+    @Test
+    void detachCutsTheGraph() {
+        Tensor x = Tensor.of(new float[] {3}, 1).requiresGrad(true);
+        Tensor y = x.mul(x.detach());       // only the first factor carries gradient: dy/dx = 3
+        y.sum().backward();
+        assertEquals(3f, x.grad().item(), 1e-6);
+        assertFalse(x.detach().requiresGrad());
+    }
+
+    @Test
+    void backwardNeedsAScalarOrAGradient() {
+        Tensor x = Tensor.ones(2, 2).requiresGrad(true);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> x.mul(2f).backward());
+        assertTrue(e.getMessage().contains("[2, 2]"), e.getMessage());
+        x.mul(2f).backward(Tensor.full(0.5f, 2, 2));
+        assertArrayEquals(new float[] {1, 1, 1, 1}, x.grad().toFloatArray());
+        assertThrows(IllegalStateException.class, () -> Tensor.ones(1).backward());
+    }
+
+    @Test
+    void inPlaceChangeOfALeafThatRequiresGradIsRefused() {
+        Tensor w = Tensor.ones(3).requiresGrad(true);
+        assertThrows(IllegalStateException.class, () -> w.addi(Tensor.ones(3)));
+        try (var s = GradMode.noGrad()) {
+            w.addi(Tensor.ones(3));
+        }
+        assertArrayEquals(new float[] {2, 2, 2}, w.toFloatArray());
+    }
+
+    @Test
+    void deepGraphsDoNotOverflowTheStack() {
+        Tensor x = Tensor.ones(1).requiresGrad(true);
+        Tensor y = x;
+        for (int i = 0; i < 20000; i++) y = y.add(1f);
+        y.sum().backward();
+        assertEquals(1f, x.grad().item());
+    }
+
+    @Test
+    void reshapeSharesStorageAndViewIsAnAlias() {
+        Tensor x = Tensor.of(new float[] {1, 2, 3, 4, 5, 6}, 2, 3);
+        Tensor v = x.view(3, 2);
+        assertSame(x.buffer(), v.buffer());
+        assertEquals(Shape.of(6), x.reshape(-1).shape());
+    }
+
+    @Test
+    void gumbelSoftmaxHasTheRightStatistics() {
+        // P(argmax of logits/tau + Gumbel noise = g) = softmax(logits/tau)[g]: the Gumbel-max property.
+        float[] logits = {1.0f, 0.0f, -0.5f, 0.25f};
+        float tau = 0.5f;
+        Generator g = new Generator(42);
+        int draws = 20000, groups = logits.length;
+        int[] wins = new int[groups];
+        double[] meanSoft = new double[groups];
+        Tensor a = Tensor.of(logits, groups, 1).expand(groups, draws);
+        Tensor p = Functional.gumbelSoftmax(a, tau, 0, g);
+        float[] pv = p.toFloatArray();
+        for (int n = 0; n < draws; n++) {
+            int best = 0;
+            double colSum = 0;
+            for (int k = 0; k < groups; k++) {
+                colSum += pv[k * draws + n];
+                meanSoft[k] += pv[k * draws + n] / draws;
+                if (pv[k * draws + n] > pv[best * draws + n]) best = k;
+            }
+            assertEquals(1.0, colSum, 1e-5, "each column of P sums to one");
+            wins[best]++;
+        }
+        double z = 0;
+        for (float l : logits) z += Math.exp(l / tau);
+        for (int k = 0; k < groups; k++) {
+            double expect = Math.exp(logits[k] / tau) / z;
+            double se = Math.sqrt(expect * (1 - expect) / draws);
+            assertEquals(expect, wins[k] / (double) draws, 5 * se, "argmax frequency of group " + k);
+        }
+        // The noise is drawn from the seeded generator: the same seed gives the same sample.
+        float[] again = Functional.gumbelSoftmax(a, tau, 0, new Generator(42)).toFloatArray();
+        assertArrayEquals(pv, again);
+        // Standard Gumbel noise has mean Euler-Mascheroni (0.5772) and variance pi^2/6.
+        float[] e = Functional.gumbelNoise(new Generator(7), 200000).toFloatArray();
+        double m = 0, v = 0;
+        for (float x : e) m += x;
+        m /= e.length;
+        for (float x : e) v += (x - m) * (x - m);
+        v /= e.length;
+        assertEquals(0.5772, m, 0.01);
+        assertEquals(Math.PI * Math.PI / 6, v, 0.03);
+    }
+}
