@@ -93,11 +93,12 @@ public final class Cifar10Download {
             Files.delete(archive);   // a stale or damaged archive from an earlier run: fetch it again
         }
         if (!Files.isRegularFile(archive)) fetch(archive);
-        extract(archive, target, maxExtractedBytes);
-        if (!Cifar10.isCompleteFolder(target)) {
-            throw new IOException(archive + ": the archive did not contain " + Cifar10.ARCHIVE_FOLDER + "/ with "
-                    + String.join(", ", Cifar10.TRAIN_FILES) + " and " + Cifar10.TEST_FILE + "; is the URL " + url + " the CIFAR-10 binary version?");
-        }
+        extract(archive, target, maxExtractedBytes, extracted -> {
+            if (!Files.isDirectory(extracted.resolve(Cifar10.ARCHIVE_FOLDER)) || !Cifar10.isCompleteFolder(extracted.resolve(Cifar10.ARCHIVE_FOLDER))) {
+                throw new IOException(archive + ": the archive did not contain " + Cifar10.ARCHIVE_FOLDER + "/ with "
+                        + String.join(", ", Cifar10.TRAIN_FILES) + " and " + Cifar10.TEST_FILE + "; is the URL " + url + " the CIFAR-10 binary version?");
+            }
+        });
         if (!keepArchive) Files.deleteIfExists(archive);
         return batches;
     }
@@ -115,9 +116,12 @@ public final class Cifar10Download {
         long have = Files.isRegularFile(part) ? Files.size(part) : 0;
         HttpResponse<InputStream> resp = have > 0 ? send(have) : null;
         if (resp != null && !resumable(resp, have)) {
-            resp.body().close();
-            resp = null;
-            have = 0;   // the server sent the whole file or refused the range: start over
+            if (resp.statusCode() == 200) {
+                have = 0;   // the server ignores ranges and sent the whole file: write it from the start
+            } else {
+                resp.body().close();   // e.g. 416 when the .part is complete or longer than the file: start over
+                resp = null;
+            }
         }
         if (resp == null) {
             have = 0;
@@ -201,11 +205,18 @@ public final class Cifar10Download {
         return HexFormat.of().formatHex(md.digest());
     }
 
+    /** Inspects an extracted tree before it is moved into place. */
+    @FunctionalInterface
+    interface ExtractedCheck {
+        void check(Path extractedRoot) throws IOException;
+    }
+
     /**
-     * Extracts a .tar.gz into {@code target}: into a temporary folder first, then each top-level entry is
-     * renamed into place, replacing what was there.
+     * Extracts a .tar.gz into {@code target}: into a temporary folder first, which {@code check} must accept,
+     * then each top-level entry is renamed into place, replacing what was there. On any failure nothing in
+     * {@code target} changes and the temporary folder is deleted.
      */
-    static void extract(Path archive, Path target, long maxBytes) throws IOException {
+    static void extract(Path archive, Path target, long maxBytes, ExtractedCheck check) throws IOException {
         Path tmp = Files.createTempDirectory(target, ".extract-");
         try {
             try (InputStream in = new BufferedInputStream(new GZIPInputStream(Files.newInputStream(archive), 1 << 16), 1 << 16)) {
@@ -213,6 +224,7 @@ public final class Cifar10Download {
             } catch (java.util.zip.ZipException e) {
                 throw new IOException(archive + ": not a valid gzip file (" + e.getMessage() + ")", e);
             }
+            check.check(tmp);
             try (DirectoryStream<Path> entries = Files.newDirectoryStream(tmp)) {
                 for (Path entry : entries) replace(entry, target.resolve(entry.getFileName().toString()));
             }
