@@ -11,8 +11,9 @@ import ai.bonsai.tensor.Shape;
  * <p>Each class is a shape or an oriented pattern: stripes at 0, 90, 45 and 135 degrees, a disc, a ring, a
  * square outline, a plus, an X and a triangle. Every image draws its own position, size, small rotation,
  * background and foreground colours, and per-pixel noise. Colours are independent of the class, so the
- * channel means carry almost no class information and a linear model on them stays near chance; the classes
- * differ in shape and orientation, which a small convolutional network picks up within an epoch or two.
+ * channel means carry almost no class information and a linear model on them stays near chance (a test checks
+ * this); the classes differ only in shape and orientation, which is what convolutional features capture. How fast
+ * a given network learns it is for the training code to measure.
  *
  * <p>Example {@code i} is a pure function of (seed, i): nothing is stored, any number of threads may render
  * at once, and the same seed gives the same images on every machine and JDK (all randomness is
