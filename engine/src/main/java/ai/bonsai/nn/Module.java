@@ -283,6 +283,9 @@ public abstract class Module {
         return sb.append(')').toString();
     }
 
+    /** A float hyper-parameter printed by its shortest decimal form (1e-5f prints as 1e-05, not 9.99...e-06). */
+    static String pyFloat(float v) { return pyFloat(Double.parseDouble(Float.toString(v))); }
+
     /** A float as Python's repr writes it (1e-05, 0.1, 1.0), so printed hyper-parameters read as in PyTorch. */
     static String pyFloat(double v) {
         if (v == 0) return "0.0";
