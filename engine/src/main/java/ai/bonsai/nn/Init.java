@@ -1,13 +1,13 @@
 package ai.bonsai.nn;
 
-import ai.bonsai.autograd.GradMode;
 import ai.bonsai.tensor.Generator;
 import ai.bonsai.tensor.Tensor;
 
 /**
  * In-place weight initialisers, PyTorch's {@code nn.init}. Each overwrites the tensor's values with draws
  * from the given {@link Generator} (never a global one, so a seed reproduces a model) and returns it.
- * They work on parameters that require a gradient: writing initial values is not part of any graph.
+ * They work on parameters that require a gradient: the values are written straight into the tensor's
+ * buffer, which records nothing (the no-grad behaviour of PyTorch's init functions without a scope).
  *
  * <p>Fans follow PyTorch: for a weight of shape (out, in, k1, k2, ...) the receptive field is k1*k2*...,
  * fan_in = in * receptive and fan_out = out * receptive. A grouped convolution's weight is already
@@ -62,9 +62,7 @@ public final class Init {
     public static Tensor uniform(Tensor t, float lo, float hi, Generator g) {
         t.requireFloat("uniform");
         if (!(lo <= hi)) throw new IllegalArgumentException("uniform: expected lo <= hi, got lo=" + lo + ", hi=" + hi);
-        try (var scope = GradMode.noGrad()) {
-            t.backend().uniform(t.buffer(), g, lo, hi);
-        }
+        t.backend().uniform(t.buffer(), g, lo, hi);
         return t;
     }
 
@@ -72,18 +70,14 @@ public final class Init {
     public static Tensor normal(Tensor t, float mean, float std, Generator g) {
         t.requireFloat("normal");
         if (!(std >= 0)) throw new IllegalArgumentException("normal: expected std >= 0, got " + std);
-        try (var scope = GradMode.noGrad()) {
-            t.backend().normal(t.buffer(), g, mean, std);
-        }
+        t.backend().normal(t.buffer(), g, mean, std);
         return t;
     }
 
     /** Every element set to {@code value}. */
     public static Tensor constant(Tensor t, float value) {
         t.requireFloat("constant");
-        try (var scope = GradMode.noGrad()) {
-            t.fill(value);
-        }
+        t.fill(value);
         return t;
     }
 

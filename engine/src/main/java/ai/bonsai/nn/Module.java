@@ -1,6 +1,5 @@
 package ai.bonsai.nn;
 
-import ai.bonsai.autograd.GradMode;
 import ai.bonsai.tensor.Tensor;
 
 import java.util.ArrayList;
@@ -248,12 +247,11 @@ public abstract class Module {
             for (String d : mismatchDetails) sb.append("\n\t").append(d);
             throw new IllegalArgumentException(sb.toString());
         }
-        try (var scope = GradMode.noGrad()) {
-            for (Map.Entry<String, Tensor> e : own.entrySet()) {
-                Tensor src = state.get(e.getKey());
-                if (src == null || mismatched.contains(e.getKey())) continue;
-                e.getValue().copyFrom(src.to(e.getValue().device()));
-            }
+        // copyFrom writes the buffer without recording a graph, so parameters that require grad can be targets.
+        for (Map.Entry<String, Tensor> e : own.entrySet()) {
+            Tensor src = state.get(e.getKey());
+            if (src == null || mismatched.contains(e.getKey())) continue;
+            e.getValue().copyFrom(src.detach().to(e.getValue().device()));
         }
         return new LoadResult(missing, unexpected, mismatched);
     }
