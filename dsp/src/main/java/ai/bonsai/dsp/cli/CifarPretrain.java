@@ -1,0 +1,98 @@
+package ai.bonsai.dsp.cli;
+
+import ai.bonsai.data.DataLoader;
+import ai.bonsai.data.TrainSplit;
+import ai.bonsai.data.Transform;
+import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.train.Trainer;
+import ai.bonsai.dsp.train.TrainingRun;
+import ai.bonsai.optim.LambdaLR;
+import ai.bonsai.optim.LrScheduler;
+import ai.bonsai.optim.SGD;
+import ai.bonsai.tensor.Device;
+import ai.bonsai.tensor.Generator;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code bonsai pretrain}: trains a CIFAR ResNet from scratch, as the reference's cifar_pretrain.py does
+ * (spec section 8): SGD with momentum, lr / 4 for the first two epochs, then x0.1 at 50 % and 75 % of the
+ * epochs, evaluation after every epoch, the best model saved as {@code <save-dir>/resnet<L>.safetensors}.
+ */
+@Command(name = "pretrain", mixinStandardHelpOptions = true,
+        description = "Train a CIFAR ResNet (the dense model that DSP starts from).")
+public final class CifarPretrain implements Callable<Integer> {
+    @Option(names = {"-l", "--layers"}, defaultValue = "20", description = "Depth: 20, 32, 44, 56 or 110 (default: ${DEFAULT-VALUE}).")
+    int layers;
+
+    @Option(names = "--save-dir", defaultValue = "./cifarmodel", description = "Where checkpoints, metrics and plots go (default: ${DEFAULT-VALUE}).")
+    Path saveDir;
+
+    @Option(names = "--epochs", defaultValue = "164", description = "Epochs (default: ${DEFAULT-VALUE}).")
+    int epochs;
+
+    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size (default: ${DEFAULT-VALUE}).")
+    int batchSize;
+
+    @Option(names = "--lr", defaultValue = "0.1", description = "Learning rate (default: ${DEFAULT-VALUE}).")
+    float lr;
+
+    @Option(names = "--momentum", defaultValue = "0.9", description = "SGD momentum (default: ${DEFAULT-VALUE}).")
+    float momentum;
+
+    @Option(names = "--wd", defaultValue = "1e-4", description = "Weight decay (default: ${DEFAULT-VALUE}).")
+    float wd;
+
+    @Option(names = "--resume", description = "Continue from <save-dir>/resnet<L>.last.safetensors.")
+    boolean resume;
+
+    @Mixin CommonOptions common;
+
+    public static void main(String[] args) { System.exit(Bonsai.execute(new CifarPretrain(), args)); }
+
+    /** The reference's pretraining schedule as a factor of the base lr at a given epoch. */
+    public static double scheduleFactor(long epoch, int epochs) {
+        if (epoch < 2) return 0.25;
+        double f = 1;
+        if (epoch >= epochs / 2) f *= 0.1;
+        if (epoch >= epochs * 3 / 4) f *= 0.1;
+        return f;
+    }
+
+    @Override public Integer call() {
+        if (epochs < 1) throw new IllegalArgumentException("--epochs: expected a positive number, got " + epochs);
+        if (batchSize < 1) throw new IllegalArgumentException("--batch-size: expected a positive number, got " + batchSize);
+        Device device = common.setUp();
+        Generator g = new Generator(common.seed);
+        System.out.printf("bonsai pretrain: ResNet-%d, seed %d, device %s, %d threads%n", layers, common.seed, device,
+                ai.bonsai.backend.cpu.Parallel.threads());
+        TrainSplit data = common.trainingData(System.out);
+        CifarResNet model = new CifarResNet(layers, 10, g);
+        SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
+        int total = epochs;
+        LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> scheduleFactor(e, total)));
+        DataLoader train = DataLoader.builder(data.train()).batchSize(batchSize).shuffle(true).seed(common.seed)
+                .transform(Transform.cifarTrain()).workers(1).prefetch(3).build();
+        DataLoader eval = DataLoader.builder(data.heldOut()).batchSize(256).transform(Transform.cifarEval()).build();
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", "bonsai-checkpoint-1");
+        meta.put("architecture", "cifar_resnet");
+        meta.put("depth", Integer.toString(layers));
+        meta.put("numClasses", "10");
+        meta.put("seed", Long.toString(common.seed));
+        meta.put("data", data.train().description());
+        meta.put("stage", "pretrain");
+        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, resume, device, meta), System.out);
+        Trainer trainer = new Trainer(model, sgd, device, 0f, Trainer.Hooks.NONE);
+        TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, TrainingRun.Extra.NONE);
+        System.out.printf("best eval accuracy %.2f%% at epoch %d; saved %s%n", r.bestAccuracy(), r.bestEpoch(), r.best().toAbsolutePath());
+        System.out.println("metrics: " + r.metrics().toAbsolutePath() + ", plot: " + r.plot().toAbsolutePath());
+        return 0;
+    }
+}

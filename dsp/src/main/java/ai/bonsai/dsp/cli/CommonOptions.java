@@ -1,0 +1,95 @@
+package ai.bonsai.dsp.cli;
+
+import ai.bonsai.backend.Backends;
+import ai.bonsai.backend.cpu.Parallel;
+import ai.bonsai.data.Cifar10;
+import ai.bonsai.data.SyntheticCifar;
+import ai.bonsai.data.TrainSplit;
+import ai.bonsai.tensor.Device;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/** Flags every training and evaluation command shares, and what they resolve to. */
+public final class CommonOptions {
+    /** Where {@code bonsai download cifar10} puts the data, and where commands look when --data is not given. */
+    public static final Path DEFAULT_DATA = Path.of("data", "cifar10");
+
+    @Option(names = "--data", paramLabel = "PATH",
+            description = "CIFAR-10 folder (data_batch_1.bin ... test_batch.bin) or a single file of records, or 'synthetic'. "
+                    + "Default: ./data/cifar10 when present, else synthetic CIFAR-shaped data.")
+    String data;
+
+    @Option(names = "--holdout", paramLabel = "FRACTION", defaultValue = "0.1",
+            description = "When --data is a single file, the fraction at its end held out for evaluation (default: ${DEFAULT-VALUE}).")
+    double holdout;
+
+    @Option(names = "--seed", defaultValue = "1", description = "Seed of the run's one random generator (default: ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: the number of cores).")
+    Integer threads;
+
+    @Option(names = "--device", defaultValue = "cpu", paramLabel = "cpu|cuda", description = "Device to run on (default: ${DEFAULT-VALUE}).")
+    String device;
+
+    @Option(names = "--limit-train", paramLabel = "N", description = "Use only the first N training images (quick runs).")
+    Integer limitTrain;
+
+    @Option(names = "--synthetic-size", paramLabel = "N", defaultValue = "10000", hidden = false,
+            description = "Training images of the synthetic dataset when it is used (default: ${DEFAULT-VALUE}).")
+    int syntheticSize;
+
+    /** Applies --threads and checks --device; returns the device. */
+    Device setUp() {
+        if (threads != null) Parallel.setThreads(threads);
+        Device d = Device.parse(device);
+        Backends.of(d);    // fails here, with a clear message, when the device has no backend
+        return d;
+    }
+
+    /** The training data and its held-out part, resolved from --data; says which data it is. */
+    TrainSplit trainingData(PrintStream log) {
+        TrainSplit split;
+        try {
+            Path p = dataPath(log);
+            if (p == null) {
+                split = SyntheticCifar.forTraining(seed, syntheticSize, Math.max(500, syntheticSize / 10));
+            } else if (Files.isDirectory(p)) {
+                split = new TrainSplit(Cifar10.read(p, Cifar10.Split.TRAIN), Cifar10.read(p, Cifar10.Split.TEST));
+            } else {
+                split = Cifar10.forTraining(p, holdout);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e.getMessage(), e);
+        }
+        if (limitTrain != null) {
+            if (limitTrain < 1) throw new IllegalArgumentException("--limit-train: expected a positive number, got " + limitTrain);
+            split = new TrainSplit(split.train().subset(0, Math.min(limitTrain, split.train().size())), split.heldOut());
+        }
+        log.println("train data: " + split.train().description() + " (" + split.train().size() + " images)");
+        log.println("eval data:  " + split.heldOut().description() + " (" + split.heldOut().size() + " images)");
+        return split;
+    }
+
+    /** The --data path, the default folder when present, or null for synthetic data. */
+    Path dataPath(PrintStream log) {
+        if (data != null && data.equalsIgnoreCase("synthetic")) return null;
+        if (data != null) {
+            Path p = Path.of(data);
+            if (!Files.exists(p)) {
+                throw new IllegalArgumentException("--data " + p.toAbsolutePath() + ": no such file or folder. "
+                        + "Run 'bonsai download cifar10' to fetch CIFAR-10 into ./data/cifar10, or pass --data synthetic.");
+            }
+            return p;
+        }
+        if (Files.isDirectory(DEFAULT_DATA) && Cifar10.isCompleteFolder(DEFAULT_DATA)) return DEFAULT_DATA;
+        log.println("note: no CIFAR-10 data at " + DEFAULT_DATA.toAbsolutePath() + " and no --data given; using SYNTHETIC "
+                + "CIFAR-shaped data (not CIFAR-10). Run 'bonsai download cifar10' or pass --data PATH for real data.");
+        return null;
+    }
+}
