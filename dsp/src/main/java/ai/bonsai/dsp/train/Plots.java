@@ -25,9 +25,11 @@ public final class Plots {
         if (epochs.isEmpty()) return;
         XYChart loss = new XYChartBuilder().width(600).height(400).title(title + ": loss").xAxisTitle("epoch").yAxisTitle("cross-entropy").build();
         loss.getStyler().setLegendPosition(Styler.LegendPosition.InsideNE);
+        loss.getStyler().setYAxisDecimalPattern("0.###");
         loss.addSeries("train loss", epochs, trainLoss);
         XYChart acc = new XYChartBuilder().width(600).height(400).title(title + ": accuracy").xAxisTitle("epoch").yAxisTitle("accuracy %").build();
         acc.getStyler().setLegendPosition(Styler.LegendPosition.InsideSE);
+        acc.getStyler().setYAxisDecimalPattern("0.#");
         acc.addSeries("train", epochs, trainAcc);
         acc.addSeries("eval", epochs, evalAcc);
         java.awt.image.BufferedImage left = BitmapEncoder.getBufferedImage(loss), right = BitmapEncoder.getBufferedImage(acc);
