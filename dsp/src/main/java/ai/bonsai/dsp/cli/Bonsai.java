@@ -27,6 +27,7 @@ public final class Bonsai implements Runnable {
      */
     static int execute(Object command, String[] args) {
         CommandLine cl = new CommandLine(command);
+        cl.setUsageHelpWidth(110);
         cl.setExecutionExceptionHandler((ex, line, parsed) -> {
             Throwable t = ex;
             if ((t instanceof java.io.UncheckedIOException || t instanceof RuntimeException) && t.getCause() instanceof java.io.IOException

@@ -52,6 +52,9 @@ public final class CifarPretrain implements Callable<Integer> {
     @Option(names = "--resume", description = "Continue from <save-dir>/resnet<L>.last.safetensors.")
     boolean resume;
 
+    @Option(names = "--stop-after", paramLabel = "EPOCH", description = "Stop after this epoch, keeping the schedule of --epochs; continue later with --resume.")
+    Integer stopAfter;
+
     @Mixin CommonOptions common;
 
     public static void main(String[] args) { System.exit(Bonsai.execute(new CifarPretrain(), args)); }
@@ -88,7 +91,8 @@ public final class CifarPretrain implements Callable<Integer> {
         meta.put("seed", Long.toString(common.seed));
         meta.put("data", data.train().description());
         meta.put("stage", "pretrain");
-        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, resume, device, meta), System.out);
+        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, resume, device, meta,
+                stopAfter == null ? epochs : stopAfter), System.out);
         Trainer trainer = new Trainer(model, sgd, device, 0f, Trainer.Hooks.NONE);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, TrainingRun.Extra.NONE);
         System.out.printf("best eval accuracy %.2f%% at epoch %d; saved %s%n", r.bestAccuracy(), r.bestEpoch(), r.best().toAbsolutePath());

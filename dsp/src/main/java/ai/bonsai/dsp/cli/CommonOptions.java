@@ -58,7 +58,8 @@ public final class CommonOptions {
         try {
             Path p = dataPath(log);
             if (p == null) {
-                split = SyntheticCifar.forTraining(seed, syntheticSize, Math.max(500, syntheticSize / 10));
+                if (syntheticSize < 1) throw new IllegalArgumentException("--synthetic-size: expected a positive number, got " + syntheticSize);
+                split = SyntheticCifar.forTraining(seed, syntheticSize, Math.max(1, (int) Math.round(syntheticSize * holdout)));
             } else if (Files.isDirectory(p)) {
                 split = new TrainSplit(Cifar10.read(p, Cifar10.Split.TRAIN), Cifar10.read(p, Cifar10.Split.TEST));
             } else {

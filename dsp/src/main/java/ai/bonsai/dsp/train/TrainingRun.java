@@ -52,9 +52,15 @@ public final class TrainingRun {
      * @param name              file stem, e.g. "resnet20"
      * @param saveBestAfter     epochs (1-based) before this one never become "best" (DSP: 8)
      * @param metadata          fixed metadata (architecture, depth, seed, data, ...)
+     * @param stopAfter         stop after this epoch (1-based) although the schedule spans {@code epochs}; resume later
      */
     public record Config(String name, Path saveDir, int epochs, int saveBestAfter, boolean resume, Device device,
-                         Map<String, String> metadata) {}
+                         Map<String, String> metadata, int stopAfter) {
+        /** A run of all its epochs. */
+        public Config(String name, Path saveDir, int epochs, int saveBestAfter, boolean resume, Device device, Map<String, String> metadata) {
+            this(name, saveDir, epochs, saveBestAfter, resume, device, metadata, epochs);
+        }
+    }
 
     public record Result(double bestAccuracy, int bestEpoch, double lastAccuracy, Path best, Path metrics, Path plot) {}
 
@@ -110,7 +116,8 @@ public final class TrainingRun {
                 start.put("epochs", config.epochs);
                 log.log("start", start);
             }
-            for (int epoch = startEpoch; epoch < config.epochs; epoch++) {
+            int until = Math.min(config.epochs, config.stopAfter);
+            for (int epoch = startEpoch; epoch < until; epoch++) {
                 String title = String.format("%s epoch %d/%d", config.name, epoch + 1, config.epochs);
                 double lr = optimizer.lr();
                 Trainer.EpochStats t = trainer.trainEpoch(train, epoch, title, h.bestAccuracy);
@@ -131,6 +138,9 @@ public final class TrainingRun {
                 if (best) Checkpoint.save(bestPath(), model, optimizer, scheduler, extra.tensors(), meta);
                 Checkpoint.save(resumePath(), model, optimizer, scheduler, extra.tensors(), meta);
                 Plots.trainingCurves(plotPath(), config.name, h.epochs, h.trainLoss, h.trainAcc, h.evalAcc);
+            }
+            if (until < config.epochs) {
+                out.println("stopped after epoch " + until + " of " + config.epochs + " as asked; continue with --resume");
             }
             Map<String, Object> end = new LinkedHashMap<>();
             end.put("bestAccuracy", h.bestAccuracy);
