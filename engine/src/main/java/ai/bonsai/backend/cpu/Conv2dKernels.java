@@ -1,82 +1,477 @@
 package ai.bonsai.backend.cpu;
 
+import java.util.Arrays;
+
 /**
  * 2-D convolution kernels on NCHW float arrays. All three overwrite their output.
  * x is (n, c, h, w), w is (k, c/groups, r, s), y is (n, k, outH, outW).
+ *
+ * <p>Method: implicit GEMM over a staged input, no im2col matrix. A unit of a few images is copied into a
+ * per-thread staging buffer laid out so that every kernel tap becomes one constant shift:
+ * <ul>
+ *   <li>Stride is removed by splitting the padded input into stride phases (phase (pr, pc) holds padded pixels
+ *       (ii*strideH + pr, jj*strideW + pc)), so tap (r, s) of output (i, j) is element (i + r/strideH,
+ *       j + s/strideW) of phase (r % strideH, s % strideW).</li>
+ *   <li>Each phase plane is stored with rows of length {@code Wq} and the images of the unit stacked
+ *       vertically. The right padding of a row is the left padding of the next row and the bottom padding of
+ *       an image is the top padding of the next, so output column {@code q = (img*Hq + i)*Wq + j} reads
+ *       {@code src[q + off(c, r, s)]} for every tap. Columns j >= outW and rows i >= outH are computed and
+ *       discarded (a few per cent at 32x32, more at 8x8).</li>
+ * </ul>
+ * The {@link ConvMicroKernels} then compute {@code out[k][q] = sum_p A[k][p] * src[q + off[p]]} in register tiles.
+ * backwardData is the same computation per stride phase of dx, on a staged, zero-bordered dy with the
+ * flipped sub-kernel of that phase; backwardWeight is the dot product of staged dy rows with shifted staged
+ * input rows.
+ *
+ * <p>Threads take whole units. A unit's size depends only on the geometry, and backwardWeight keeps one partial
+ * per unit and adds them in unit order, so all three kernels give bitwise identical results for any thread
+ * count. Scratch is per thread and bounded by the unit size, not the batch. Benchmark: {@code benchmarks/run Conv2d}.
  */
 public final class Conv2dKernels {
+    /** Target staged-input size of one unit, in floats (256 KB: fits L2 beside the output tile rows). */
+    private static final int UNIT_FLOATS = 1 << 16;
+    /** backwardWeight walks q in chunks this long so the dy and input rows of a chunk stay in L1/L2. */
+    private static final int GRAD_CHUNK = 1024;
+
+    private static final ConvMicroKernels KERNELS = VectorizationProvider.load(
+            ConvMicroKernels.class, "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", new ScalarConvMicroKernels());
+
     private Conv2dKernels() {}
+
+    /** The kernels in use (SIMD or scalar). */
+    static ConvMicroKernels kernels() { return KERNELS; }
 
     /** y = conv(x, w) + bias; bias may be null. */
     public static void forward(ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
-        int oh = g.outH(), ow = g.outW(), cg = g.cg(), kg = g.kg();
-        for (int n = 0; n < g.n(); n++)
-            for (int k = 0; k < g.k(); k++) {
-                int grp = k / kg;
-                for (int i = 0; i < oh; i++)
-                    for (int j = 0; j < ow; j++) {
-                        float acc = bias == null ? 0 : bias[k];
-                        for (int c = 0; c < cg; c++)
-                            for (int r = 0; r < g.r(); r++) {
-                                int hi = i * g.strideH() - g.padH() + r;
-                                if (hi < 0 || hi >= g.h()) continue;
-                                for (int s = 0; s < g.s(); s++) {
-                                    int wi = j * g.strideW() - g.padW() + s;
-                                    if (wi < 0 || wi >= g.w()) continue;
-                                    acc += x[((n * g.c() + grp * cg + c) * g.h() + hi) * g.w() + wi]
-                                         * w[((k * cg + c) * g.r() + r) * g.s() + s];
-                                }
-                            }
-                        y[((n * g.k() + k) * oh + i) * ow + j] = acc;
-                    }
-            }
+        validate("conv2d forward", g, x, "x", w, bias, y, "y");
+        forward(KERNELS, g, x, w, bias, y);
     }
 
     /** dx = conv_transpose(dy, w). */
     public static void backwardData(ConvGeometry g, float[] dy, float[] w, float[] dx) {
-        java.util.Arrays.fill(dx, 0, g.n() * g.c() * g.h() * g.w(), 0f);
-        int oh = g.outH(), ow = g.outW(), cg = g.cg(), kg = g.kg();
-        for (int n = 0; n < g.n(); n++)
-            for (int k = 0; k < g.k(); k++) {
-                int grp = k / kg;
-                for (int i = 0; i < oh; i++)
-                    for (int j = 0; j < ow; j++) {
-                        float d = dy[((n * g.k() + k) * oh + i) * ow + j];
-                        for (int c = 0; c < cg; c++)
-                            for (int r = 0; r < g.r(); r++) {
-                                int hi = i * g.strideH() - g.padH() + r;
-                                if (hi < 0 || hi >= g.h()) continue;
-                                for (int s = 0; s < g.s(); s++) {
-                                    int wi = j * g.strideW() - g.padW() + s;
-                                    if (wi < 0 || wi >= g.w()) continue;
-                                    dx[((n * g.c() + grp * cg + c) * g.h() + hi) * g.w() + wi] += d * w[((k * cg + c) * g.r() + r) * g.s() + s];
-                                }
-                            }
-                    }
-            }
+        validate("conv2d backwardData", g, dx, "dx", w, null, dy, "dy");
+        backwardData(KERNELS, g, dy, w, dx);
     }
 
     /** dw = correlation of x with dy, summed over the batch. */
     public static void backwardWeight(ConvGeometry g, float[] x, float[] dy, float[] dw) {
-        java.util.Arrays.fill(dw, 0, g.k() * g.cg() * g.r() * g.s(), 0f);
-        int oh = g.outH(), ow = g.outW(), cg = g.cg(), kg = g.kg();
-        for (int n = 0; n < g.n(); n++)
-            for (int k = 0; k < g.k(); k++) {
-                int grp = k / kg;
-                for (int i = 0; i < oh; i++)
-                    for (int j = 0; j < ow; j++) {
-                        float d = dy[((n * g.k() + k) * oh + i) * ow + j];
-                        for (int c = 0; c < cg; c++)
-                            for (int r = 0; r < g.r(); r++) {
-                                int hi = i * g.strideH() - g.padH() + r;
-                                if (hi < 0 || hi >= g.h()) continue;
-                                for (int s = 0; s < g.s(); s++) {
-                                    int wi = j * g.strideW() - g.padW() + s;
-                                    if (wi < 0 || wi >= g.w()) continue;
-                                    dw[((k * cg + c) * g.r() + r) * g.s() + s] += d * x[((n * g.c() + grp * cg + c) * g.h() + hi) * g.w() + wi];
-                                }
-                            }
+        validate("conv2d backwardWeight", g, x, "x", dw, null, dy, "dy");
+        backwardWeight(KERNELS, g, x, dy, dw);
+    }
+
+    // ------------------------------------------------------------------------------------------ forward
+
+    static void forward(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
+        int mr = kern.mr(), nr = kern.nr();
+        int kg = g.kg(), cg = g.cg(), groups = g.groups();
+        int np = cg * g.r() * g.s();
+        int mBlocks = ceilDiv(kg, mr), kgPad = mBlocks * mr;
+        float[] a = packForwardWeights(g, w, mr);
+        int imgsPerUnit = unitImages(g);
+        int units = ceilDiv(g.n(), imgsPerUnit);
+        int oh = g.outH(), ow = g.outW();
+        Parallel.forEach(units, u -> {
+            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+            InputLayout lay = new InputLayout(g, imgs, nr);
+            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+            stageInput(g, x, n0, imgs, lay, src);
+            int[] off = lay.offsets(g, np);
+            float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, groups * kgPad * lay.qRound);
+            for (int grp = 0; grp < groups; grp++) {
+                int srcOff = grp * cg * lay.cStride;
+                for (int mb = 0; mb < mBlocks; mb++) {
+                    int aOff = (grp * mBlocks + mb) * np * mr;
+                    int outRow = (grp * kgPad + mb * mr) * lay.qRound;
+                    for (int q = 0; q < lay.qRound; q += nr) {
+                        kern.shiftTile(np, a, aOff, src, srcOff + q, off, out, outRow + q, lay.qRound);
                     }
+                }
             }
+            for (int img = 0; img < imgs; img++) {
+                for (int k = 0; k < g.k(); k++) {
+                    int grp = k / kg;
+                    int row = (grp * kgPad + k - grp * kg) * lay.qRound + img * lay.hq * lay.wq;
+                    int yBase = ((n0 + img) * g.k() + k) * oh * ow;
+                    float b = bias == null ? 0f : bias[k];
+                    for (int i = 0; i < oh; i++) {
+                        int o = row + i * lay.wq, yo = yBase + i * ow;
+                        if (bias == null) {
+                            System.arraycopy(out, o, y, yo, ow);
+                        } else {
+                            for (int j = 0; j < ow; j++) y[yo + j] = out[o + j] + b;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /** A[grp][mb][p][i] = w[grp*kg + mb*mr + i][p] with p = (c, r, s); rows past kg are zero. */
+    private static float[] packForwardWeights(ConvGeometry g, float[] w, int mr) {
+        int kg = g.kg(), np = g.cg() * g.r() * g.s();
+        int mBlocks = ceilDiv(kg, mr);
+        float[] a = new float[g.groups() * mBlocks * np * mr];
+        for (int grp = 0; grp < g.groups(); grp++) {
+            for (int kk = 0; kk < kg; kk++) {
+                int mb = kk / mr, i = kk % mr;
+                int base = (grp * mBlocks + mb) * np * mr + i;
+                int wRow = (grp * kg + kk) * np;
+                for (int p = 0; p < np; p++) a[base + p * mr] = w[wRow + p];
+            }
+        }
+        return a;
+    }
+
+    // ------------------------------------------------------------------------------------------ backwardData
+
+    static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
+        int mr = kern.mr(), nr = kern.nr();
+        int sh = g.strideH(), sw = g.strideW();
+        // One packed, flipped sub-kernel per stride phase of dx.
+        DataPhase[] phases = new DataPhase[sh * sw];
+        boolean uncovered = false;
+        for (int pr = 0; pr < sh; pr++) {
+            for (int pc = 0; pc < sw; pc++) {
+                DataPhase ph = new DataPhase(g, pr, pc, w, mr);
+                phases[pr * sw + pc] = ph;
+                uncovered |= ph.hasPixels() && ph.taps() == 0;
+            }
+        }
+        boolean zeroFirst = uncovered;
+        int imgsPerUnit = unitImages(g);
+        int units = ceilDiv(g.n(), imgsPerUnit);
+        int chw = g.c() * g.h() * g.w();
+        Parallel.forEach(units, u -> {
+            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+            // Pixels of dx that no kernel tap reaches (stride larger than the kernel) are zero.
+            if (zeroFirst) zero(dx, n0 * chw, (n0 + imgs) * chw);
+            for (DataPhase ph : phases) {
+                if (ph.hasPixels() && ph.taps() > 0) ph.run(kern, g, dy, dx, n0, imgs);
+            }
+        });
+    }
+
+    /**
+     * The part of backwardData for one stride phase (pr, pc) of dx: dx pixels with (h + padH) % strideH == pr and
+     * (w + padW) % strideW == pc receive dy(i, j) * w(r, s) only from taps r = pr + strideH*r', s = pc + strideW*s',
+     * from dy(ii - r', jj - s') where (ii, jj) is the pixel's position in the phase. That is a stride-1 correlation
+     * of a zero-bordered dy with the flipped sub-kernel, computed with the same shift tiles as the forward pass.
+     */
+    private static final class DataPhase {
+        final int pr, pc, rph, sph;
+        final int iiLo, nI, jjLo, nJ;
+        /** Row length and rows per image of the staged dy; see {@link #stageLength}. */
+        final int wd, hd;
+        final int np, mBlocks, cgPad;
+        final float[] a;
+
+        DataPhase(ConvGeometry g, int pr, int pc, float[] w, int mr) {
+            int sh = g.strideH(), sw = g.strideW();
+            this.pr = pr;
+            this.pc = pc;
+            rph = pr < g.r() ? (g.r() - 1 - pr) / sh + 1 : 0;
+            sph = pc < g.s() ? (g.s() - 1 - pc) / sw + 1 : 0;
+            iiLo = Math.max(0, ceilDiv(g.padH() - pr, sh));
+            nI = Math.max(0, Math.floorDiv(g.h() - 1 + g.padH() - pr, sh) - iiLo + 1);
+            jjLo = Math.max(0, ceilDiv(g.padW() - pc, sw));
+            nJ = Math.max(0, Math.floorDiv(g.w() - 1 + g.padW() - pc, sw) - jjLo + 1);
+            // Rows/columns wrap into the next row/image: long enough that every wrapped read lands on a zero
+            // border of the staged dy and every border read before the wrap is zero too.
+            wd = Math.max(nJ + jjLo, g.outW() - jjLo + sph - 1);
+            hd = Math.max(nI + iiLo, g.outH() - iiLo + rph - 1);
+            int kg = g.kg(), cg = g.cg();
+            np = kg * rph * sph;
+            mBlocks = ceilDiv(cg, mr);
+            cgPad = mBlocks * mr;
+            a = new float[g.groups() * mBlocks * np * mr];
+            int rs = g.r() * g.s();
+            for (int grp = 0; grp < g.groups(); grp++) {
+                for (int c = 0; c < cg; c++) {
+                    int base = (grp * mBlocks + c / mr) * np * mr + c % mr;
+                    for (int k = 0; k < kg; k++) {
+                        for (int r1 = 0; r1 < rph; r1++) {
+                            for (int s1 = 0; s1 < sph; s1++) {
+                                int p = (k * rph + r1) * sph + s1;
+                                int r = pr + sh * r1, s = pc + sw * s1;
+                                a[base + p * mr] = w[((grp * kg + k) * cg + c) * rs + r * g.s() + s];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        boolean hasPixels() { return nI > 0 && nJ > 0; }
+
+        int taps() { return rph * sph; }
+
+        void run(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] dx, int n0, int imgs) {
+            int mr = kern.mr(), nr = kern.nr();
+            int oh = g.outH(), ow = g.outW();
+            int rowsTot = imgs * hd + rph + 1;
+            int plane = rowsTot * wd;
+            int qCount = ((imgs - 1) * hd + nI) * wd, qRound = roundUp(qCount, nr);
+            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, g.k() * plane + nr + g.s());
+            // Stage dy: row u of image img holds dy row u + iiLo - (rph-1), column v holds dy column v + jjLo - (sph-1).
+            int i0 = iiLo - (rph - 1), j0 = jjLo - (sph - 1);
+            int vA = Math.max(0, -j0), vB = Math.min(wd, ow - j0);
+            for (int k = 0; k < g.k(); k++) {
+                int pBase = k * plane;
+                for (int img = 0; img < imgs; img++) {
+                    int dyImg = ((n0 + img) * g.k() + k) * oh * ow;
+                    for (int u = 0; u < hd; u++) {
+                        int dst = pBase + (img * hd + u) * wd, i = u + i0;
+                        if (i < 0 || i >= oh || vB <= vA) {
+                            zero(src, dst, dst + wd);
+                            continue;
+                        }
+                        zero(src, dst, dst + vA);
+                        System.arraycopy(dy, dyImg + i * ow + vA + j0, src, dst + vA, vB - vA);
+                        zero(src, dst + vB, dst + wd);
+                    }
+                }
+                zero(src, pBase + imgs * hd * wd, pBase + plane);
+            }
+            zero(src, g.k() * plane, g.k() * plane + nr + g.s());
+            int[] off = new int[np];
+            int kg = g.kg();
+            for (int k = 0; k < kg; k++) {
+                for (int r1 = 0; r1 < rph; r1++) {
+                    for (int s1 = 0; s1 < sph; s1++) {
+                        off[(k * rph + r1) * sph + s1] = k * plane + (rph - 1 - r1) * wd + (sph - 1 - s1);
+                    }
+                }
+            }
+            int groups = g.groups(), cg = g.cg();
+            float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, groups * cgPad * qRound);
+            for (int grp = 0; grp < groups; grp++) {
+                int srcOff = grp * kg * plane;
+                for (int mb = 0; mb < mBlocks; mb++) {
+                    int aOff = (grp * mBlocks + mb) * np * mr;
+                    int outRow = (grp * cgPad + mb * mr) * qRound;
+                    for (int q = 0; q < qRound; q += nr) {
+                        kern.shiftTile(np, a, aOff, src, srcOff + q, off, out, outRow + q, qRound);
+                    }
+                }
+            }
+            int sh = g.strideH(), sw = g.strideW(), h = g.h(), wdt = g.w();
+            int hBase = iiLo * sh + pr - g.padH(), wBase = jjLo * sw + pc - g.padW();
+            for (int img = 0; img < imgs; img++) {
+                for (int c = 0; c < g.c(); c++) {
+                    int grp = c / cg;
+                    int row = (grp * cgPad + c - grp * cg) * qRound + img * hd * wd;
+                    int dxBase = ((n0 + img) * g.c() + c) * h * wdt;
+                    for (int ai = 0; ai < nI; ai++) {
+                        int o = row + ai * wd, d = dxBase + (hBase + ai * sh) * wdt + wBase;
+                        if (sw == 1) {
+                            System.arraycopy(out, o, dx, d, nJ);
+                        } else {
+                            for (int b = 0; b < nJ; b++) dx[d + b * sw] = out[o + b];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ backwardWeight
+
+    static void backwardWeight(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
+        final int gr = ConvMicroKernels.GRAD_ROWS, gc = ConvMicroKernels.GRAD_COLS;
+        int nr = kern.nr();
+        int kg = g.kg(), cg = g.cg(), groups = g.groups();
+        int np = cg * g.r() * g.s();
+        int kgPad = roundUp(kg, gr), npPad = roundUp(np, gc);
+        int partLen = groups * kgPad * npPad;
+        int imgsPerUnit = unitImages(g);
+        int units = ceilDiv(g.n(), imgsPerUnit);
+        float[] partials = new float[units * partLen];
+        int oh = g.outH(), ow = g.outW();
+        Parallel.forEach(units, u -> {
+            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+            InputLayout lay = new InputLayout(g, imgs, nr);
+            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+            stageInput(g, x, n0, imgs, lay, src);
+            int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding columns read src[q]: finite, discarded
+            // Stage dy in the same q layout as the forward output, zero where the forward output is discarded.
+            int ld = lay.qRound;
+            float[] gy = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kgPad * ld);
+            for (int grp = 0; grp < groups; grp++) {
+                for (int kk = 0; kk < kgPad; kk++) {
+                    int row = (grp * kgPad + kk) * ld;
+                    if (kk >= kg) {
+                        zero(gy, row, row + ld);
+                        continue;
+                    }
+                    int k = grp * kg + kk;
+                    for (int img = 0; img < imgs; img++) {
+                        int dyImg = ((n0 + img) * g.k() + k) * oh * ow;
+                        for (int i = 0; i < lay.hq; i++) {
+                            int d = row + (img * lay.hq + i) * lay.wq;
+                            if (d >= row + lay.qCount) break;
+                            if (i >= oh) {
+                                zero(gy, d, d + lay.wq);
+                                continue;
+                            }
+                            System.arraycopy(dy, dyImg + i * ow, gy, d, ow);
+                            zero(gy, d + ow, d + lay.wq);
+                        }
+                    }
+                    zero(gy, row + lay.qCount, row + ld);
+                }
+            }
+            int pOff = u * partLen;
+            for (int q0 = 0; q0 < ld; q0 += GRAD_CHUNK) {
+                int nq = Math.min(GRAD_CHUNK, ld - q0);
+                for (int grp = 0; grp < groups; grp++) {
+                    int srcOff = grp * cg * lay.cStride + q0;
+                    for (int kb = 0; kb < kgPad; kb += gr) {
+                        int gOff = (grp * kgPad + kb) * ld + q0;
+                        int dOff = pOff + (grp * kgPad + kb) * npPad;
+                        for (int pb = 0; pb < npPad; pb += gc) {
+                            kern.gradTile(nq, gy, gOff, ld, src, srcOff, off, pb, partials, dOff + pb, npPad);
+                        }
+                    }
+                }
+            }
+        });
+        // Fixed-order reduction over units: the same sum whatever the thread count.
+        for (int grp = 0; grp < groups; grp++) {
+            for (int kk = 0; kk < kg; kk++) {
+                int dRow = (grp * kg + kk) * np, pRow = (grp * kgPad + kk) * npPad;
+                for (int p = 0; p < np; p++) {
+                    float s = 0;
+                    for (int u = 0; u < units; u++) s += partials[u * partLen + pRow + p];
+                    dw[dRow + p] = s;
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ staging
+
+    /** Images per unit: a staged input near {@link #UNIT_FLOATS}, and at least 16 units when the batch allows. */
+    static int unitImages(ConvGeometry g) {
+        InputLayout one = new InputLayout(g, 1, 1);
+        int perImage = Math.max(1, one.srcLength);
+        int byMemory = Math.max(1, UNIT_FLOATS / perImage);
+        return Math.max(1, Math.min(byMemory, ceilDiv(g.n(), 16)));
+    }
+
+    /**
+     * Where the staged input of one unit lives: src[c][phase][row][col] with phase = (pr, pc) of the stride, rows
+     * {@code img*hq + ii} and columns {@code jj} holding padded pixel (ii*strideH + pr, jj*strideW + pc) of image img.
+     */
+    static final class InputLayout {
+        final int nPh, nPw, hq, wq, rowsTot, plane, cStride, qCount, qRound, srcLength;
+
+        InputLayout(ConvGeometry g, int imgs, int nr) {
+            int sh = g.strideH(), sw = g.strideW();
+            nPh = Math.min(sh, g.r());
+            nPw = Math.min(sw, g.s());
+            // wq * strideW >= w + padW makes a read past the row end land on the next row's left padding.
+            wq = Math.max(g.outW(), ceilDiv(g.w() + g.padW(), sw));
+            hq = Math.max(g.outH(), ceilDiv(g.h() + g.padH(), sh));
+            rowsTot = imgs * hq + (g.r() - 1) / sh + 2;
+            plane = rowsTot * wq;
+            cStride = nPh * nPw * plane;
+            qCount = ((imgs - 1) * hq + g.outH()) * wq;
+            qRound = roundUp(qCount, nr);
+            srcLength = g.c() * cStride + nr + g.s();
+        }
+
+        /** off[(c*r + r)*s + s] for the channels of one group. */
+        int[] offsets(ConvGeometry g, int np) {
+            int[] off = new int[np];
+            int sh = g.strideH(), sw = g.strideW();
+            for (int c = 0; c < g.cg(); c++) {
+                for (int r = 0; r < g.r(); r++) {
+                    for (int s = 0; s < g.s(); s++) {
+                        off[(c * g.r() + r) * g.s() + s] = c * cStride + ((r % sh) * nPw + s % sw) * plane
+                                + (r / sh) * wq + s / sw;
+                    }
+                }
+            }
+            return off;
+        }
+    }
+
+    /** Copies images [n0, n0+imgs) of x into {@code src} in {@link InputLayout} order, zeros in every border. */
+    private static void stageInput(ConvGeometry g, float[] x, int n0, int imgs, InputLayout lay, float[] src) {
+        int h = g.h(), w = g.w(), sh = g.strideH(), sw = g.strideW(), ph = g.padH(), pw = g.padW();
+        int hq = lay.hq, wq = lay.wq;
+        for (int c = 0; c < g.c(); c++) {
+            for (int pr = 0; pr < lay.nPh; pr++) {
+                for (int pc = 0; pc < lay.nPw; pc++) {
+                    int plane = c * lay.cStride + (pr * lay.nPw + pc) * lay.plane;
+                    // Columns jj in [jA, jB) map to input columns jj*sw + pc - pw inside [0, w).
+                    int jA = Math.min(wq, Math.max(0, ceilDiv(pw - pc, sw)));
+                    int jB = Math.max(jA, Math.min(wq, Math.floorDiv(w - 1 + pw - pc, sw) + 1));
+                    int xCol = jA * sw + pc - pw;
+                    for (int img = 0; img < imgs; img++) {
+                        int xImg = ((n0 + img) * g.c() + c) * h * w;
+                        for (int ii = 0; ii < hq; ii++) {
+                            int dst = plane + (img * hq + ii) * wq;
+                            int hi = ii * sh + pr - ph;
+                            if (hi < 0 || hi >= h) {
+                                zero(src, dst, dst + wq);
+                                continue;
+                            }
+                            int xRow = xImg + hi * w + xCol;
+                            zero(src, dst, dst + jA);
+                            if (sw == 1) {
+                                System.arraycopy(x, xRow, src, dst + jA, jB - jA);
+                            } else {
+                                for (int jj = jA; jj < jB; jj++) src[dst + jj] = x[xRow + (jj - jA) * sw];
+                            }
+                            zero(src, dst + jB, dst + wq);
+                        }
+                    }
+                    zero(src, plane + imgs * hq * wq, plane + lay.plane);
+                }
+            }
+        }
+        zero(src, g.c() * lay.cStride, lay.srcLength);
+    }
+
+    // ------------------------------------------------------------------------------------------ helpers
+
+    /**
+     * Zeroes a[from, to). A plain loop rather than Arrays.fill: most ranges here are a few floats of border, where
+     * the call and its checks cost more than the stores, and C2 vectorises this loop for the long ones.
+     */
+    private static void zero(float[] a, int from, int to) {
+        for (int i = from; i < to; i++) a[i] = 0f;
+    }
+
+    private static int ceilDiv(int a, int b) { return -Math.floorDiv(-a, b); }
+
+    private static int roundUp(int v, int m) { return ceilDiv(v, m) * m; }
+
+    /**
+     * Checks array lengths against the geometry: {@code in} is x or dx (n, c, h, w), {@code wt} the weights
+     * (k, c/groups, r, s), {@code out} y or dy (n, k, outH, outW).
+     */
+    private static void validate(String op, ConvGeometry g, float[] in, String inName, float[] wt, float[] bias,
+                                 float[] out, String outName) {
+        if (g == null) throw new IllegalArgumentException(op + ": geometry is null");
+        long inLen = (long) g.n() * g.c() * g.h() * g.w();
+        long wLen = (long) g.k() * g.cg() * g.r() * g.s();
+        long outLen = (long) g.n() * g.k() * g.outH() * g.outW();
+        if (Math.max(inLen, Math.max(wLen, outLen)) > Integer.MAX_VALUE / 2) {
+            throw new IllegalArgumentException(op + ": " + g + " is too large for float[] indexing");
+        }
+        check(op, g, inName, in, inLen, "(" + g.n() + "," + g.c() + "," + g.h() + "," + g.w() + ")");
+        check(op, g, "w", wt, wLen, "(" + g.k() + "," + g.cg() + "," + g.r() + "," + g.s() + ")");
+        check(op, g, outName, out, outLen, "(" + g.n() + "," + g.k() + "," + g.outH() + "," + g.outW() + ")");
+        if (bias != null) check(op, g, "bias", bias, g.k(), "(" + g.k() + ")");
+    }
+
+    private static void check(String op, ConvGeometry g, String name, float[] arr, long need, String shape) {
+        if (arr == null) throw new IllegalArgumentException(op + ": " + name + " " + shape + " is null for " + g);
+        if (arr.length < need) {
+            throw new IllegalArgumentException(op + ": " + name + " must hold " + shape + " = " + need
+                    + " floats but has " + arr.length + " for " + g);
+        }
     }
 }

@@ -1,0 +1,36 @@
+package ai.bonsai.backend.cpu;
+
+/**
+ * Inner kernels of {@link Conv2dKernels}. Convolution there is an implicit GEMM over a staged input whose
+ * every tap is a constant shift: output column q reads {@code src[q + off[p]]} for reduction index p. These
+ * two kernels are that GEMM's register tiles; {@code off} is the per-p shift table built by the caller.
+ *
+ * <p>Scalar version in this package, Vector API version in {@code ai.bonsai.backend.cpu.simd}, chosen by
+ * {@link VectorizationProvider}.
+ */
+public interface ConvMicroKernels {
+    /** Rows (k) of a {@link #gradTile} block. */
+    int GRAD_ROWS = 4;
+    /** Columns (p) of a {@link #gradTile} block. */
+    int GRAD_COLS = 4;
+
+    /** Rows (output channels) of a {@link #shiftTile}. */
+    int mr();
+
+    /** Columns (output positions) of a {@link #shiftTile}; also the alignment {@link #gradTile} needs for nq. */
+    int nr();
+
+    /**
+     * Overwrites an {@code mr() x nr()} tile:
+     * {@code out[outOff + i*ldo + j] = sum_{p<np} a[aOff + p*mr() + i] * src[srcOff + off[p] + j]}.
+     */
+    void shiftTile(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo);
+
+    /**
+     * Accumulates a {@code GRAD_ROWS x GRAD_COLS} block of dot products:
+     * {@code dw[dwOff + i*ldw + j] += sum_{q<nq} g[gOff + i*ldg + q] * src[srcOff + off[offIdx + j] + q]}.
+     * {@code nq} is a multiple of {@link #nr()}.
+     */
+    void gradTile(int nq, float[] g, int gOff, int ldg, float[] src, int srcOff, int[] off, int offIdx,
+                  float[] dw, int dwOff, int ldw);
+}

@@ -1,0 +1,41 @@
+package ai.bonsai.backend.cpu;
+
+/**
+ * Plain-Java {@link ConvMicroKernels}: 4x8 shift tiles with the accumulators in locals, used when the Vector API
+ * is unavailable or {@code -Dbonsai.simd=false}.
+ */
+public final class ScalarConvMicroKernels implements ConvMicroKernels {
+    private static final int MR = 4, NR = 8;
+
+    @Override public int mr() { return MR; }
+
+    @Override public int nr() { return NR; }
+
+    @Override
+    public void shiftTile(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
+        float[] acc = new float[MR * NR];
+        for (int p = 0; p < np; p++) {
+            int s = srcOff + off[p], ai = aOff + p * MR;
+            for (int i = 0; i < MR; i++) {
+                float av = a[ai + i];
+                int base = i * NR;
+                for (int j = 0; j < NR; j++) acc[base + j] += av * src[s + j];
+            }
+        }
+        for (int i = 0; i < MR; i++) System.arraycopy(acc, i * NR, out, outOff + i * ldo, NR);
+    }
+
+    @Override
+    public void gradTile(int nq, float[] g, int gOff, int ldg, float[] src, int srcOff, int[] off, int offIdx,
+                         float[] dw, int dwOff, int ldw) {
+        for (int i = 0; i < GRAD_ROWS; i++) {
+            int gi = gOff + i * ldg;
+            for (int j = 0; j < GRAD_COLS; j++) {
+                int s = srcOff + off[offIdx + j];
+                float acc = 0;
+                for (int q = 0; q < nq; q++) acc += g[gi + q] * src[s + q];
+                dw[dwOff + i * ldw + j] += acc;
+            }
+        }
+    }
+}

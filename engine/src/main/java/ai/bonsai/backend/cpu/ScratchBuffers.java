@@ -1,0 +1,26 @@
+package ai.bonsai.backend.cpu;
+
+/**
+ * Per-thread scratch arrays for the CPU kernels (packed GEMM panels, convolution staging buffers).
+ *
+ * <p>Each thread keeps one array per slot and grows it to the largest size asked for, so the memory held is
+ * bounded by threads x (largest working set of one task), never by the batch size. Contents are left over from
+ * the previous use: callers must write every element they later read.
+ */
+final class ScratchBuffers {
+    static final int GEMM_A = 0, GEMM_B = 1, GEMM_EDGE = 2, CONV_SRC = 3, CONV_OUT = 4, CONV_GRAD = 5;
+    private static final int SLOTS = 6;
+    private static final ThreadLocal<float[][]> BUFFERS = ThreadLocal.withInitial(() -> new float[SLOTS][]);
+
+    private ScratchBuffers() {}
+
+    /** An array of at least {@code length} floats owned by the calling thread. */
+    static float[] get(int slot, int length) {
+        float[][] slots = BUFFERS.get();
+        float[] b = slots[slot];
+        if (b == null || b.length < length) {
+            slots[slot] = b = new float[length];
+        }
+        return b;
+    }
+}

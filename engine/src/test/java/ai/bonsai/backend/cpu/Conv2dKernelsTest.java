@@ -1,0 +1,195 @@
+package ai.bonsai.backend.cpu;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@link Conv2dKernels} against naive double-precision loops written here, on seeded random inputs over
+ * awkward geometries (sizes 1, 13, 207; strides 1-3; padding 0-2; groups 1, 2, 4; 1x1, 3x3, 5x3 and larger
+ * kernels); the SIMD and scalar kernels against each other; and 1 vs N threads bit for bit.
+ */
+class Conv2dKernelsTest {
+    /** n, c, h, w, k, r, s, strideH, strideW, padH, padW, groups. */
+    private static final int[][] GEOMETRIES = {
+        {2, 3, 13, 13, 5, 3, 3, 1, 1, 1, 1, 1},
+        {3, 4, 7, 9, 6, 3, 3, 2, 2, 1, 1, 2},
+        {1, 8, 13, 11, 8, 5, 3, 1, 2, 2, 1, 4},
+        {2, 5, 1, 1, 3, 1, 1, 1, 1, 0, 0, 1},
+        {2, 16, 8, 8, 32, 1, 1, 2, 2, 0, 0, 1},
+        {2, 4, 5, 5, 4, 5, 5, 1, 1, 2, 2, 1},
+        {1, 2, 1, 3, 3, 1, 5, 1, 1, 0, 2, 1},
+        {2, 6, 9, 10, 4, 3, 3, 2, 1, 0, 2, 2},
+        {4, 3, 15, 13, 7, 2, 2, 3, 3, 1, 0, 1},
+        {1, 1, 207, 3, 2, 3, 1, 1, 1, 1, 0, 1},
+        {2, 3, 6, 6, 13, 1, 1, 1, 1, 1, 1, 1},
+        {20, 8, 6, 6, 8, 3, 3, 1, 1, 1, 1, 1},
+        {3, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1},
+        {2, 16, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1},
+    };
+
+    private static ConvGeometry geometry(int[] a) {
+        return new ConvGeometry(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11]);
+    }
+
+    private static float[] random(SplittableRandom rnd, int len) {
+        float[] v = new float[len];
+        for (int i = 0; i < len; i++) v[i] = (float) (rnd.nextDouble() * 2 - 1);
+        return v;
+    }
+
+    /** Calls {@code f(n, k, i, j, c, r, s, xIndex, wIndex, yIndex)} for every in-bounds tap: the one loop all three references share. */
+    private interface Tap {
+        void at(int xIdx, int wIdx, int yIdx);
+    }
+
+    private static void forEachTap(ConvGeometry g, Tap f) {
+        int oh = g.outH(), ow = g.outW(), cg = g.cg(), kg = g.kg();
+        for (int n = 0; n < g.n(); n++)
+            for (int k = 0; k < g.k(); k++)
+                for (int i = 0; i < oh; i++)
+                    for (int j = 0; j < ow; j++)
+                        for (int c = 0; c < cg; c++)
+                            for (int r = 0; r < g.r(); r++)
+                                for (int s = 0; s < g.s(); s++) {
+                                    int hi = i * g.strideH() - g.padH() + r, wi = j * g.strideW() - g.padW() + s;
+                                    if (hi < 0 || hi >= g.h() || wi < 0 || wi >= g.w()) continue;
+                                    int ci = (k / kg) * cg + c;
+                                    f.at(((n * g.c() + ci) * g.h() + hi) * g.w() + wi,
+                                         ((k * cg + c) * g.r() + r) * g.s() + s,
+                                         ((n * g.k() + k) * oh + i) * ow + j);
+                                }
+    }
+
+    /** Double-precision result plus the sum of |terms| per output, which scales the tolerance. */
+    private record Ref(double[] value, double[] mass) {}
+
+    private static Ref refForward(ConvGeometry g, float[] x, float[] w, float[] bias) {
+        int len = g.n() * g.k() * g.outH() * g.outW();
+        double[] v = new double[len], m = new double[len];
+        forEachTap(g, (xi, wi, yi) -> { v[yi] += (double) x[xi] * w[wi]; m[yi] += Math.abs((double) x[xi] * w[wi]); });
+        if (bias != null) {
+            int hw = g.outH() * g.outW();
+            for (int i = 0; i < len; i++) v[i] += bias[(i / hw) % g.k()];
+        }
+        return new Ref(v, m);
+    }
+
+    private static Ref refBackwardData(ConvGeometry g, float[] dy, float[] w) {
+        int len = g.n() * g.c() * g.h() * g.w();
+        double[] v = new double[len], m = new double[len];
+        forEachTap(g, (xi, wi, yi) -> { v[xi] += (double) dy[yi] * w[wi]; m[xi] += Math.abs((double) dy[yi] * w[wi]); });
+        return new Ref(v, m);
+    }
+
+    private static Ref refBackwardWeight(ConvGeometry g, float[] x, float[] dy) {
+        int len = g.k() * g.cg() * g.r() * g.s();
+        double[] v = new double[len], m = new double[len];
+        forEachTap(g, (xi, wi, yi) -> { v[wi] += (double) dy[yi] * x[xi]; m[wi] += Math.abs((double) dy[yi] * x[xi]); });
+        return new Ref(v, m);
+    }
+
+    private static void assertClose(String what, Ref ref, float[] got) {
+        for (int i = 0; i < ref.value().length; i++) {
+            double r = ref.value()[i];
+            // atol scales with the magnitude of the summed terms (float rounding in any order), rtol with |ref|.
+            double tol = 1e-5 + 2e-6 * ref.mass()[i] + 1e-5 * Math.abs(r);
+            if (!(Math.abs(got[i] - r) <= tol)) fail(what + " element " + i + ": got " + got[i] + ", expected " + r);
+        }
+    }
+
+    private static float[] poisoned(int len) {
+        float[] a = new float[len];
+        Arrays.fill(a, Float.NaN);
+        return a;
+    }
+
+    /** forward, backwardData, backwardWeight outputs of one geometry through {@code kern}. */
+    private static float[][] runAll(ConvMicroKernels kern, ConvGeometry g, long seed, boolean withBias) {
+        SplittableRandom rnd = new SplittableRandom(seed);
+        float[] x = random(rnd, g.n() * g.c() * g.h() * g.w());
+        float[] w = random(rnd, g.k() * g.cg() * g.r() * g.s());
+        float[] bias = withBias ? random(rnd, g.k()) : null;
+        float[] dy = random(rnd, g.n() * g.k() * g.outH() * g.outW());
+        // Outputs start as NaN: every kernel must overwrite all of its output.
+        float[] y = poisoned(dy.length), dx = poisoned(x.length), dw = poisoned(w.length);
+        Conv2dKernels.forward(kern, g, x, w, bias, y);
+        Conv2dKernels.backwardData(kern, g, dy, w, dx);
+        Conv2dKernels.backwardWeight(kern, g, x, dy, dw);
+        assertClose("forward " + g, refForward(g, x, w, bias), y);
+        assertClose("backwardData " + g, refBackwardData(g, dy, w), dx);
+        assertClose("backwardWeight " + g, refBackwardWeight(g, x, dy), dw);
+        return new float[][] {y, dx, dw};
+    }
+
+    @Test
+    void allKernelsMatchNaiveReference() {
+        for (int t = 0; t < GEOMETRIES.length; t++) {
+            runAll(Conv2dKernels.kernels(), geometry(GEOMETRIES[t]), t, t % 2 == 0);
+        }
+    }
+
+    @Test
+    void scalarKernelsMatchNaiveReference() {
+        for (int t = 0; t < GEOMETRIES.length; t += 2) {
+            runAll(new ScalarConvMicroKernels(), geometry(GEOMETRIES[t]), 100 + t, true);
+        }
+    }
+
+    @Test
+    void simdAndScalarKernelsAgree() {
+        ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
+                "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
+        assumeTrue(simd != null, "Vector API not enabled");
+        for (int t : new int[] {1, 2, 11, 13}) {
+            ConvGeometry g = geometry(GEOMETRIES[t]);
+            float[][] a = runAll(simd, g, 7, true), b = runAll(new ScalarConvMicroKernels(), g, 7, true);
+            for (int o = 0; o < 3; o++) {
+                for (int i = 0; i < a[o].length; i++) {
+                    assertTrue(Math.abs(a[o][i] - b[o][i]) <= 1e-3 + 1e-4 * Math.abs(b[o][i]),
+                            g + " output " + o + " element " + i + ": " + a[o][i] + " vs " + b[o][i]);
+                }
+            }
+        }
+    }
+
+    @Test
+    void singleAndMultiThreadedAreBitwiseIdentical() {
+        int saved = Parallel.threads();
+        try {
+            for (int t : new int[] {1, 11, 13}) {
+                ConvGeometry g = geometry(GEOMETRIES[t]);
+                Parallel.setThreads(1);
+                float[][] one = runAll(Conv2dKernels.kernels(), g, 5, true);
+                for (int threads : new int[] {2, 3}) {
+                    Parallel.setThreads(threads);
+                    float[][] many = runAll(Conv2dKernels.kernels(), g, 5, true);
+                    for (int o = 0; o < 3; o++) assertArrayEquals(one[o], many[o], g + " output " + o + ", " + threads + " threads");
+                }
+            }
+        } finally {
+            Parallel.setThreads(saved);
+        }
+    }
+
+    @Test
+    void rejectsArraysThatDoNotMatchTheGeometry() {
+        ConvGeometry g = new ConvGeometry(2, 3, 4, 4, 5, 3, 3, 1, 1, 1, 1, 1);
+        float[] x = new float[2 * 3 * 16], w = new float[5 * 3 * 9], y = new float[2 * 5 * 16];
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Conv2dKernels.forward(g, new float[10], w, null, y));
+        assertTrue(e.getMessage().contains("conv2d forward: x must hold (2,3,4,4) = 96 floats but has 10"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Conv2dKernels.forward(g, x, w, new float[4], y));
+        assertTrue(e.getMessage().contains("bias must hold (5)"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Conv2dKernels.backwardData(g, new float[3], w, x));
+        assertTrue(e.getMessage().contains("conv2d backwardData: dy must hold (2,5,4,4)"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Conv2dKernels.backwardWeight(g, x, y, new float[1]));
+        assertTrue(e.getMessage().contains("conv2d backwardWeight: w must hold (5,3,3,3)"), e.getMessage());
+    }
+}
