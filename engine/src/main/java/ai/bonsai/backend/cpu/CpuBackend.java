@@ -131,15 +131,15 @@ public final class CpuBackend implements Backend {
         float[] x = f(a), y = f(b), o = f(out);
         int n = o.length;
         if (x.length == n && y.length == n) {
-            Parallel.forRange(n, GRAIN, (from, to) -> binaryRange(op, x, 0, 1, y, 0, 1, o, from, to));
+            Parallel.forRange(n, GRAIN, (from, to) -> binaryRow(op, x, from, 1, y, from, 1, o, from, to - from));
             return;
         }
         if (y.length == 1) {
-            Parallel.forRange(n, GRAIN, (from, to) -> binaryRange(op, x, 0, 1, y, 0, 0, o, from, to));
+            Parallel.forRange(n, GRAIN, (from, to) -> binaryRow(op, x, from, 1, y, 0, 0, o, from, to - from));
             return;
         }
         if (x.length == 1) {
-            Parallel.forRange(n, GRAIN, (from, to) -> binaryRange(op, x, 0, 0, y, 0, 1, o, from, to));
+            Parallel.forRange(n, GRAIN, (from, to) -> binaryRow(op, x, 0, 0, y, from, 1, o, from, to - from));
             return;
         }
         // General case: split the output into rows of its last dimension; each row is a 1-D op whose
@@ -150,7 +150,6 @@ public final class CpuBackend implements Backend {
         int[] as = broadcastStrides(aDims), bs = broadcastStrides(bDims);
         int aInner = aDims[rank - 1] == 1 ? 0 : 1, bInner = bDims[rank - 1] == 1 ? 0 : 1;
         Parallel.forRange(rows, Math.max(1, GRAIN / last), (from, to) -> {
-            int[] idx = new int[rank];
             for (int row = from; row < to; row++) {
                 int rem = row, aOff = 0, bOff = 0;
                 for (int d = rank - 2; d >= 0; d--) {
@@ -159,7 +158,7 @@ public final class CpuBackend implements Backend {
                     aOff += i * as[d];
                     bOff += i * bs[d];
                 }
-                binaryRange(op, x, aOff, aInner, y, bOff, bInner, o, row * last, row * last + last, row * last);
+                binaryRow(op, x, aOff, aInner, y, bOff, bInner, o, row * last, last);
             }
         });
     }
@@ -175,24 +174,69 @@ public final class CpuBackend implements Backend {
         return s;
     }
 
-    private static void binaryRange(BinaryOp op, float[] x, int xo, int xs, float[] y, int yo, int ys, float[] o, int from, int to) {
-        binaryRange(op, x, xo + from * xs, xs, y, yo + from * ys, ys, o, from, to, from);
+    /**
+     * o[oo + t] = op(x[xo + t*xs], y[yo + t*ys]) for t in [0, len), where each stride is 0 (operand repeats) or
+     * 1. The three cases are separate unit-stride loops so that the JIT vectorises them; a loop with a
+     * variable stride would not be.
+     */
+    private static void binaryRow(BinaryOp op, float[] x, int xo, int xs, float[] y, int yo, int ys, float[] o, int oo, int len) {
+        if (xs == 1 && ys == 1) binaryVV(op, x, xo, y, yo, o, oo, len);
+        else if (xs == 1) binaryVS(op, x, xo, y, yo, o, oo, len);
+        else if (ys == 1) binarySV(op, x, xo, y, yo, o, oo, len);
+        else {
+            float[] one = new float[1];
+            binaryVV(op, x, xo, y, yo, one, 0, 1);
+            java.util.Arrays.fill(o, oo, oo + len, one[0]);
+        }
     }
 
-    /** o[oStart + t] = op(x[xo + t*xs], y[yo + t*ys]) for t in [0, to - from). */
-    private static void binaryRange(BinaryOp op, float[] x, int xo, int xs, float[] y, int yo, int ys, float[] o, int from, int to, int oStart) {
-        int len = to - from;
+    /** o[oo + t] = op(x[xo + t], y[yo + t]): both operands advance (unit stride, so C2 vectorises). */
+    private static void binaryVV(BinaryOp op, float[] x, int xo, float[] y, int yo, float[] o, int oo, int len) {
         switch (op) {
-            case ADD -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] + y[yo + t * ys]; }
-            case SUB -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] - y[yo + t * ys]; }
-            case MUL -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] * y[yo + t * ys]; }
-            case DIV -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] / y[yo + t * ys]; }
-            case MAX -> { for (int t = 0; t < len; t++) o[oStart + t] = Math.max(x[xo + t * xs], y[yo + t * ys]); }
-            case MIN -> { for (int t = 0; t < len; t++) o[oStart + t] = Math.min(x[xo + t * xs], y[yo + t * ys]); }
-            case POW -> { for (int t = 0; t < len; t++) o[oStart + t] = (float) Math.pow(x[xo + t * xs], y[yo + t * ys]); }
-            case GT -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] > y[yo + t * ys] ? 1f : 0f; }
-            case EQ -> { for (int t = 0; t < len; t++) o[oStart + t] = x[xo + t * xs] == y[yo + t * ys] ? 1f : 0f; }
-            case RELU_BACKWARD -> { for (int t = 0; t < len; t++) o[oStart + t] = y[yo + t * ys] > 0f ? x[xo + t * xs] : 0f; }
+            case ADD -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] + y[yo + t]; }
+            case SUB -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] - y[yo + t]; }
+            case MUL -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] * y[yo + t]; }
+            case DIV -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] / y[yo + t]; }
+            case MAX -> { for (int t = 0; t < len; t++) o[oo + t] = Math.max(x[xo + t], y[yo + t]); }
+            case MIN -> { for (int t = 0; t < len; t++) o[oo + t] = Math.min(x[xo + t], y[yo + t]); }
+            case POW -> { for (int t = 0; t < len; t++) o[oo + t] = (float) Math.pow(x[xo + t], y[yo + t]); }
+            case GT -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] > y[yo + t] ? 1f : 0f; }
+            case EQ -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] == y[yo + t] ? 1f : 0f; }
+            case RELU_BACKWARD -> { for (int t = 0; t < len; t++) o[oo + t] = y[yo + t] > 0f ? x[xo + t] : 0f; }
+        }
+    }
+
+    /** o[oo + t] = op(x[xo + t], y[yo]): the second operand repeats. */
+    private static void binaryVS(BinaryOp op, float[] x, int xo, float[] y, int yo, float[] o, int oo, int len) {
+        final float ys = y[yo];
+        switch (op) {
+            case ADD -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] + ys; }
+            case SUB -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] - ys; }
+            case MUL -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] * ys; }
+            case DIV -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] / ys; }
+            case MAX -> { for (int t = 0; t < len; t++) o[oo + t] = Math.max(x[xo + t], ys); }
+            case MIN -> { for (int t = 0; t < len; t++) o[oo + t] = Math.min(x[xo + t], ys); }
+            case POW -> { for (int t = 0; t < len; t++) o[oo + t] = (float) Math.pow(x[xo + t], ys); }
+            case GT -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] > ys ? 1f : 0f; }
+            case EQ -> { for (int t = 0; t < len; t++) o[oo + t] = x[xo + t] == ys ? 1f : 0f; }
+            case RELU_BACKWARD -> { for (int t = 0; t < len; t++) o[oo + t] = ys > 0f ? x[xo + t] : 0f; }
+        }
+    }
+
+    /** o[oo + t] = op(x[xo], y[yo + t]): the first operand repeats. */
+    private static void binarySV(BinaryOp op, float[] x, int xo, float[] y, int yo, float[] o, int oo, int len) {
+        final float xs = x[xo];
+        switch (op) {
+            case ADD -> { for (int t = 0; t < len; t++) o[oo + t] = xs + y[yo + t]; }
+            case SUB -> { for (int t = 0; t < len; t++) o[oo + t] = xs - y[yo + t]; }
+            case MUL -> { for (int t = 0; t < len; t++) o[oo + t] = xs * y[yo + t]; }
+            case DIV -> { for (int t = 0; t < len; t++) o[oo + t] = xs / y[yo + t]; }
+            case MAX -> { for (int t = 0; t < len; t++) o[oo + t] = Math.max(xs, y[yo + t]); }
+            case MIN -> { for (int t = 0; t < len; t++) o[oo + t] = Math.min(xs, y[yo + t]); }
+            case POW -> { for (int t = 0; t < len; t++) o[oo + t] = (float) Math.pow(xs, y[yo + t]); }
+            case GT -> { for (int t = 0; t < len; t++) o[oo + t] = xs > y[yo + t] ? 1f : 0f; }
+            case EQ -> { for (int t = 0; t < len; t++) o[oo + t] = xs == y[yo + t] ? 1f : 0f; }
+            case RELU_BACKWARD -> { for (int t = 0; t < len; t++) o[oo + t] = y[yo + t] > 0f ? xs : 0f; }
         }
     }
 
@@ -246,7 +290,6 @@ public final class CpuBackend implements Backend {
         // Reduce the middle axis for each (outer, inner) pair; parallel over inner columns keeps writes disjoint.
         int cols = outer * inner;
         Parallel.forRange(cols, Math.max(1, GRAIN / mid), (from, to) -> {
-            double[] acc = new double[0];
             for (int col = from; col < to; col++) {
                 int ob = col / inner, ib = col % inner;
                 int base = ob * mid * inner + ib;
