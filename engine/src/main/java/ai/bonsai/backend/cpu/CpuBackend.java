@@ -20,6 +20,7 @@ public final class CpuBackend implements Backend {
     private static final CpuBackend INSTANCE = new CpuBackend();
     /** Below this many elements an element-wise op runs on the calling thread. */
     private static final int GRAIN = 1 << 15;
+    private static final ElementwiseKernels EW = ElementwiseKernels.get();
 
     private CpuBackend() {}
 
@@ -130,6 +131,10 @@ public final class CpuBackend implements Backend {
     @Override public void binary(BinaryOp op, Buffer a, int[] aDims, Buffer b, int[] bDims, Buffer out, int[] outDims) {
         float[] x = f(a), y = f(b), o = f(out);
         int n = o.length;
+        if (x.length == n && y.length == n && op == BinaryOp.RELU_BACKWARD) {
+            Parallel.forRange(n, GRAIN, (from, to) -> EW.reluBackward(x, y, o, from, to));
+            return;
+        }
         if (x.length == n && y.length == n) {
             Parallel.forRange(n, GRAIN, (from, to) -> binaryRow(op, x, from, 1, y, from, 1, o, from, to - from));
             return;
@@ -425,28 +430,19 @@ public final class CpuBackend implements Backend {
         float[] x = f(xb), gamma = f(gammaB), beta = f(betaB), rm = f(rmB), rv = f(rvB), y = f(yb), sm = f(meanB), si = f(invStdB);
         long m = (long) n * hw;
         Parallel.forEach(c, ch -> {
-            // Two passes in double: the mean first, then the centred sum of squares, which stays accurate
-            // for inputs with a large mean.
+            // Two passes: the mean first, then the centred sum of squares, which stays accurate for inputs
+            // with a large mean. Per-row sums are folded into a double in row order (deterministic).
             double s = 0;
-            for (int i = 0; i < n; i++) {
-                int base = (i * c + ch) * hw;
-                for (int j = 0; j < hw; j++) s += x[base + j];
-            }
+            for (int i = 0; i < n; i++) s += EW.sum(x, (i * c + ch) * hw, hw);
             double mean = s / m;
             double ss = 0;
-            for (int i = 0; i < n; i++) {
-                int base = (i * c + ch) * hw;
-                for (int j = 0; j < hw; j++) { double d = x[base + j] - mean; ss += d * d; }
-            }
+            for (int i = 0; i < n; i++) ss += EW.sumSquaredDeviation(x, (i * c + ch) * hw, hw, (float) mean);
             double var = ss / m;
             float inv = (float) (1.0 / Math.sqrt(var + eps));
             sm[ch] = (float) mean;
             si[ch] = inv;
             float scale = gamma[ch] * inv, shift = beta[ch] - (float) mean * scale;
-            for (int i = 0; i < n; i++) {
-                int base = (i * c + ch) * hw;
-                for (int j = 0; j < hw; j++) y[base + j] = x[base + j] * scale + shift;
-            }
+            for (int i = 0; i < n; i++) EW.affine(x, y, (i * c + ch) * hw, hw, scale, shift);
             double unbiased = m > 1 ? ss / (m - 1) : var;
             rm[ch] = (1 - momentum) * rm[ch] + momentum * (float) mean;
             rv[ch] = (1 - momentum) * rv[ch] + momentum * (float) unbiased;
@@ -461,8 +457,7 @@ public final class CpuBackend implements Backend {
                 int ch = p % c;
                 float inv = (float) (1.0 / Math.sqrt(rv[ch] + eps));
                 float scale = gamma[ch] * inv, shift = beta[ch] - rm[ch] * scale;
-                int base = p * hw;
-                for (int j = 0; j < hw; j++) y[base + j] = x[base + j] * scale + shift;
+                EW.affine(x, y, p * hw, hw, scale, shift);
             }
         });
     }
@@ -477,22 +472,15 @@ public final class CpuBackend implements Backend {
             double sdy = 0, sdyx = 0;
             for (int i = 0; i < n; i++) {
                 int base = (i * c + ch) * hw;
-                for (int j = 0; j < hw; j++) {
-                    float g = dy[base + j];
-                    sdy += g;
-                    sdyx += g * (x[base + j] - mean);
-                }
+                sdy += EW.sum(dy, base, hw);
+                sdyx += EW.sumProductCentered(dy, x, base, hw, mean);
             }
-            float dBeta = (float) sdy, dGamma = (float) (sdyx * inv);
-            db[ch] = dBeta;
-            dg[ch] = dGamma;
+            db[ch] = (float) sdy;
+            dg[ch] = (float) (sdyx * inv);
             if (dx == null) return;
             // dx = gamma * inv / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))
             float k1 = gamma[ch] * inv, meanDy = (float) (sdy / m), k2 = (float) (sdyx * inv * inv / m);
-            for (int i = 0; i < n; i++) {
-                int base = (i * c + ch) * hw;
-                for (int j = 0; j < hw; j++) dx[base + j] = k1 * (dy[base + j] - meanDy - (x[base + j] - mean) * k2);
-            }
+            for (int i = 0; i < n; i++) EW.batchNormInputGrad(dy, x, dx, (i * c + ch) * hw, hw, k1, meanDy, mean, k2);
         });
     }
 
