@@ -251,33 +251,40 @@ public final class PruneWrapper implements Trainer.Hooks {
     float[][] ruleMasks() {
         float[][] masks = new float[layers.size()][];
         for (PrunableLayer p : layers) {
-            int n = p.filters(), c = p.channels(), kk = p.kernel() * p.kernel();
-            double[] norm2 = kernelNorms2(p.conv().weight().toFloatArray(), n, c, kk);
-            int[] group = hardAssignment(p.index());
-            boolean[][] keep = new boolean[numGroups][];
-            for (int g = 0; g < numGroups; g++) {
-                double[] imp = new double[c];
-                for (int f = 0; f < n; f++) {
-                    if (group[f] != g) continue;
-                    for (int ch = 0; ch < c; ch++) imp[ch] += norm2[f * c + ch];
-                }
-                normalise(imp);
-                keep[g] = keepByCumulative(imp, beta);
-            }
-            float[] m = new float[n * c];
-            for (int f = 0; f < n; f++) {
-                for (int ch = 0; ch < c; ch++) m[f * c + ch] = keep[group[f]][ch] ? 1f : 0f;
-            }
-            if (filterPruned[p.index()]) {
-                double[] imp = new double[n];
-                for (int f = 0; f < n; f++) for (int ch = 0; ch < c; ch++) imp[f] += norm2[f * c + ch];
-                normalise(imp);
-                boolean[] keepFilter = keepByCumulative(imp, beta);
-                for (int f = 0; f < n; f++) if (!keepFilter[f]) Arrays.fill(m, f * c, (f + 1) * c, 0f);
-            }
-            masks[p.index()] = m;
+            masks[p.index()] = layerMask(p.conv().weight().toFloatArray(), p.filters(), p.channels(), p.kernel() * p.kernel(),
+                    hardAssignment(p.index()), numGroups, beta, filterPruned[p.index()]);
         }
         return masks;
+    }
+
+    /**
+     * The mask (N * C, row-major) of one layer: w is (N, C, k, k) row-major with kk = k * k, {@code group[n]} the
+     * hard group of filter n; {@code filterRule} adds the filter rule.
+     */
+    static float[] layerMask(float[] w, int n, int c, int kk, int[] group, int numGroups, double beta, boolean filterRule) {
+        double[] norm2 = kernelNorms2(w, n, c, kk);
+        boolean[][] keep = new boolean[numGroups][];
+        for (int g = 0; g < numGroups; g++) {
+            double[] imp = new double[c];
+            for (int f = 0; f < n; f++) {
+                if (group[f] != g) continue;       // Phat[g, n]^2 is 1 for the filter's group and 0 otherwise
+                for (int ch = 0; ch < c; ch++) imp[ch] += norm2[f * c + ch];
+            }
+            normalise(imp);
+            keep[g] = keepByCumulative(imp, beta);
+        }
+        float[] m = new float[n * c];
+        for (int f = 0; f < n; f++) {
+            for (int ch = 0; ch < c; ch++) m[f * c + ch] = keep[group[f]][ch] ? 1f : 0f;
+        }
+        if (filterRule) {
+            double[] imp = new double[n];
+            for (int f = 0; f < n; f++) for (int ch = 0; ch < c; ch++) imp[f] += norm2[f * c + ch];
+            normalise(imp);
+            boolean[] keepFilter = keepByCumulative(imp, beta);
+            for (int f = 0; f < n; f++) if (!keepFilter[f]) Arrays.fill(m, f * c, (f + 1) * c, 0f);
+        }
+        return m;
     }
 
     /** ||W[n, c]||^2 for a (N, C, k, k) weight, accumulated in double. */
