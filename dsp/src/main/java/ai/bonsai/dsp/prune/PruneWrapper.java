@@ -259,7 +259,10 @@ public final class PruneWrapper implements Trainer.Hooks {
 
     /**
      * The mask (N * C, row-major) of one layer: w is (N, C, k, k) row-major with kk = k * k, {@code group[n]} the
-     * hard group of filter n; {@code filterRule} adds the filter rule.
+     * hard group of filter n; {@code filterRule} adds the filter rule. Both rules read the same weights, those
+     * before this prune's masks (as the reference does): the filter rule's J is not computed after the channel
+     * mask. Importances are accumulated in double (the reference uses float32), which can only move channels
+     * whose cumulative sum lies within rounding of beta.
      */
     static float[] layerMask(float[] w, int n, int c, int kk, int[] group, int numGroups, double beta, boolean filterRule) {
         double[] norm2 = kernelNorms2(w, n, c, kk);
