@@ -42,7 +42,11 @@ public final class Plots {
         writePng(png, both);
     }
 
-    static void writePng(Path png, java.awt.image.BufferedImage image) {
+    /**
+     * Writes {@code image} as a PNG: to a temporary sibling first, then moved into place atomically, so a reader
+     * (a browser refreshing the chart during a run) never sees half a file. Creates missing parent directories.
+     */
+    public static void writePng(Path png, java.awt.image.BufferedImage image) {
         try {
             if (png.toAbsolutePath().getParent() != null) Files.createDirectories(png.toAbsolutePath().getParent());
             Path tmp = png.resolveSibling(png.getFileName() + ".tmp");

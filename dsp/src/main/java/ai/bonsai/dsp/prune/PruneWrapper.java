@@ -1,0 +1,599 @@
+package ai.bonsai.dsp.prune;
+
+import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.models.ModelStats;
+import ai.bonsai.dsp.train.Plots;
+import ai.bonsai.dsp.train.Trainer;
+import ai.bonsai.nn.BatchNorm2d;
+import ai.bonsai.nn.Conv2d;
+import ai.bonsai.nn.Module;
+import ai.bonsai.tensor.Tensor;
+import org.knowm.xchart.BitmapEncoder;
+import org.knowm.xchart.CategoryChart;
+import org.knowm.xchart.CategoryChartBuilder;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Group channel pruning, DSP's second phase (spec section 5): turns learned filter groups into masks, prunes
+ * the weights with them, removes the structure the masks leave dead, finds the threshold {@code beta} that
+ * reaches a requested pruned-FLOPs rate by bisection, and keeps the masks applied during fine-tuning.
+ *
+ * <p>State lives on the model, not here, so that checkpoints carry it: every prunable {@link Conv2d} holds its
+ * group logits as buffer {@code group} (G, N) and its mask as buffer {@code mask} (N, C), float 0/1. The
+ * constructor registers both when absent (group zeros, mask ones) so that a strict load of a fine-tuned
+ * checkpoint fills them; a group-learned checkpoint has no masks, see {@link #loadState(Map)}.
+ *
+ * <p>Usage, as in the reference: construct before loading the group-learned weights, call
+ * {@link #initialize(double)} once, pass the wrapper as the trainer's {@link Trainer.Hooks} (it calls
+ * {@link #afterStep()} after every optimiser step).
+ *
+ * <p>Only {@link CifarResNet} is supported: layer discovery with FLOPs ({@link PrunableLayer#find}) and the
+ * exact dead-structure analysis below are written for its basic blocks.
+ *
+ * <h2>Dead-structure removal</h2>
+ * The reference finds dead structure with 125 forward/backward passes on random inputs in training mode and
+ * zeroes every conv row/column and BN channel (weight and bias) whose accumulated gradient is exactly zero,
+ * overwriting the BN running statistics as a side effect. Here the same structure is found by analysing each
+ * basic block {@code x -> conv_a -> bn_a -> relu -> conv_b -> bn_b -> (+ shortcut) -> relu}; running statistics
+ * are never written. The rules, applied after masking:
+ * <ol>
+ * <li><b>Empty filter</b> (not function-preserving, the reference's semantics): when every kernel of a prunable
+ *     conv's filter {@code n} is zero, the channel after its BN is the constant {@code beta_bn[n]} in training
+ *     mode ({@code beta_bn[n] - gamma[n] * mean[n] / sqrt(var[n] + eps)} in eval mode). The reference zeroes
+ *     that BN channel's weight and bias (its weight gradient is exactly zero because the normalised input is
+ *     zero), so the filter is gone for good; so does this rule. It is the only function change beyond the
+ *     masks: for conv_a it drops the constant {@code relu(bias)} the channel fed into conv_b, for conv_b
+ *     (filter pruning) the constant added to the residual, which section 6's packing also assumes is gone
+ *     ("output channels of no branch pass the residual through").</li>
+ * <li><b>Dead input channel</b> (exact): when bn_a channel {@code n} has weight 0 and bias {@code <= 0}, its
+ *     output after the ReLU is exactly 0 in both training and eval mode whatever conv_a computes (with weight 0
+ *     the batch or running statistics are multiplied by zero), so conv_b's input column {@code n} only ever
+ *     multiplies zeros: it is zeroed and masked, and the bias set to 0 (relu(b) = relu(0) = 0 for b <= 0). A
+ *     zero conv_a row alone is not enough: its BN still outputs the constant bias, which is why rule 1 comes
+ *     first.</li>
+ * <li><b>Dead filter</b> (exact): when conv_b's input column {@code n} is entirely zero, conv_a's filter
+ *     {@code n} and its bn_a channel cannot reach the loss: the row is zeroed and masked, bn_a's weight and bias
+ *     zeroed, conv_b's column masked so fine-tuning cannot grow it back.</li>
+ * </ol>
+ * Rules 2 and 3 feed each other, so they run until nothing changes (in practice one pass). Nothing else in a
+ * CIFAR ResNet is structurally dead: the residual stream carries every block output channel to the classifier,
+ * and conv_a's inputs are ReLU outputs of that stream, never identically zero. The result differs from the
+ * reference's in one place: for an empty conv_a filter with a positive bn_a bias the reference keeps conv_b's
+ * column at this prune (the column's gradient was nonzero during its probe, before it zeroed the bias) and
+ * removes it only at the next prune; here it goes at once, so remaining FLOPs are counted a little lower.
+ */
+public final class PruneWrapper implements Trainer.Hooks {
+    public static final String GROUP_BUFFER = "group";
+    public static final String MASK_BUFFER = "mask";
+    /** Where the bisection of {@link #initialize(double)} starts, and its rounds (the reference's values). */
+    static final double INITIAL_BETA = 0.15;
+    static final int BISECTION_ROUNDS = 10;
+    /** Guards the normalisation of importances, as in the reference. */
+    private static final double EPS = 1e-12;
+
+    private final CifarResNet model;
+    private final int numGroups;
+    private final List<PrunableLayer> layers;
+    private final boolean[] filterPruned;
+    private final BatchNorm2d[] bnAfter;           // the BN that follows each prunable conv
+    private final int[][] blocks;                  // {conv_a layer index, conv_b layer index} per basic block
+    private double beta;
+    private PruneSummary.DeadStructure lastRemoval = PruneSummary.DeadStructure.NONE;
+    private PruneRates lastRates;                  // null until the first prune
+
+    /** Filter pruning on every {@code fpEveryNthConv}-th prunable layer ((l + 1) % n == 0); -1 disables it. */
+    public PruneWrapper(Module model, int numGroups, int fpEveryNthConv) {
+        this(model, numGroups, fpEveryNthConv, null);
+    }
+
+    /** Filter pruning on the listed prunable-layer indices (an empty list disables it). */
+    public PruneWrapper(Module model, int numGroups, int[] fpLayerIndices) {
+        this(model, numGroups, -1, requireIndices(fpLayerIndices));
+    }
+
+    /**
+     * Both selections; when {@code fpLayerIndices} is not null it wins and {@code fpEveryNthConv} is ignored,
+     * as in the reference.
+     */
+    public PruneWrapper(Module model, int numGroups, int fpEveryNthConv, int[] fpLayerIndices) {
+        if (!(model instanceof CifarResNet resnet)) {
+            throw new IllegalArgumentException("PruneWrapper: model must be a CifarResNet (layer discovery and the dead-structure analysis are defined for it), got "
+                    + (model == null ? "null" : model.getClass().getName()));
+        }
+        if (numGroups < 1) throw new IllegalArgumentException("PruneWrapper: numGroups must be >= 1, got " + numGroups);
+        if (fpLayerIndices == null && fpEveryNthConv != -1 && fpEveryNthConv < 1) {
+            throw new IllegalArgumentException("PruneWrapper: fpEveryNthConv must be >= 1 or -1 (no filter pruning), got " + fpEveryNthConv);
+        }
+        this.model = resnet;
+        this.numGroups = numGroups;
+        this.layers = List.copyOf(PrunableLayer.find(resnet));
+        int count = layers.size();
+        filterPruned = new boolean[count];
+        if (fpLayerIndices != null) {
+            for (int l : fpLayerIndices) {
+                if (l < 0 || l >= count) {
+                    throw new IllegalArgumentException("PruneWrapper: fpLayerIndices entry " + l + " is outside [0, " + count + ") (the model has " + count + " prunable layers)");
+                }
+                filterPruned[l] = true;
+            }
+        } else if (fpEveryNthConv != -1) {
+            for (int l = 0; l < count; l++) filterPruned[l] = (l + 1) % fpEveryNthConv == 0;
+        }
+
+        Map<Conv2d, Integer> indexOf = new IdentityHashMap<>();
+        for (PrunableLayer p : layers) indexOf.put(p.conv(), p.index());
+        bnAfter = new BatchNorm2d[count];
+        List<int[]> blockList = new ArrayList<>();
+        for (int s = 0; s < 3; s++) {
+            for (CifarResNet.BasicBlock b : resnet.stage(s)) {
+                int a = lookup(indexOf, b.convA(), "conv_a"), c = lookup(indexOf, b.convB(), "conv_b");
+                bnAfter[a] = b.bnA();
+                bnAfter[c] = b.bnB();
+                blockList.add(new int[] {a, c});
+            }
+        }
+        blocks = blockList.toArray(new int[0][]);
+        for (int l = 0; l < count; l++) {
+            if (bnAfter[l] == null) throw new IllegalStateException("PruneWrapper: prunable layer " + layers.get(l).name() + " is not a conv of a basic block");
+            if (layers.get(l).conv().groups() != 1) {
+                throw new IllegalArgumentException("PruneWrapper: " + layers.get(l).name() + " is a grouped convolution (groups=" + layers.get(l).conv().groups() + "); only groups=1 is supported");
+            }
+        }
+        for (PrunableLayer p : layers) {
+            ensureBuffer(p, GROUP_BUFFER, numGroups, p.filters(), 0f);
+            ensureBuffer(p, MASK_BUFFER, p.filters(), p.channels(), 1f);
+        }
+    }
+
+    private static int[] requireIndices(int[] fpLayerIndices) {
+        if (fpLayerIndices == null) throw new IllegalArgumentException("PruneWrapper: fpLayerIndices is null; pass an empty array for no filter pruning");
+        return fpLayerIndices;
+    }
+
+    private static int lookup(Map<Conv2d, Integer> indexOf, Conv2d conv, String what) {
+        Integer i = indexOf.get(conv);
+        if (i == null) throw new IllegalStateException("PruneWrapper: a block's " + what + " is not among the prunable layers");
+        return i;
+    }
+
+    /** Registers {@code name} (rows, cols) filled with {@code fill} on the layer's conv, or checks an existing one's shape. */
+    private static void ensureBuffer(PrunableLayer p, String name, int rows, int cols, float fill) {
+        Tensor existing = p.conv().namedBuffers().get(name);
+        if (existing == null) {
+            Tensor t = Tensor.zeros(p.conv().weight().device(), rows, cols);
+            if (fill != 0f) t.fill(fill);
+            p.conv().registerBuffer(name, t);
+        } else if (existing.rank() != 2 || existing.dim(0) != rows || existing.dim(1) != cols) {
+            throw new IllegalArgumentException("PruneWrapper: " + p.name() + "." + name + " has shape " + existing.shape()
+                    + ", expected (" + rows + ", " + cols + ")");
+        }
+    }
+
+    // ---------------------------------------------------------------- accessors
+
+    public List<PrunableLayer> layers() { return layers; }
+
+    public int numGroups() { return numGroups; }
+
+    /** Whether the filter rule applies to prunable layer {@code l}. */
+    public boolean isFilterPruned(int l) { return filterPruned[checkLayer(l)]; }
+
+    /** The threshold on cumulative importance used by {@link #prune()}: 0 until {@link #initialize} or {@link #setBeta}. */
+    public double beta() { return beta; }
+
+    public void setBeta(double beta) {
+        if (!(beta >= 0 && beta <= 1)) throw new IllegalArgumentException("PruneWrapper.setBeta: beta must be in [0, 1], got " + beta);
+        this.beta = beta;
+    }
+
+    /** Layer {@code l}'s group logits A (G, N): the live buffer. */
+    public Tensor groupLogits(int l) { return buffer(layers.get(checkLayer(l)), GROUP_BUFFER); }
+
+    /** Layer {@code l}'s mask M (N, C): the live buffer. */
+    public Tensor mask(int l) { return buffer(layers.get(checkLayer(l)), MASK_BUFFER); }
+
+    /**
+     * The hard assignment of layer {@code l}: the group of each filter, {@code argmax_g A[g, n]}, ties to the
+     * lowest group index (all-zero logits put every filter in group 0).
+     */
+    public int[] hardAssignment(int l) {
+        PrunableLayer p = layers.get(checkLayer(l));
+        Tensor a = buffer(p, GROUP_BUFFER);
+        if (a.rank() != 2 || a.dim(0) != numGroups || a.dim(1) != p.filters()) {
+            throw new IllegalStateException("PruneWrapper: " + p.name() + "." + GROUP_BUFFER + " has shape " + a.shape()
+                    + ", expected (" + numGroups + ", " + p.filters() + ")");
+        }
+        float[] logits = a.toFloatArray();
+        int n = p.filters();
+        int[] group = new int[n];
+        for (int f = 0; f < n; f++) {
+            float best = logits[f];
+            for (int g = 1; g < numGroups; g++) {
+                if (logits[g * n + f] > best) {      // strict: ties keep the lower index
+                    best = logits[g * n + f];
+                    group[f] = g;
+                }
+            }
+        }
+        return group;
+    }
+
+    private int checkLayer(int l) {
+        if (l < 0 || l >= layers.size()) throw new IllegalArgumentException("PruneWrapper: layer index " + l + " is outside [0, " + layers.size() + ")");
+        return l;
+    }
+
+    private static Tensor buffer(PrunableLayer p, String name) {
+        Tensor t = p.conv().namedBuffers().get(name);
+        if (t == null) throw new IllegalStateException("PruneWrapper: " + p.name() + " has no '" + name + "' buffer (was it replaced?)");
+        return t;
+    }
+
+    // ---------------------------------------------------------------- masks
+
+    /**
+     * The masks the channel and filter rules give for the current {@code beta}, weights and group logits, one
+     * (N * C) row-major array per layer; nothing is modified. The rules (spec section 5), per layer:
+     * {@code I[g, c] = sum_n Phat[g, n] ||W[n, c]||^2}, normalised per group; a group keeps channel c when
+     * {@code I[g, c]} exceeds the {@code count}-th smallest value, {@code count = #(cumsum < beta)} of the
+     * sorted values, and keeps all channels when {@code count = 0}. On filter-pruned layers the same rule on
+     * {@code J[n] = ||W[n]||^2 / sum ||W||^2} drops whole filters.
+     */
+    float[][] ruleMasks() {
+        float[][] masks = new float[layers.size()][];
+        for (PrunableLayer p : layers) {
+            masks[p.index()] = layerMask(p.conv().weight().toFloatArray(), p.filters(), p.channels(), p.kernel() * p.kernel(),
+                    hardAssignment(p.index()), numGroups, beta, filterPruned[p.index()]);
+        }
+        return masks;
+    }
+
+    /**
+     * The mask (N * C, row-major) of one layer: w is (N, C, k, k) row-major with kk = k * k, {@code group[n]} the
+     * hard group of filter n; {@code filterRule} adds the filter rule. Both rules read the same weights, those
+     * before this prune's masks (as the reference does): the filter rule's J is not computed after the channel
+     * mask. Importances are accumulated in double (the reference uses float32), which can only move channels
+     * whose cumulative sum lies within rounding of beta.
+     */
+    static float[] layerMask(float[] w, int n, int c, int kk, int[] group, int numGroups, double beta, boolean filterRule) {
+        double[] norm2 = kernelNorms2(w, n, c, kk);
+        boolean[][] keep = new boolean[numGroups][];
+        for (int g = 0; g < numGroups; g++) {
+            double[] imp = new double[c];
+            for (int f = 0; f < n; f++) {
+                if (group[f] != g) continue;       // Phat[g, n]^2 is 1 for the filter's group and 0 otherwise
+                for (int ch = 0; ch < c; ch++) imp[ch] += norm2[f * c + ch];
+            }
+            normalise(imp);
+            keep[g] = keepByCumulative(imp, beta);
+        }
+        float[] m = new float[n * c];
+        for (int f = 0; f < n; f++) {
+            for (int ch = 0; ch < c; ch++) m[f * c + ch] = keep[group[f]][ch] ? 1f : 0f;
+        }
+        if (filterRule) {
+            double[] imp = new double[n];
+            for (int f = 0; f < n; f++) for (int ch = 0; ch < c; ch++) imp[f] += norm2[f * c + ch];
+            normalise(imp);
+            boolean[] keepFilter = keepByCumulative(imp, beta);
+            for (int f = 0; f < n; f++) if (!keepFilter[f]) Arrays.fill(m, f * c, (f + 1) * c, 0f);
+        }
+        return m;
+    }
+
+    /** ||W[n, c]||^2 for a (N, C, k, k) weight, accumulated in double. */
+    private static double[] kernelNorms2(float[] w, int n, int c, int kk) {
+        double[] out = new double[n * c];
+        for (int i = 0; i < n * c; i++) {
+            double s = 0;
+            for (int j = 0; j < kk; j++) s += (double) w[i * kk + j] * w[i * kk + j];
+            out[i] = s;
+        }
+        return out;
+    }
+
+    private static void normalise(double[] v) {
+        double sum = 0;
+        for (double x : v) sum += x;
+        for (int i = 0; i < v.length; i++) v[i] /= sum + EPS;
+    }
+
+    /**
+     * The cumulative rule: sort ascending, {@code count = #(cumsum < beta)}; with count = 0 keep everything
+     * (the reference would index -1 and prune all), otherwise keep the entries strictly above the count-th
+     * smallest value, so values equal to the threshold are pruned.
+     */
+    static boolean[] keepByCumulative(double[] importance, double beta) {
+        double[] sorted = importance.clone();
+        Arrays.sort(sorted);
+        int count = 0;
+        double cum = 0;
+        for (double v : sorted) {
+            cum += v;
+            if (cum < beta) count++;
+        }
+        boolean[] keep = new boolean[importance.length];
+        if (count == 0) {
+            Arrays.fill(keep, true);
+            return keep;
+        }
+        double threshold = sorted[count - 1];
+        for (int i = 0; i < keep.length; i++) keep[i] = importance[i] > threshold;
+        return keep;
+    }
+
+    // ---------------------------------------------------------------- prune
+
+    /**
+     * Computes all masks for the current {@code beta}, multiplies the weights by them, removes the dead structure
+     * (class comment) and returns the pruned rates over the prunable layers. BN running statistics are not
+     * touched; BN weights and biases only where the rules say.
+     */
+    public PruneRates prune() {
+        float[][] masks = ruleMasks();
+        int count = layers.size();
+        float[][] w = new float[count][];
+        float[][] gamma = new float[count][], bias = new float[count][];
+        for (PrunableLayer p : layers) {
+            int l = p.index(), kk = p.kernel() * p.kernel();
+            w[l] = p.conv().weight().toFloatArray();
+            for (int i = 0; i < masks[l].length; i++) if (masks[l][i] == 0f) Arrays.fill(w[l], i * kk, (i + 1) * kk, 0f);
+            gamma[l] = bnAfter[l].weight().toFloatArray();
+            bias[l] = bnAfter[l].bias().toFloatArray();
+        }
+        lastRemoval = removeDeadStructure(w, masks, gamma, bias);
+        for (PrunableLayer p : layers) {
+            int l = p.index();
+            write(p.conv().weight(), w[l]);
+            write(buffer(p, MASK_BUFFER), masks[l]);
+            write(bnAfter[l].weight(), gamma[l]);
+            write(bnAfter[l].bias(), bias[l]);
+        }
+        lastRates = summary(false).rates();
+        return lastRates;
+    }
+
+    private static void write(Tensor t, float[] values) {
+        t.copyFrom(Tensor.of(values, t.device(), t.dims()));
+    }
+
+    /** The rules of the class comment, on host copies indexed by prunable layer. */
+    private PruneSummary.DeadStructure removeDeadStructure(float[][] w, float[][] masks, float[][] gamma, float[][] bias) {
+        int emptyBn = 0, deadFilters = 0, deadInputs = 0;
+        // Rule 1: the BN channel behind a filter with no kernel left.
+        for (PrunableLayer p : layers) {
+            int l = p.index(), n = p.filters(), rowLen = p.channels() * p.kernel() * p.kernel();
+            for (int f = 0; f < n; f++) {
+                if (!allZero(w[l], f * rowLen, (f + 1) * rowLen)) continue;
+                Arrays.fill(masks[l], f * p.channels(), (f + 1) * p.channels(), 0f);
+                if (gamma[l][f] != 0f || bias[l][f] != 0f) {
+                    gamma[l][f] = 0f;
+                    bias[l][f] = 0f;
+                    emptyBn++;
+                }
+            }
+        }
+        for (int[] block : blocks) {
+            PrunableLayer pa = layers.get(block[0]), pb = layers.get(block[1]);
+            int a = pa.index(), b = pb.index();
+            int mid = pa.filters(), rowLenA = pa.channels() * pa.kernel() * pa.kernel();
+            int nb = pb.filters(), kkB = pb.kernel() * pb.kernel();
+            assert pb.channels() == mid;
+            boolean changed = true;
+            while (changed) {
+                changed = false;
+                for (int f = 0; f < mid; f++) {
+                    // Rule 2: bn_a channel f outputs exactly 0 after the ReLU, so conv_b's column f is dead.
+                    if (gamma[a][f] == 0f && bias[a][f] <= 0f) {
+                        bias[a][f] = 0f;
+                        boolean any = false;
+                        for (int o = 0; o < nb; o++) {
+                            int at = (o * mid + f) * kkB;
+                            if (!allZero(w[b], at, at + kkB)) {
+                                Arrays.fill(w[b], at, at + kkB, 0f);
+                                any = true;
+                            }
+                            masks[b][o * mid + f] = 0f;
+                        }
+                        if (any) {
+                            deadInputs++;
+                            changed = true;
+                        }
+                    }
+                    // Rule 3: conv_b reads channel f nowhere, so conv_a's filter f and its BN channel are dead.
+                    boolean columnZero = true;
+                    for (int o = 0; o < nb && columnZero; o++) columnZero = allZero(w[b], (o * mid + f) * kkB, (o * mid + f + 1) * kkB);
+                    if (columnZero) {
+                        boolean live = !allZero(w[a], f * rowLenA, (f + 1) * rowLenA) || gamma[a][f] != 0f || bias[a][f] != 0f;
+                        Arrays.fill(w[a], f * rowLenA, (f + 1) * rowLenA, 0f);
+                        Arrays.fill(masks[a], f * pa.channels(), (f + 1) * pa.channels(), 0f);
+                        for (int o = 0; o < nb; o++) masks[b][o * mid + f] = 0f;
+                        gamma[a][f] = 0f;
+                        bias[a][f] = 0f;
+                        if (live) {
+                            deadFilters++;
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        return new PruneSummary.DeadStructure(emptyBn, deadFilters, deadInputs);
+    }
+
+    private static boolean allZero(float[] a, int from, int to) {
+        for (int i = from; i < to; i++) if (a[i] != 0f) return false;
+        return true;
+    }
+
+    /** What the dead-structure analysis of the last {@link #prune()} zeroed. */
+    public PruneSummary.DeadStructure lastRemoval() { return lastRemoval; }
+
+    // ---------------------------------------------------------------- initialize
+
+    /**
+     * Finds {@code beta} by bisection so that the pruned FLOPs of the prunable layers approach {@code 100 * rate}
+     * percent, then prunes with it. Start 0.15, bounds [0, 1], {@value #BISECTION_ROUNDS} rounds: prune, move beta
+     * halfway towards the lower bound when the pruned percentage is above the target (else towards the upper
+     * one), restore every parameter and buffer. The final beta is the one after the last move, as in the
+     * reference. Returns the rates of that final prune.
+     */
+    public PruneRates initialize(double rate) {
+        if (!(rate >= 0 && rate <= 1)) throw new IllegalArgumentException("PruneWrapper.initialize: rate must be in [0, 1], got " + rate);
+        Map<String, Tensor> snapshot = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : model.stateDict().entrySet()) snapshot.put(e.getKey(), e.getValue().copy());
+        beta = INITIAL_BETA;
+        double lower = 0, upper = 1;
+        for (int round = 0; round < BISECTION_ROUNDS; round++) {
+            PruneRates r = prune();
+            double current = beta;
+            if (r.prunedFlopsPercent() > rate * 100) {
+                beta = (beta + lower) / 2;
+                upper = current;
+            } else {
+                beta = (beta + upper) / 2;
+                lower = current;
+            }
+            for (Map.Entry<String, Tensor> e : model.stateDict().entrySet()) e.getValue().copyFrom(snapshot.get(e.getKey()));
+        }
+        return prune();
+    }
+
+    /**
+     * Loads a state dict strictly, except that missing {@code <layer>.mask} entries of the prunable layers are
+     * allowed (a group-learned checkpoint has group logits but no masks): those masks are reset to ones.
+     */
+    public Module.LoadResult loadState(Map<String, Tensor> state) {
+        Set<String> maskKeys = new HashSet<>();
+        for (PrunableLayer p : layers) maskKeys.add(p.name() + "." + MASK_BUFFER);
+        Map<String, Tensor> own = model.stateDict();
+        List<String> problems = new ArrayList<>();
+        for (String k : own.keySet()) if (!state.containsKey(k) && !maskKeys.contains(k)) problems.add("missing " + k);
+        for (String k : state.keySet()) if (!own.containsKey(k)) problems.add("unexpected " + k);
+        if (!problems.isEmpty()) throw new IllegalArgumentException("PruneWrapper.loadState: state dict does not match the model: " + problems);
+        Module.LoadResult r = model.loadStateDict(state, false);
+        if (!r.mismatchedKeys().isEmpty()) throw new IllegalArgumentException("PruneWrapper.loadState: shape or dtype mismatch for " + r.mismatchedKeys());
+        for (PrunableLayer p : layers) if (!state.containsKey(p.name() + "." + MASK_BUFFER)) buffer(p, MASK_BUFFER).fill(1f);
+        return r;
+    }
+
+    // ---------------------------------------------------------------- fine-tuning
+
+    /**
+     * After every fine-tuning step: re-applies the masks to the weights, and zeroes each BN bias whose weight is
+     * zero (in every BN of the model, as the reference does), so filters removed by pruning stay removed.
+     */
+    public void afterStep() {
+        for (PrunableLayer p : layers) {
+            float[] m = buffer(p, MASK_BUFFER).toFloatArray();
+            Tensor weight = p.conv().weight();
+            float[] w = weight.toFloatArray();
+            int kk = p.kernel() * p.kernel();
+            boolean changed = false;
+            for (int i = 0; i < m.length; i++) {
+                if (m[i] != 0f) continue;
+                for (int j = i * kk; j < (i + 1) * kk; j++) {
+                    if (w[j] != 0f) {
+                        w[j] = 0f;
+                        changed = true;
+                    }
+                }
+            }
+            if (changed) write(weight, w);
+        }
+        for (Module m : model.namedModules().values()) {
+            if (!(m instanceof BatchNorm2d bn)) continue;
+            float[] g = bn.weight().toFloatArray(), b = bn.bias().toFloatArray();
+            boolean changed = false;
+            for (int i = 0; i < g.length; i++) {
+                if (g[i] == 0f && b[i] != 0f) {
+                    b[i] = 0f;
+                    changed = true;
+                }
+            }
+            if (changed) write(bn.bias(), b);
+        }
+    }
+
+    @Override public void afterStep(Tensor x, Tensor y) { afterStep(); }
+
+    /** "flops -50.1% params -40.2%" from the last prune (empty before the first). */
+    @Override public String progressFields() {
+        return lastRates == null ? "" : String.format("flops -%.1f%% params -%.1f%%", lastRates.prunedFlopsPercent(), lastRates.prunedParamsPercent());
+    }
+
+    // ---------------------------------------------------------------- reporting
+
+    /** Counts the current weights (class {@link PruneSummary}); with {@code verbose}, also prints the full table. */
+    public PruneSummary summary(boolean verbose) {
+        List<PruneSummary.Layer> rows = new ArrayList<>();
+        long totalFlops = 0, totalParams = 0;
+        double remainingFlops = 0, remainingParams = 0;
+        for (PrunableLayer p : layers) {
+            int n = p.filters(), c = p.channels(), kk = p.kernel() * p.kernel();
+            double[] norm2 = kernelNorms2(p.conv().weight().toFloatArray(), n, c, kk);
+            int[] group = hardAssignment(p.index());
+            long kept = 0;
+            int[] groupFilters = new int[numGroups];
+            boolean[][] groupChannels = new boolean[numGroups][c];
+            for (int f = 0; f < n; f++) {
+                boolean alive = false;
+                for (int ch = 0; ch < c; ch++) {
+                    if (norm2[f * c + ch] > 0) {
+                        kept++;
+                        alive = true;
+                        groupChannels[group[f]][ch] = true;
+                    }
+                }
+                if (alive) groupFilters[group[f]]++;
+            }
+            List<PruneSummary.Group> groups = new ArrayList<>();
+            for (int g = 0; g < numGroups; g++) {
+                int channels = 0;
+                for (boolean b : groupChannels[g]) if (b) channels++;
+                groups.add(new PruneSummary.Group(groupFilters[g], channels));
+            }
+            long params = p.conv().weight().numel();
+            PruneSummary.Layer row = new PruneSummary.Layer(p.index(), p.name(), n, c, p.kernel(), filterPruned[p.index()], kept, p.flops(), params, groups);
+            rows.add(row);
+            totalFlops += p.flops();
+            totalParams += params;
+            remainingFlops += row.remainingFlops();
+            remainingParams += row.remainingParams();
+        }
+        ModelStats dense = ModelStats.of(model);
+        PruneSummary s = new PruneSummary(beta, rows, totalFlops, remainingFlops, totalParams, remainingParams, dense.macs(), dense.params(), lastRemoval);
+        if (verbose) System.out.print(s.format(true));
+        return s;
+    }
+
+    /** A bar chart of the fraction of kernels kept in each prunable layer, written as a PNG (headless). */
+    public void writeChart(Path png) {
+        PruneSummary s = summary(false);
+        List<String> names = new ArrayList<>();
+        List<Double> kept = new ArrayList<>();
+        for (PruneSummary.Layer l : s.layers()) {
+            names.add(l.index() + (l.filterPruned() ? "F" : ""));
+            kept.add(l.keptFraction());
+        }
+        CategoryChart chart = new CategoryChartBuilder().width(Math.max(600, 18 * names.size() + 150)).height(400)
+                .title(String.format("Kept kernels per layer (beta %.4f, FLOPs -%.1f%%, params -%.1f%%)", s.beta(), s.prunedFlopsPercent(), s.prunedParamsPercent()))
+                .xAxisTitle("prunable layer (F: filter-pruned)").yAxisTitle("fraction kept").build();
+        chart.getStyler().setLegendVisible(false);
+        chart.getStyler().setYAxisMin(0.0);
+        chart.getStyler().setYAxisMax(1.0);
+        chart.getStyler().setYAxisDecimalPattern("0.0#");
+        chart.getStyler().setXAxisLabelRotation(90);
+        chart.addSeries("kept", names, kept);
+        Plots.writePng(png, BitmapEncoder.getBufferedImage(chart));
+    }
+}
