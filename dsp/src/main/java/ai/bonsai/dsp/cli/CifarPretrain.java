@@ -2,7 +2,6 @@ package ai.bonsai.dsp.cli;
 
 import ai.bonsai.data.DataLoader;
 import ai.bonsai.data.TrainSplit;
-import ai.bonsai.data.Transform;
 import ai.bonsai.dsp.models.CifarResNet;
 import ai.bonsai.dsp.train.Trainer;
 import ai.bonsai.dsp.train.TrainingRun;
@@ -70,7 +69,6 @@ public final class CifarPretrain implements Callable<Integer> {
 
     @Override public Integer call() {
         if (epochs < 1) throw new IllegalArgumentException("--epochs: expected a positive number, got " + epochs);
-        if (batchSize < 1) throw new IllegalArgumentException("--batch-size: expected a positive number, got " + batchSize);
         Device device = common.setUp();
         Generator g = new Generator(common.seed);
         System.out.printf("bonsai pretrain: ResNet-%d, seed %d, device %s, %d threads%n", layers, common.seed, device,
@@ -80,9 +78,8 @@ public final class CifarPretrain implements Callable<Integer> {
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         int total = epochs;
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> scheduleFactor(e, total)));
-        DataLoader train = DataLoader.builder(data.train()).batchSize(batchSize).shuffle(true).seed(common.seed)
-                .transform(Transform.cifarTrain()).workers(1).prefetch(3).build();
-        DataLoader eval = DataLoader.builder(data.heldOut()).batchSize(256).transform(Transform.cifarEval()).build();
+        DataLoader train = common.trainLoader(data, batchSize, false);
+        DataLoader eval = common.evalLoader(data);
         Map<String, String> meta = new LinkedHashMap<>();
         meta.put("format", "bonsai-checkpoint-1");
         meta.put("architecture", "cifar_resnet");

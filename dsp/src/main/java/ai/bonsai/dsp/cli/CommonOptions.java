@@ -3,6 +3,8 @@ package ai.bonsai.dsp.cli;
 import ai.bonsai.backend.Backends;
 import ai.bonsai.backend.cpu.Parallel;
 import ai.bonsai.data.Cifar10;
+import ai.bonsai.data.DataLoader;
+import ai.bonsai.data.Transform;
 import ai.bonsai.data.SyntheticCifar;
 import ai.bonsai.data.TrainSplit;
 import ai.bonsai.tensor.Device;
@@ -75,6 +77,18 @@ public final class CommonOptions {
         log.println("train data: " + split.train().description() + " (" + split.train().size() + " images)");
         log.println("eval data:  " + split.heldOut().description() + " (" + split.heldOut().size() + " images)");
         return split;
+    }
+
+    /** The shuffled, augmented training loader (seeded from --seed), prefetching on a background thread. */
+    DataLoader trainLoader(TrainSplit data, int batchSize, boolean dropLast) {
+        if (batchSize < 1) throw new IllegalArgumentException("--batch-size: expected a positive number, got " + batchSize);
+        return DataLoader.builder(data.train()).batchSize(batchSize).shuffle(true).seed(seed).dropLast(dropLast)
+                .transform(Transform.cifarTrain()).workers(1).prefetch(3).build();
+    }
+
+    /** The evaluation loader over the held-out data, in order, normalised only. */
+    DataLoader evalLoader(TrainSplit data) {
+        return DataLoader.builder(data.heldOut()).batchSize(256).transform(Transform.cifarEval()).build();
     }
 
     /** The --data path, the default folder when present, or null for synthetic data. */

@@ -10,18 +10,31 @@ import java.util.List;
 import java.util.concurrent.Callable;
 
 /**
- * {@code bonsai demo}: the README's main job, end to end on the embedded default (the CPU, and CIFAR-10 when
- * it has been downloaded, else the synthetic CIFAR-shaped data). It trains a ResNet-20 briefly and evaluates
- * it, printing where everything was written.
+ * {@code bonsai demo}: the README's main job, the DSP pipeline end to end on the embedded default (the CPU,
+ * and CIFAR-10 when it has been downloaded, else the synthetic CIFAR-shaped data): pretrain a ResNet-20, learn
+ * groups, prune and fine-tune, then print a table of the stages. Sizes are cut down to fit in minutes on two
+ * cores; the individual commands keep the reference's full recipes.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true,
-        description = "Run the pipeline end to end in a few minutes: pretrain a ResNet-20, then evaluate it.")
+        description = "Run the DSP pipeline end to end in a few minutes: pretrain, group learning, pruning and fine-tuning of a ResNet-20.")
 public final class Demo implements Callable<Integer> {
     @Option(names = "--save-dir", defaultValue = "./runs/demo", description = "Where everything goes (default: ${DEFAULT-VALUE}).")
     Path saveDir;
 
-    @Option(names = "--epochs", defaultValue = "6", description = "Pretraining epochs (default: ${DEFAULT-VALUE}).")
-    int epochs;
+    @Option(names = "--pretrain-epochs", defaultValue = "6", description = "Pretraining epochs (default: ${DEFAULT-VALUE}).")
+    int pretrainEpochs;
+
+    @Option(names = "--dsp-epochs", defaultValue = "3", description = "Group-learning epochs (default: ${DEFAULT-VALUE}).")
+    int dspEpochs;
+
+    @Option(names = "--finetune-epochs", defaultValue = "4", description = "Fine-tuning epochs, over two cycles (default: ${DEFAULT-VALUE}).")
+    int finetuneEpochs;
+
+    @Option(names = {"-g", "--groups"}, defaultValue = "4", description = "Groups per layer (default: ${DEFAULT-VALUE}).")
+    int groups;
+
+    @Option(names = {"-p", "--prune"}, defaultValue = "0.5", description = "FLOPs rate to prune (default: ${DEFAULT-VALUE}).")
+    double rate;
 
     @Option(names = "--data", paramLabel = "PATH", description = "As for pretrain (default: ./data/cifar10 when present, else synthetic).")
     String data;
@@ -37,33 +50,48 @@ public final class Demo implements Callable<Integer> {
 
     public static void main(String[] args) { System.exit(Bonsai.execute(new Demo(), args)); }
 
+    private record Stage(String name, String accuracy, String flops, String params, Path file) {}
+
     @Override public Integer call() {
         long start = System.nanoTime();
         List<String> common = new ArrayList<>(List.of("--seed", Long.toString(seed), "--limit-train", Integer.toString(limitTrain),
-                "--synthetic-size", Integer.toString(limitTrain)));
+                "--synthetic-size", Integer.toString(limitTrain), "--save-dir", saveDir.toString(), "-l", "20"));
         if (data != null) common.addAll(List.of("--data", data));
         if (threads != null) common.addAll(List.of("--threads", threads.toString()));
 
-        System.out.println("== 1. pretrain ResNet-20 ==");
-        List<String> pre = new ArrayList<>(List.of("-l", "20", "--save-dir", saveDir.toString(), "--epochs", Integer.toString(epochs),
-                "--batch-size", "128"));
-        pre.addAll(common);
-        int rc = Bonsai.execute(new CifarPretrain(), pre.toArray(String[]::new));
-        if (rc != 0) return rc;
-
-        Path best = saveDir.resolve("resnet20.safetensors");
-        Checkpoint ck = Checkpoint.load(best);
-        double acc = Double.parseDouble(ck.require("accuracy"));
-        String dataDesc = ck.require("data");
-
-        double minutes = (System.nanoTime() - start) / 60e9;
+        System.out.println("== 1/3 pretrain ResNet-20 ==");
+        if (step(new CifarPretrain(), common, "--epochs", Integer.toString(pretrainEpochs)) != 0) return 1;
         System.out.println();
-        System.out.println("== summary ==");
-        System.out.printf("%-12s %-10s %s%n", "stage", "accuracy", "checkpoint");
-        System.out.printf("%-12s %8.2f%%  %s%n", "pretrain", acc, best.toAbsolutePath());
-        System.out.println("data: " + dataDesc);
-        System.out.printf("done in %.1f min. Evaluate again with: ./bonsai eval --ckpt %s%s%n", minutes, best,
+        System.out.println("== 2/3 differentiable group learning (G=" + groups + ") ==");
+        if (step(new CifarDsp(), common, "--epochs", Integer.toString(dspEpochs), "-g", Integer.toString(groups)) != 0) return 1;
+        System.out.println();
+        System.out.println("== 3/3 group channel pruning to " + rate + " and cyclic fine-tuning ==");
+        if (step(new CifarFinetune(), common, "--epochs", Integer.toString(finetuneEpochs), "-c", "2", "-g", Integer.toString(groups),
+                "-p", Double.toString(rate)) != 0) return 1;
+
+        Path pre = saveDir.resolve("resnet20.safetensors"), dsp = saveDir.resolve("resnet20_g" + groups + ".safetensors");
+        Path fine = saveDir.resolve(CifarFinetune.name(20, groups, rate) + ".safetensors");
+        Checkpoint cp = Checkpoint.load(pre), cd = Checkpoint.load(dsp), cf = Checkpoint.load(fine);
+        List<Stage> rows = List.of(
+                new Stage("pretrain", pct(cp.require("bestAccuracy")), "0.00%", "0.00%", pre),
+                new Stage("dsp (groups)", pct(cd.require("bestAccuracy")), "0.00%", "0.00%", dsp),
+                new Stage("pruned+tuned", pct(cf.require("bestAccuracy")), pct(cf.require("prunedFlopsPercent")),
+                        pct(cf.require("prunedParamsPercent")), fine));
+        System.out.println();
+        System.out.println("== summary ==  (pruned FLOPs and params over the prunable convolutions, the published accounting)");
+        System.out.printf("%-14s %9s %13s %14s  %s%n", "stage", "accuracy", "pruned FLOPs", "pruned params", "checkpoint");
+        for (Stage s : rows) System.out.printf("%-14s %9s %13s %14s  %s%n", s.name, s.accuracy, s.flops, s.params, s.file.toAbsolutePath());
+        System.out.println("data: " + cp.require("data"));
+        System.out.printf("done in %.1f min. Evaluate again with: ./bonsai eval --ckpt %s%s%n", (System.nanoTime() - start) / 60e9, fine,
                 data == null ? "" : " --data " + data);
         return 0;
+    }
+
+    private static String pct(String value) { return String.format("%.2f%%", Double.parseDouble(value)); }
+
+    private static int step(Object command, List<String> common, String... extra) {
+        List<String> args = new ArrayList<>(common);
+        args.addAll(List.of(extra));
+        return Bonsai.execute(command, args.toArray(String[]::new));
     }
 }

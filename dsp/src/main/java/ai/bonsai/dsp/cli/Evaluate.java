@@ -7,6 +7,7 @@ import ai.bonsai.data.SyntheticCifar;
 import ai.bonsai.data.Transform;
 import ai.bonsai.dsp.models.CifarResNet;
 import ai.bonsai.dsp.models.ModelStats;
+import ai.bonsai.dsp.prune.PruneWrapper;
 import ai.bonsai.dsp.train.Trainer;
 import ai.bonsai.io.Checkpoint;
 import ai.bonsai.tensor.Device;
@@ -98,7 +99,10 @@ public final class Evaluate implements Callable<Integer> {
         return 0;
     }
 
-    /** Builds the model a checkpoint describes and loads it strictly. */
+    /**
+     * Builds the model a checkpoint describes and loads it strictly. A pruned checkpoint (with {@code .mask}
+     * and {@code .group} entries) is loaded through a {@link PruneWrapper}, which owns those buffers.
+     */
     static CifarResNet loadModel(Checkpoint ck) {
         String arch = ck.require("architecture");
         if (!arch.equals("cifar_resnet")) {
@@ -107,7 +111,17 @@ public final class Evaluate implements Callable<Integer> {
         int depth = ck.requireInt("depth");
         int classes = ck.metadata().containsKey("numClasses") ? ck.requireInt("numClasses") : 10;
         CifarResNet model = new CifarResNet(depth, classes, new Generator(0));
-        ck.loadModel(model, true);
+        boolean dsp = ck.modelState().keySet().stream().anyMatch(k -> k.endsWith("." + PruneWrapper.GROUP_BUFFER));
+        if (dsp) {
+            PruneWrapper pruner = new PruneWrapper(model, ck.requireInt("groups"), -1);
+            try {
+                pruner.loadState(ck.modelState());
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("checkpoint " + ck.file() + " does not fit the model: " + e.getMessage(), e);
+            }
+        } else {
+            ck.loadModel(model, true);
+        }
         model.eval();
         return model;
     }

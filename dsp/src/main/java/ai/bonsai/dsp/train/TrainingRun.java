@@ -39,6 +39,12 @@ public final class TrainingRun {
 
         void restore(Map<String, Tensor> tensors, Map<String, String> metadata);
 
+        /**
+         * Called after epoch {@code epoch} (1-based) was evaluated and the best checkpoint written, before the
+         * resume checkpoint is: a change made here (fine-tuning's re-pruning at a cycle end) is what a resume sees.
+         */
+        default void afterEpoch(int epoch, TrainingRun run) {}
+
         Extra NONE = new Extra() {
             @Override public Map<String, Tensor> tensors() { return Map.of(); }
 
@@ -136,7 +142,8 @@ public final class TrainingRun {
                         best ? " (best)" : "", t.imagesPerSecond());
                 Map<String, String> meta = metadata(epoch + 1, e.accuracy(), h, extra);
                 if (best) Checkpoint.save(bestPath(), model, optimizer, scheduler, extra.tensors(), meta);
-                Checkpoint.save(resumePath(), model, optimizer, scheduler, extra.tensors(), meta);
+                extra.afterEpoch(epoch + 1, this);
+                Checkpoint.save(resumePath(), model, optimizer, scheduler, extra.tensors(), metadata(epoch + 1, e.accuracy(), h, extra));
                 Plots.trainingCurves(plotPath(), config.name, h.epochs, h.trainLoss, h.trainAcc, h.evalAcc);
             }
             if (until < config.epochs) {

@@ -1,0 +1,206 @@
+package ai.bonsai.dsp.cli;
+
+import ai.bonsai.backend.cpu.Parallel;
+import ai.bonsai.data.DataLoader;
+import ai.bonsai.data.TrainSplit;
+import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.prune.PruneRates;
+import ai.bonsai.dsp.prune.PruneSummary;
+import ai.bonsai.dsp.prune.PruneWrapper;
+import ai.bonsai.dsp.train.Trainer;
+import ai.bonsai.dsp.train.TrainingRun;
+import ai.bonsai.io.Checkpoint;
+import ai.bonsai.optim.LambdaLR;
+import ai.bonsai.optim.LrScheduler;
+import ai.bonsai.optim.SGD;
+import ai.bonsai.tensor.Device;
+import ai.bonsai.tensor.Generator;
+import ai.bonsai.tensor.Tensor;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code bonsai finetune}: group channel pruning and cyclic fine-tuning (spec section 5), the reference's
+ * cifar_finetune.py. Loads the group-learned {@code resnet<L>_g<G>.safetensors}, prunes to the requested FLOPs
+ * rate, and fine-tunes in cycles of cosine schedules; at the end of every cycle but the last it reloads the best
+ * state, prunes a little more ({@code initialize(bestPrunedFlops / 100 + 0.001)}) and restarts the optimiser.
+ * The best model, masks included, is {@code resnet<L>_g<G>_p<rate>.safetensors}.
+ */
+@Command(name = "finetune", mixinStandardHelpOptions = true,
+        description = "Prune a group-learned model to a FLOPs rate and fine-tune it in cosine cycles.")
+public final class CifarFinetune implements Callable<Integer> {
+    @Option(names = {"-l", "--layers"}, defaultValue = "20", description = "Depth (default: ${DEFAULT-VALUE}).")
+    int layers;
+
+    @Option(names = {"-g", "--groups"}, defaultValue = "4", description = "Groups per layer, as in dsp (default: ${DEFAULT-VALUE}).")
+    int groups;
+
+    @Option(names = {"-p", "--prune"}, defaultValue = "0.5", description = "Fraction of the prunable layers' FLOPs to remove (default: ${DEFAULT-VALUE}).")
+    double rate;
+
+    @Option(names = {"-c", "--cycles"}, defaultValue = "5", description = "Cosine cycles; each but the last ends with a little more pruning (default: ${DEFAULT-VALUE}).")
+    int cycles;
+
+    @Option(names = "--fp-every", defaultValue = "2", paramLabel = "N",
+            description = "Prune filters of every Nth prunable convolution, -1 for none (default: ${DEFAULT-VALUE}: every conv_b).")
+    int fpEvery;
+
+    @Option(names = "--save-dir", defaultValue = "./cifarmodel", description = "Reads resnet<L>_g<G>.safetensors here, writes resnet<L>_g<G>_p<rate>.* (default: ${DEFAULT-VALUE}).")
+    Path saveDir;
+
+    @Option(names = "--ckpt", paramLabel = "FILE", description = "Group-learned model (default: <save-dir>/resnet<L>_g<G>.safetensors).")
+    Path ckpt;
+
+    @Option(names = "--epochs", defaultValue = "400", description = "Epochs over all cycles (default: ${DEFAULT-VALUE}).")
+    int epochs;
+
+    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size (default: ${DEFAULT-VALUE}).")
+    int batchSize;
+
+    @Option(names = "--lr", defaultValue = "0.015", description = "Learning rate at the start of each cycle (default: ${DEFAULT-VALUE}).")
+    float lr;
+
+    @Option(names = "--momentum", defaultValue = "0.9", description = "SGD momentum (default: ${DEFAULT-VALUE}).")
+    float momentum;
+
+    @Option(names = "--wd", defaultValue = "1e-3", description = "Weight decay (default: ${DEFAULT-VALUE}).")
+    float wd;
+
+    @Option(names = "--resume", description = "Continue from <save-dir>/resnet<L>_g<G>_p<rate>.last.safetensors.")
+    boolean resume;
+
+    @Option(names = "--stop-after", paramLabel = "EPOCH", description = "Stop after this epoch, keeping the schedule of --epochs; continue later with --resume.")
+    Integer stopAfter;
+
+    @Mixin CommonOptions common;
+
+    public static void main(String[] args) { System.exit(Bonsai.execute(new CifarFinetune(), args)); }
+
+    /** The output stem: resnet20_g4_p0.5. */
+    static String name(int layers, int groups, double rate) {
+        String r = Double.toString(rate);
+        if (r.endsWith(".0")) r = r.substring(0, r.length() - 2);
+        return "resnet" + layers + "_g" + groups + "_p" + r;
+    }
+
+    @Override public Integer call() {
+        if (!(rate > 0 && rate < 1)) throw new IllegalArgumentException("--prune: expected a fraction in (0, 1), got " + rate);
+        if (cycles < 1 || epochs < cycles) {
+            throw new IllegalArgumentException("--cycles " + cycles + " and --epochs " + epochs + ": need 1 <= cycles <= epochs");
+        }
+        Device device = common.setUp();
+        Path source = ckpt != null ? ckpt : saveDir.resolve("resnet" + layers + "_g" + groups + ".safetensors");
+        if (!Files.isRegularFile(source)) {
+            throw new IllegalArgumentException("group-learned model " + source.toAbsolutePath() + " not found: run 'bonsai dsp -l " + layers
+                    + " -g " + groups + " --save-dir " + saveDir + "' first, or pass --ckpt FILE");
+        }
+        Generator g = new Generator(common.seed);
+        System.out.printf("bonsai finetune: ResNet-%d, G=%d, rate %.3f, %d cycles, seed %d, device %s, %d threads%n", layers, groups, rate,
+                cycles, common.seed, device, Parallel.threads());
+        System.out.println("group-learned model: " + source.toAbsolutePath());
+        TrainSplit data = common.trainingData(System.out);
+        CifarResNet model = new CifarResNet(layers, 10, g);
+        PruneWrapper pruner = new PruneWrapper(model, groups, fpEvery);
+        pruner.loadState(Checkpoint.load(source).modelState());
+
+        DataLoader train = common.trainLoader(data, batchSize, false);
+        DataLoader eval = common.evalLoader(data);
+        double dense = Trainer.evaluate(model, eval, device).accuracy();
+        PruneRates start = pruner.initialize(rate);
+        double pruned = Trainer.evaluate(model, eval, device).accuracy();
+        System.out.printf("pruned to %.2f%% FLOPs / %.2f%% params (prunable layers); eval accuracy %.2f%% before pruning, %.2f%% after%n",
+                start.prunedFlopsPercent(), start.prunedParamsPercent(), dense, pruned);
+
+        SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
+        int cycleLength = epochs / cycles;
+        LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> cyclicCosine(e, epochs, cycles)));
+        String name = name(layers, groups, rate);
+        Map<String, String> meta = new LinkedHashMap<>();
+        meta.put("format", "bonsai-checkpoint-1");
+        meta.put("architecture", "cifar_resnet");
+        meta.put("depth", Integer.toString(layers));
+        meta.put("numClasses", "10");
+        meta.put("groups", Integer.toString(groups));
+        meta.put("rate", Double.toString(rate));
+        meta.put("cycles", Integer.toString(cycles));
+        meta.put("seed", Long.toString(common.seed));
+        meta.put("data", data.train().description());
+        meta.put("groupLearned", source.toAbsolutePath().toString());
+        meta.put("accuracyBeforePruning", Double.toString(dense));
+        meta.put("stage", "finetune");
+        TrainingRun run = new TrainingRun(new TrainingRun.Config(name, saveDir, epochs, 1, resume, device, meta,
+                stopAfter == null ? epochs : stopAfter), System.out);
+        Cycles state = new Cycles(pruner, sgd, cycleLength, cycles);
+        TrainingRun.Result r = run.run(model, sgd, sched, new Trainer(model, sgd, device, 0f, pruner), train, eval, state);
+
+        // Report the saved (best) model, not the last state.
+        pruner.loadState(Checkpoint.load(r.best()).modelState());
+        PruneSummary summary = pruner.summary(false);
+        System.out.println(summary.format(true));
+        Path chart = saveDir.resolve(name + ".layers.png");
+        pruner.writeChart(chart);
+        System.out.printf("best eval accuracy %.2f%% (dense %.2f%%) at %.2f%% pruned FLOPs, %.2f%% pruned params; saved %s%n",
+                r.bestAccuracy(), dense, summary.prunedFlopsPercent(), summary.prunedParamsPercent(), r.best().toAbsolutePath());
+        System.out.println("kept fraction per layer: " + chart.toAbsolutePath());
+        return 0;
+    }
+
+    /** Cosine from 1 to 0 over each cycle of epochs / cycles epochs; the last cycle also takes the remainder. */
+    static double cyclicCosine(long epoch, int epochs, int cycles) {
+        int length = epochs / cycles;
+        long cycle = Math.min(epoch / length, cycles - 1);
+        long t = epoch - cycle * length;
+        long span = cycle == cycles - 1 ? epochs - (long) (cycles - 1) * length : length;
+        return (1 + Math.cos(Math.PI * t / span)) / 2;
+    }
+
+    /** The cycle ends: reload the best state, prune a little more, restart the momentum. Also the pruner's resume state. */
+    static final class Cycles implements TrainingRun.Extra {
+        private final PruneWrapper pruner;
+        private final SGD sgd;
+        private final int length, cycles;
+
+        Cycles(PruneWrapper pruner, SGD sgd, int length, int cycles) {
+            this.pruner = pruner;
+            this.sgd = sgd;
+            this.length = length;
+            this.cycles = cycles;
+        }
+
+        @Override public Map<String, Tensor> tensors() { return Map.of(); }
+
+        @Override public Map<String, String> metadata() {
+            PruneRates r = pruner.summary(false).rates();
+            Map<String, String> m = new LinkedHashMap<>();
+            m.put("beta", Double.toString(pruner.beta()));
+            m.put("prunedFlopsPercent", Double.toString(r.prunedFlopsPercent()));
+            m.put("prunedParamsPercent", Double.toString(r.prunedParamsPercent()));
+            return m;
+        }
+
+        @Override public void restore(Map<String, Tensor> tensors, Map<String, String> metadata) {
+            String b = metadata.get("beta");
+            if (b == null) throw new IllegalArgumentException("resume checkpoint: metadata has no 'beta'");
+            pruner.setBeta(Double.parseDouble(b));
+        }
+
+        @Override public void afterEpoch(int epoch, TrainingRun run) {
+            boolean cycleEnd = epoch % length == 0 && epoch / length < cycles;
+            if (!cycleEnd) return;
+            Checkpoint best = Checkpoint.load(run.bestPath());
+            double bestFlops = Double.parseDouble(best.require("prunedFlopsPercent"));
+            pruner.loadState(best.modelState());
+            PruneRates r = pruner.initialize(bestFlops / 100 + 0.001);
+            for (int i = 0; i < sgd.params().size(); i++) sgd.setMomentumBuffer(i, null);
+            System.out.printf("cycle %d done: reloaded the best state (%.2f%% pruned FLOPs, accuracy %s%%), pruned to %.2f%% FLOPs / %.2f%% params%n",
+                    epoch / length, bestFlops, best.require("accuracy"), r.prunedFlopsPercent(), r.prunedParamsPercent());
+        }
+    }
+}
