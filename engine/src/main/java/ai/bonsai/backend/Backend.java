@@ -12,7 +12,7 @@ import ai.bonsai.tensor.Generator;
  * backward kernels that a composition of primitives would make slow (convolution, batch norm, pooling).
  *
  * <p>Groups, as in tinygrad: memory, element-wise, reduce, movement, and processing (matmul, convolution,
- * normalisation, pooling, softmax, gathers, optimiser updates).
+ * normalisation, pooling, softmax, gathers, optimiser updates, DSP's fused group regulariser).
  *
  * <p>Conventions. All buffers are dense and row-major. Kernels <b>overwrite</b> their outputs unless their
  * name ends in {@code Add} or the argument says {@code accumulate}; those add into what is there.
@@ -153,6 +153,52 @@ public interface Backend {
 
     /** The adjoint of {@link #takeAlongAxis}: dst[o, index[o, i], i] += src[o, i]. */
     void takeAlongAxisAdd(Buffer dst, int outer, int axisLen, int inner, Buffer index, Buffer src);
+
+    // ---------------------------------------------------------------- DSP group-channel regulariser
+
+    /**
+     * The length of one group's row in the {@code pieces} buffer of {@link #groupRegularizer}: {@code s},
+     * {@code sum_c L_c}, ds/dp (filters), dL/dp (filters), L (channels).
+     */
+    static int groupPiecesRowLength(int filters, int channels) { return 2 + 2 * filters + channels; }
+
+    /**
+     * The DSP group-channel regulariser of one layer (spec section 3), all groups in one pass. {@code w} is the
+     * weight seen as (filters, channels, kernelArea); {@code p} is the assignment (groups, filters), soft or hard.
+     * For group g with p = P[g, :], L_c = sqrt(sum_n p_n^2 ||W[n,c]||^2), S = sum_n sqrt(p_n), s = S^2:
+     * <ul>
+     *   <li>{@code penalty} (filters, channels, kernelArea) is <b>overwritten</b> with
+     *       scale * sum_g s_g * p_gn^2 * W[n,c] / (L_gc + 1e-8), i.e. scale * sum_g dR_g/dW;</li>
+     *   <li>{@code dRdp} (groups, filters), may be null, receives the <b>unscaled</b>
+     *       dR_g/dp_n = s * dL/dp_n + (sum_c L_c) * ds/dp_n with dL/dp_n = sum_c p_n ||W[n,c]||^2 / (L_c + 1e-8)
+     *       and ds/dp_n = sqrt(p_n) * s / (p_n * S + 1e-8); it is <b>accumulated</b> when
+     *       {@code accumulateDRdp}, overwritten otherwise;</li>
+     *   <li>{@code pieces} (groups, {@link #groupPiecesRowLength}), may be null, is <b>overwritten</b> per group
+     *       with [s, sum_c L_c, ds/dp (filters), dL/dp (filters), L_c (channels)] for
+     *       {@link #groupSecondOrderAdd}; R_g = s * sum_c L_c is the product of its first two entries.</li>
+     * </ul>
+     * Sums over filters, channels and the kernel run in double. All-zero group channels and empty groups give
+     * zeros, never NaN. Deterministic: the result does not depend on the thread count.
+     */
+    void groupRegularizer(Buffer w, Buffer p, int groups, int filters, int channels, int kernelArea, float scale,
+                          Buffer penalty, Buffer dRdp, boolean accumulateDRdp, Buffer pieces);
+
+    /**
+     * The second-order term of DSP's group learning (spec section 4, step 8), <b>accumulated</b> into
+     * {@code pgrad} (groups, filters). {@code w} is the weight at which {@code pieces} were computed by
+     * {@link #groupRegularizer} with the same {@code p}; {@code d} (D = W''' - W') has w's shape. Per group g
+     * and filter n, with q[n,c] = &lt;W[n,c], D[n,c]&gt; over the kernel and l_c = L_c + 1e-8:
+     * <pre>
+     *   pgrad[g,n] += ds/dp_n * sum_c p_n^2 q / l_c
+     *               + s * (2 * sum_c p_n q / l_c  -  dL/dp_n * sum_c p_n^2 q / l_c^2)
+     * </pre>
+     * which is ds/dp_n &lt;dL/dW[n], D[n]&gt; + s (2 &lt;Nrm[n], D[n]&gt; - dL/dp_n &lt;dL/dW[n], D[n] / L&gt;)
+     * with the normalised weights Nrm = p_n W / l_c and dL/dW = p_n^2 W / l_c recomputed from w, p and L_c
+     * rather than stored. The D / L division is guarded with the same 1e-8 (the reference's is not, and gives
+     * NaN for an all-zero group channel). No scale and no step size: the reference's behaviour.
+     */
+    void groupSecondOrderAdd(Buffer w, Buffer d, Buffer p, Buffer pieces, int groups, int filters, int channels,
+                             int kernelArea, Buffer pgrad);
 
     // ---------------------------------------------------------------- optimiser updates (in place)
 

@@ -615,6 +615,19 @@ public final class CpuBackend implements Backend {
             for (int i = 0; i < inner; i++) d[(ob * axisLen + (int) idx.index(ob * inner + i)) * inner + i] += s[ob * inner + i];
     }
 
+    // ---------------------------------------------------------------- DSP group regulariser
+
+    @Override public void groupRegularizer(Buffer w, Buffer p, int groups, int filters, int channels, int kernelArea,
+                                           float scale, Buffer penalty, Buffer dRdp, boolean accumulateDRdp, Buffer pieces) {
+        GroupRegularizerKernels.regularize(f(w), f(p), groups, filters, channels, kernelArea, scale, f(penalty),
+                dRdp == null ? null : f(dRdp), accumulateDRdp, pieces == null ? null : f(pieces));
+    }
+
+    @Override public void groupSecondOrderAdd(Buffer w, Buffer d, Buffer p, Buffer pieces, int groups, int filters,
+                                              int channels, int kernelArea, Buffer pgrad) {
+        GroupRegularizerKernels.secondOrderAdd(f(w), f(d), f(p), f(pieces), groups, filters, channels, kernelArea, f(pgrad));
+    }
+
     // ---------------------------------------------------------------- optimiser updates
 
     @Override public void sgdStep(Buffer paramB, Buffer gradB, Buffer bufB, float lr, float momentum, float dampening,
