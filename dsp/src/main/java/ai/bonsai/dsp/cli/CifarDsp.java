@@ -20,7 +20,6 @@ import picocli.CommandLine.Option;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -72,11 +71,7 @@ public final class CifarDsp implements Callable<Integer> {
     @Option(names = "--wd", defaultValue = "1e-3", description = "Weight decay (default: ${DEFAULT-VALUE}).")
     float wd;
 
-    @Option(names = "--resume", description = "Continue from <save-dir>/resnet<L>_g<G>.last.safetensors.")
-    boolean resume;
-
-    @Option(names = "--stop-after", paramLabel = "EPOCH", description = "Stop after this epoch, keeping the schedule of --epochs; continue later with --resume.")
-    Integer stopAfter;
+    @Mixin ResumeOptions resume;
 
     @Mixin CommonOptions common;
 
@@ -110,22 +105,15 @@ public final class CifarDsp implements Callable<Integer> {
         GroupWrapper groupsLearner = new GroupWrapper(model, sgd, (logits, y) -> Functional.crossEntropy(logits, y), lambda,
                 totalIterations, groups, temperature, g.split(), groupLr);
 
-        Map<String, String> meta = new LinkedHashMap<>();
-        meta.put("format", "bonsai-checkpoint-1");
-        meta.put("architecture", "cifar_resnet");
-        meta.put("depth", Integer.toString(layers));
-        meta.put("numClasses", "10");
+        Map<String, String> meta = common.metadata("dsp", layers, data);
         meta.put("groups", Integer.toString(groups));
         meta.put("lambda", Float.toString(lambda));
         meta.put("temperature", Float.toString(temperature));
-        meta.put("seed", Long.toString(common.seed));
-        meta.put("data", data.train().description());
         meta.put("pretrained", source.toAbsolutePath().toString());
-        meta.put("stage", "dsp");
         // A run shorter than the warm-up still saves its last epoch as the result.
         int bestAfter = Math.min(BEST_AFTER + 1, epochs);
-        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers + "_g" + groups, saveDir, epochs, bestAfter, resume,
-                device, meta, stopAfter == null ? epochs : stopAfter), System.out);
+        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers + "_g" + groups, saveDir, epochs, bestAfter, resume.resume,
+                device, meta, resume.stopAfter(epochs)), System.out);
         Trainer trainer = new Trainer(model, sgd, device, 0f, groupsLearner);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, groupsLearner);
         System.out.printf("best eval accuracy %.2f%% at epoch %d (group-logit std %.4f); saved %s%n", r.bestAccuracy(), r.bestEpoch(),

@@ -73,11 +73,7 @@ public final class CifarFinetune implements Callable<Integer> {
     @Option(names = "--wd", defaultValue = "1e-3", description = "Weight decay (default: ${DEFAULT-VALUE}).")
     float wd;
 
-    @Option(names = "--resume", description = "Continue from <save-dir>/resnet<L>_g<G>_p<rate>.last.safetensors.")
-    boolean resume;
-
-    @Option(names = "--stop-after", paramLabel = "EPOCH", description = "Stop after this epoch, keeping the schedule of --epochs; continue later with --resume.")
-    Integer stopAfter;
+    @Mixin ResumeOptions resume;
 
     @Mixin CommonOptions common;
 
@@ -122,21 +118,14 @@ public final class CifarFinetune implements Callable<Integer> {
         int cycleLength = epochs / cycles;
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> cyclicCosine(e, epochs, cycles)));
         String name = name(layers, groups, rate);
-        Map<String, String> meta = new LinkedHashMap<>();
-        meta.put("format", "bonsai-checkpoint-1");
-        meta.put("architecture", "cifar_resnet");
-        meta.put("depth", Integer.toString(layers));
-        meta.put("numClasses", "10");
+        Map<String, String> meta = common.metadata("finetune", layers, data);
         meta.put("groups", Integer.toString(groups));
         meta.put("rate", Double.toString(rate));
         meta.put("cycles", Integer.toString(cycles));
-        meta.put("seed", Long.toString(common.seed));
-        meta.put("data", data.train().description());
         meta.put("groupLearned", source.toAbsolutePath().toString());
         meta.put("accuracyBeforePruning", Double.toString(dense));
-        meta.put("stage", "finetune");
-        TrainingRun run = new TrainingRun(new TrainingRun.Config(name, saveDir, epochs, 1, resume, device, meta,
-                stopAfter == null ? epochs : stopAfter), System.out);
+        TrainingRun run = new TrainingRun(new TrainingRun.Config(name, saveDir, epochs, 1, resume.resume, device, meta,
+                resume.stopAfter(epochs)), System.out);
         Cycles state = new Cycles(pruner, sgd, cycleLength, cycles);
         TrainingRun.Result r = run.run(model, sgd, sched, new Trainer(model, sgd, device, 0f, pruner), train, eval, state);
 

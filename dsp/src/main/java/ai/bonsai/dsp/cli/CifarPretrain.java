@@ -15,7 +15,6 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -48,11 +47,7 @@ public final class CifarPretrain implements Callable<Integer> {
     @Option(names = "--wd", defaultValue = "1e-4", description = "Weight decay (default: ${DEFAULT-VALUE}).")
     float wd;
 
-    @Option(names = "--resume", description = "Continue from <save-dir>/resnet<L>.last.safetensors.")
-    boolean resume;
-
-    @Option(names = "--stop-after", paramLabel = "EPOCH", description = "Stop after this epoch, keeping the schedule of --epochs; continue later with --resume.")
-    Integer stopAfter;
+    @Mixin ResumeOptions resume;
 
     @Mixin CommonOptions common;
 
@@ -80,16 +75,9 @@ public final class CifarPretrain implements Callable<Integer> {
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> scheduleFactor(e, total)));
         DataLoader train = common.trainLoader(data, batchSize, false);
         DataLoader eval = common.evalLoader(data);
-        Map<String, String> meta = new LinkedHashMap<>();
-        meta.put("format", "bonsai-checkpoint-1");
-        meta.put("architecture", "cifar_resnet");
-        meta.put("depth", Integer.toString(layers));
-        meta.put("numClasses", "10");
-        meta.put("seed", Long.toString(common.seed));
-        meta.put("data", data.train().description());
-        meta.put("stage", "pretrain");
-        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, resume, device, meta,
-                stopAfter == null ? epochs : stopAfter), System.out);
+        Map<String, String> meta = common.metadata("pretrain", layers, data);
+        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, resume.resume, device, meta,
+                resume.stopAfter(epochs)), System.out);
         Trainer trainer = new Trainer(model, sgd, device, 0f, Trainer.Hooks.NONE);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, TrainingRun.Extra.NONE);
         System.out.printf("best eval accuracy %.2f%% at epoch %d; saved %s%n", r.bestAccuracy(), r.bestEpoch(), r.best().toAbsolutePath());

@@ -91,6 +91,19 @@ public final class CommonOptions {
         return DataLoader.builder(data.heldOut()).batchSize(256).transform(Transform.cifarEval()).build();
     }
 
+    /** The metadata every checkpoint of a training command records; commands add their own keys. */
+    java.util.Map<String, String> metadata(String stage, int depth, TrainSplit data) {
+        java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
+        m.put("format", "bonsai-checkpoint-1");
+        m.put("architecture", "cifar_resnet");
+        m.put("depth", Integer.toString(depth));
+        m.put("numClasses", "10");
+        m.put("seed", Long.toString(seed));
+        m.put("data", data.train().description());
+        m.put("stage", stage);
+        return m;
+    }
+
     /** The --data path, the default folder when present, or null for synthetic data. */
     Path dataPath(PrintStream log) {
         if (data != null && data.equalsIgnoreCase("synthetic")) return null;
