@@ -162,7 +162,7 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
     public float alpha() { return (float) ((double) lambda * optimizer.lr() * (t + 1) / totalIterations); }
 
     /** After {@code optimizer.step()}: steps 1 to 12 of spec section 4 on the batch (x, y) just trained on. */
-    public void afterStep(Tensor x, Tensor y) {
+    @Override public void afterStep(Tensor x, Tensor y) {
         if (!sampled) throw new IllegalStateException("GroupWrapper.afterStep: call initialize() before the forward pass of every iteration");
         float alpha = alpha();
         int n = layers.size();
