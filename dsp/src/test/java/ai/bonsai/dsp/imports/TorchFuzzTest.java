@@ -83,7 +83,7 @@ class TorchFuzzTest {
         }
         // Raw flips anywhere (stored entries are caught by their CRC) and in the zip headers.
         List<Integer> headers = headerOffsets(zip);
-        for (int i = 0; i < 1200; i++) {
+        for (int i = 0; i < 1000; i++) {
             byte[] b = zip.clone();
             int flips = 1 + rnd.nextInt(3);
             for (int k = 0; k < flips; k++) {
@@ -93,7 +93,7 @@ class TorchFuzzTest {
             check(b, "raw flip case " + i);
         }
         // Entry contents with valid CRCs: pickles, storages, code.
-        mutateEntries(model.entries, rnd, 1800, "synthetic");
+        mutateEntries(model.entries, rnd, 1500, "synthetic");
         // Oversized declared lengths in the zip: entry count, sizes and offsets set to huge values.
         int eocd = lastSig(zip, 0x06054b50);
         for (int field : new int[] {8, 10, 12, 16}) {
@@ -127,7 +127,7 @@ class TorchFuzzTest {
         if (sample != null) {
             Map<String, byte[]> entries = readZip(sample);
             byte[] raw = java.nio.file.Files.readAllBytes(sample);
-            for (int i = 0; i < 40; i++) {
+            for (int i = 0; i < 20; i++) {
                 byte[] b = raw.clone();
                 b[rnd.nextInt(b.length)] ^= (byte) (1 << rnd.nextInt(8));
                 check(b, "sample raw flip " + i);
@@ -135,7 +135,7 @@ class TorchFuzzTest {
             for (int n : new int[] {0, 1, 21, 22, 100, raw.length / 2, raw.length - 100, raw.length - 22, raw.length - 1}) {
                 check(java.util.Arrays.copyOf(raw, n), "sample prefix " + n);
             }
-            mutateEntries(entries, rnd, 60, "sample");
+            mutateEntries(entries, rnd, 30, "sample");
         }
         double secs = (System.nanoTime() - start) / 1e9;
         System.out.printf("fuzz: %d cases, %d imported despite the damage, %.1f s%n", cases, imported, secs);
