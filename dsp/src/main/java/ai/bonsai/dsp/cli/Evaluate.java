@@ -30,7 +30,7 @@ import java.util.concurrent.Callable;
 /** {@code bonsai eval}: accuracy of a checkpoint on CIFAR-10 data, as text or JSON, with optional predictions. */
 @Command(name = "eval", mixinStandardHelpOptions = true, description = "Evaluate a checkpoint: accuracy, parameters and multiply-adds.")
 public final class Evaluate implements Callable<Integer> {
-    @Option(names = "--ckpt", required = true, paramLabel = "FILE", description = "A Bonsai checkpoint (.safetensors).")
+    @Option(names = "--ckpt", required = true, paramLabel = "FILE", description = "A Bonsai checkpoint (.safetensors), or a published packed DSP model (TorchScript .pt).")
     Path ckpt;
 
     @Option(names = "--data", paramLabel = "PATH",
@@ -66,6 +66,9 @@ public final class Evaluate implements Callable<Integer> {
         ai.bonsai.backend.Backends.of(dev);
         PrintStream log = json ? System.err : System.out;
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
+        // ---- TorchScript (.pt) packed DSP models: imported and run by EvaluateTorch; nothing below applies.
+        if (EvaluateTorch.handles(ckpt)) return new EvaluateTorch(this).run(dev, log);
+        // ---- Bonsai .safetensors checkpoints.
         Checkpoint ck = Checkpoint.load(ckpt);
         CifarResNet model = loadModel(ck);
         Dataset ds = dataset(log);
@@ -126,7 +129,7 @@ public final class Evaluate implements Callable<Integer> {
         return model;
     }
 
-    private Dataset dataset(PrintStream log) {
+    Dataset dataset(PrintStream log) {
         try {
             if (data != null && data.equalsIgnoreCase("synthetic")) return SyntheticCifar.forTraining(seed, 10000, 1000).heldOut();
             Path p = data != null ? Path.of(data) : CommonOptions.DEFAULT_DATA;

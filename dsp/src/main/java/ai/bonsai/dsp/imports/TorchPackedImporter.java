@@ -1,0 +1,512 @@
+package ai.bonsai.dsp.imports;
+
+import ai.bonsai.dsp.imports.PackedResNet.BatchNorm;
+import ai.bonsai.dsp.imports.PackedResNet.Block;
+import ai.bonsai.dsp.imports.PackedResNet.BranchA;
+import ai.bonsai.dsp.imports.PackedResNet.BranchB;
+import ai.bonsai.dsp.imports.PackedResNet.ConvBn;
+import ai.bonsai.dsp.imports.TorchScriptCode.Attr;
+import ai.bonsai.dsp.imports.TorchScriptCode.Call;
+import ai.bonsai.dsp.imports.TorchScriptCode.Expr;
+import ai.bonsai.dsp.imports.TorchScriptCode.Forward;
+import ai.bonsai.dsp.imports.TorchScriptCode.ListE;
+import ai.bonsai.dsp.imports.TorchScriptCode.Name;
+import ai.bonsai.dsp.imports.TorchScriptCode.Num;
+import ai.bonsai.dsp.imports.TorchScriptCode.Statement;
+import ai.bonsai.dsp.imports.TorchScriptCode.Str;
+import ai.bonsai.dsp.imports.TorchScriptCode.TupleE;
+import ai.bonsai.io.torch.TorchArchive;
+import ai.bonsai.io.torch.TorchDType;
+import ai.bonsai.io.torch.TorchFormatException;
+import ai.bonsai.io.torch.TorchLimits;
+import ai.bonsai.io.torch.TorchModule;
+import ai.bonsai.io.torch.TorchTensor;
+import ai.bonsai.tensor.Tensor;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * Reads a packed DSP CIFAR ResNet (the {@code Compactblock} models the reference implementation publishes as
+ * TorchScript) into a {@link PackedResNet}. Everything is derived from the archive: the number of stages and
+ * blocks from the module tree ({@code stage_<k>} sequentials of blocks {@code 0..n-1}); per block, the
+ * branches from {@code layers_a} / {@code layers_b}; and the wiring from the {@code code/}:
+ *
+ * <ul>
+ *   <li>the block's {@code forward}: which sampler output feeds which branch, the concatenation, the
+ *       shortcut ({@code downsample} or the input itself) and the residual call, checked to be exactly
+ *       relu(residual(shortcut, b_0(sampler_b(concat_a(a_0(sampler_a(x)), ...))), ...));</li>
+ *   <li>the samplers: {@code v = torch.take_along_dim(x, CONSTANTS.c<i>, 1)} (or
+ *       {@code torch.index_select(x, 1, CONSTANTS.c<i>)}) per output, returned as a tuple or alone;</li>
+ *   <li>the concat: {@code torch.cat([...], 1)} of its arguments;</li>
+ *   <li>the residual: a chain {@code out = torch.index_add_(prev, 1, CONSTANTS.c<i>, argument_k)};</li>
+ *   <li>each Conv2d's {@code torch._convolution} call (stride, padding; no dilation, no groups) and each
+ *       BatchNorm2d's {@code torch.batch_norm} call (eval mode, eps); the pooling's output size 1x1.</li>
+ * </ul>
+ * The constants each use names are read from {@code constants.pkl}, and every index is checked against the
+ * width it indexes. Anything else ends in a {@link TorchFormatException} saying what was expected.
+ */
+public final class TorchPackedImporter {
+    /** Spatial size of the CIFAR input the MAC counts refer to. */
+    public static final int CIFAR_INPUT_SIZE = 32;
+
+    private final TorchArchive archive;
+    private final String where;
+    private final Map<String, Forward> forwards = new HashMap<>();
+
+    private TorchPackedImporter(TorchArchive archive) {
+        this.archive = archive;
+        this.where = archive.source();
+    }
+
+    /** Reads {@code file} with the default limits. */
+    public static PackedResNet read(Path file) throws IOException {
+        return read(TorchArchive.open(file, TorchLimits.DEFAULT));
+    }
+
+    /** Interprets an archive already read. */
+    public static PackedResNet read(TorchArchive archive) throws TorchFormatException {
+        return new TorchPackedImporter(archive).network();
+    }
+
+    private PackedResNet network() throws TorchFormatException {
+        TorchModule root = archive.model();
+        if (!root.simpleName().equals("CifarResNet")) throw fail("root module is " + root.className() + ", expected a CifarResNet");
+        ConvBn stem = convBn(root.child("conv_1_3x3"), root.child("bn_1"));
+        TorchModule pool = root.child("avgpool");
+        requireClass(pool, "AdaptiveAvgPool2d");
+        checkPool(pool);
+        TorchModule fc = root.child("classifier");
+        requireClass(fc, "Linear");
+        PackedResNet.Linear classifier = new PackedResNet.Linear(floats(fc.tensor("weight"), fc, "weight"), fc.tensors().containsKey("bias") ? floats(fc.tensor("bias"), fc, "bias") : null);
+        if (classifier.weight().rank() != 2) throw fail("classifier weight is " + classifier.weight().shape() + ", expected (classes, features)");
+
+        TreeMap<Integer, TorchModule> stages = new TreeMap<>();
+        for (Map.Entry<String, TorchModule> e : root.children().entrySet()) {
+            if (e.getKey().matches("stage_[0-9]{1,4}")) stages.put(Integer.parseInt(e.getKey().substring(6)), e.getValue());
+        }
+        if (stages.isEmpty()) throw fail("the model has no stage_<k> modules");
+        int expected = stages.firstKey();
+        List<Block> blocks = new ArrayList<>();
+        int channels = stem.outChannels(), size = stem.outSize(CIFAR_INPUT_SIZE);
+        if (stem.inChannels() != 3) throw fail("stem " + stem.module() + " takes " + stem.inChannels() + " channels, expected 3 (RGB)");
+        for (Map.Entry<Integer, TorchModule> st : stages.entrySet()) {
+            if (st.getKey() != expected++) throw fail("stages are not numbered consecutively: found " + stages.keySet());
+            TorchModule stage = st.getValue();
+            for (int b = 0; b < stage.children().size(); b++) {
+                TorchModule bm = stage.child(Integer.toString(b));
+                Block block = block(bm, channels, size);
+                blocks.add(block);
+                channels = block.outChannels();
+                size = block.outSize();
+            }
+            if (stage.children().isEmpty()) throw fail("stage " + stage.path() + " has no blocks");
+        }
+        if (classifier.weight().dim(1) != channels) throw fail("classifier takes " + classifier.weight().dim(1) + " features but the last block gives " + channels);
+        return new PackedResNet(archive.source(), 3, CIFAR_INPUT_SIZE, stem, blocks, classifier);
+    }
+
+    // ------------------------------------------------------------------------------------ one block
+
+    private sealed interface Sym permits In, Mod, Out, Item, Relu {}
+
+    private record In() implements Sym {}
+
+    private record Mod(String path) implements Sym {}
+
+    private record Out(String module, List<Sym> args) implements Sym {}
+
+    private record Item(Out call, int index) implements Sym {}
+
+    private record Relu(Sym x) implements Sym {}
+
+    private Block block(TorchModule bm, int inChannels, int inSize) throws TorchFormatException {
+        requireClass(bm, "Compactblock");
+        String name = bm.path();
+        Forward f = forward(bm);
+        Sym result = evaluate(f, bm);
+        // relu(residual(shortcut, b_0(...), b_1(...), ...))
+        if (!(result instanceof Relu r) || !(r.x() instanceof Out res) || !res.module().equals("residual") || res.args().size() < 2) {
+            throw f.error("block " + name + " does not return relu(residual(shortcut, branch, ...)); it returns " + result);
+        }
+        Sym sc = res.args().get(0);
+        ConvBn shortcut = null;
+        if (sc instanceof Out d && d.module().equals("downsample") && d.args().equals(List.of(new In()))) {
+            TorchModule ds = bm.child("downsample");
+            requireClass(ds, "Sequential");
+            if (ds.children().size() != 2) throw fail(ds.path() + " has " + ds.children().keySet() + ", expected a Conv2d 0 and a BatchNorm2d 1");
+            shortcut = convBn(ds.child("0"), ds.child("1"));
+        } else if (!(sc instanceof In)) {
+            throw f.error("the residual's first argument is " + sc + ", expected the block input or downsample(input)");
+        }
+        // conv_b branches: layers_b.k(Item(sampler_b(concat), j)); all from one sampler_b call.
+        Out samplerB = null;
+        List<int[]> bWiring = new ArrayList<>();          // {layers_b index, sampler_b output}
+        for (Sym s : res.args().subList(1, res.args().size())) {
+            int[] w = branchCall(f, s, "layers_b");
+            Out call = samplerCall(f, s);
+            if (samplerB == null) samplerB = call;
+            else if (!samplerB.equals(call)) throw f.error("conv_b branches read from different sampler calls");
+            bWiring.add(w);
+        }
+        if (samplerB == null || !samplerB.module().equals("sampler_b") || samplerB.args().size() != 1
+                || !(samplerB.args().get(0) instanceof Out concat) || !concat.module().equals("concat_a")) {
+            throw f.error("conv_b branches do not read sampler_b(concat_a(...))");
+        }
+        Out samplerA = null;
+        List<int[]> aWiring = new ArrayList<>();
+        for (Sym s : concat.args()) {
+            aWiring.add(branchCall(f, s, "layers_a"));
+            Out call = samplerCall(f, s);
+            if (samplerA == null) samplerA = call;
+            else if (!samplerA.equals(call)) throw f.error("conv_a branches read from different sampler calls");
+        }
+        if (samplerA == null || !samplerA.module().equals("sampler_a") || !samplerA.args().equals(List.of(new In()))) {
+            throw f.error("conv_a branches do not read sampler_a(input)");
+        }
+
+        // The sub-modules' own code: which constant each sampler output and residual add uses.
+        List<TorchTensor> samplesA = sampler(bm.child("sampler_a"));
+        List<TorchTensor> samplesB = sampler(bm.child("sampler_b"));
+        List<Integer> concatOrder = concat(bm.child("concat_a"), concat.args().size());
+        List<TorchTensor> adds = residual(bm.child("residual"), res.args().size() - 1);
+
+        // conv_a branches in concatenation order.
+        TorchModule layersA = bm.child("layers_a"), layersB = bm.child("layers_b");
+        List<BranchA> as = new ArrayList<>();
+        int stride = -1, outSize = -1;
+        for (int pos = 0; pos < concatOrder.size(); pos++) {
+            int[] w = aWiring.get(concatOrder.get(pos));
+            ConvBn conv = branchConv(layersA.child(Integer.toString(w[0])), true);
+            int[] in = indices(at(samplesA, w[1], "sampler_a", bm), inChannels, name + " sampler_a output " + w[1]);
+            checkBranch(conv, in.length, name + ".layers_a." + w[0]);
+            if (stride < 0) { stride = conv.stride(); outSize = conv.outSize(inSize); }
+            else if (conv.stride() != stride || conv.outSize(inSize) != outSize) throw fail(name + ".layers_a." + w[0] + " has stride " + conv.stride() + " but another branch has " + stride);
+            as.add(new BranchA(w[0], in, conv));
+        }
+        int concatWidth = as.stream().mapToInt(a -> a.conv().outChannels()).sum();
+        int outChannels = shortcut == null ? inChannels : shortcut.outChannels();
+        if (shortcut != null) {
+            if (shortcut.inChannels() != inChannels || shortcut.outSize(inSize) != outSize) {
+                throw fail(name + ".downsample maps " + shortcut.inChannels() + " channels of " + inSize + "x" + inSize + " to size " + shortcut.outSize(inSize) + ", but the block input has " + inChannels + " channels and conv_a gives " + outSize);
+            }
+        } else if (stride != 1) {
+            throw fail(name + " has stride " + stride + " but no downsample shortcut");
+        }
+        List<BranchB> bs = new ArrayList<>();
+        for (int q = 0; q < bWiring.size(); q++) {
+            int[] w = bWiring.get(q);
+            ConvBn conv = branchConv(layersB.child(Integer.toString(w[0])), false);
+            int[] pos = indices(at(samplesB, w[1], "sampler_b", bm), concatWidth, name + " sampler_b output " + w[1]);
+            int[] out = indices(adds.get(q), outChannels, name + " residual add " + q);
+            checkBranch(conv, pos.length, name + ".layers_b." + w[0]);
+            if (conv.outChannels() != out.length) throw fail(name + ".layers_b." + w[0] + " has " + conv.outChannels() + " filters but its residual add lists " + out.length + " channels");
+            if (conv.outSize(outSize) != outSize) throw fail(name + ".layers_b." + w[0] + " changes the spatial size " + outSize + " to " + conv.outSize(outSize));
+            bs.add(new BranchB(w[0], pos, out, conv));
+        }
+        return new Block(name, inChannels, outChannels, inSize, outSize, stride, as, bs, shortcut);
+    }
+
+    /** Evaluates a block's forward symbolically: which module is called on what. */
+    private Sym evaluate(Forward f, TorchModule bm) throws TorchFormatException {
+        if (f.params().size() != 2) throw f.error("forward takes " + (f.params().size() - 1) + " inputs, expected 1");
+        Map<String, Sym> env = new HashMap<>();
+        env.put(f.params().get(1), new In());
+        for (Statement s : f.body()) {
+            Sym v = sym(f, s, s.value(), env, bm);
+            if (s.isReturn()) return v;
+            if (s.targets().size() == 1) env.put(s.targets().get(0), v);
+            else {
+                if (!(v instanceof Out o)) throw f.error(s, "unpacks " + s.targets().size() + " values from " + v);
+                for (int i = 0; i < s.targets().size(); i++) env.put(s.targets().get(i), new Item(o, i));
+            }
+        }
+        throw f.error("forward does not return");
+    }
+
+    private Sym sym(Forward f, Statement s, Expr e, Map<String, Sym> env, TorchModule bm) throws TorchFormatException {
+        if (e instanceof Name n) {
+            Sym v = env.get(n.id());
+            if (v == null) throw f.error(s, "unknown name '" + n.id() + "'");
+            return v;
+        }
+        if (e instanceof Attr a && a.base() instanceof Name n && n.id().equals("self")) {
+            bm.child(a.name());
+            return new Mod(a.name());
+        }
+        if (e instanceof Call c) {
+            String fn = TorchScriptCode.dotted(c.fn());
+            if ("getattr".equals(fn) && c.args().size() == 2 && c.args().get(1) instanceof Str key) {
+                if (!(sym(f, s, c.args().get(0), env, bm) instanceof Mod m)) throw f.error(s, "getattr on something that is not a module");
+                return new Mod(m.path() + "." + key.value());
+            }
+            if ("torch.relu_".equals(fn) || "torch.relu".equals(fn)) {
+                if (c.args().size() != 1) throw f.error(s, fn + " with " + c.args().size() + " arguments");
+                return new Relu(sym(f, s, c.args().get(0), env, bm));
+            }
+            if (c.fn() instanceof Attr a && a.name().equals("forward")) {
+                if (!(sym(f, s, a.base(), env, bm) instanceof Mod m)) throw f.error(s, ".forward on something that is not a module");
+                List<Sym> args = new ArrayList<>();
+                for (Expr x : c.args()) args.add(sym(f, s, x, env, bm));
+                return new Out(m.path(), List.copyOf(args));
+            }
+        }
+        throw f.error(s, "unexpected expression " + e);
+    }
+
+    /** {layers index, sampler output index} of layersX.k(Item(sampler(...), j)) or layersX.k(sampler(...)). */
+    private static int[] branchCall(Forward f, Sym s, String layers) throws TorchFormatException {
+        if (s instanceof Out o && o.module().startsWith(layers + ".") && o.args().size() == 1) {
+            String idx = o.module().substring(layers.length() + 1);
+            if (idx.matches("[0-9]{1,6}")) {
+                Sym a = o.args().get(0);
+                if (a instanceof Item it) return new int[] {Integer.parseInt(idx), it.index()};
+                if (a instanceof Out) return new int[] {Integer.parseInt(idx), 0};
+            }
+        }
+        throw f.error("expected a " + layers + "[k] branch applied to one sampler output, found " + s);
+    }
+
+    private static Out samplerCall(Forward f, Sym s) throws TorchFormatException {
+        Sym a = ((Out) s).args().get(0);
+        return a instanceof Item it ? it.call() : (Out) a;
+    }
+
+    private static TorchTensor at(List<TorchTensor> outputs, int i, String what, TorchModule bm) throws TorchFormatException {
+        if (i >= outputs.size()) throw new TorchFormatException(bm.path() + ": output " + i + " of " + what + " is used, but it returns " + outputs.size());
+        return outputs.get(i);
+    }
+
+    // ------------------------------------------------------------------------------------ sub-module code
+
+    /** The constant behind each output of a sampler, in return order. */
+    private List<TorchTensor> sampler(TorchModule m) throws TorchFormatException {
+        Forward f = forward(m);
+        if (f.params().size() != 2) throw f.error("a sampler takes one input, this takes " + (f.params().size() - 1));
+        String x = f.params().get(1);
+        Map<String, TorchTensor> picks = new HashMap<>();
+        List<TorchTensor> out = new ArrayList<>();
+        for (Statement s : f.body()) {
+            if (s.isReturn()) {
+                List<Expr> items = s.value() instanceof TupleE t ? t.items() : List.of(s.value());
+                for (Expr e : items) {
+                    if (!(e instanceof Name n) || !picks.containsKey(n.id())) throw f.error(s, "returns something that is not a gathered input");
+                    out.add(picks.get(n.id()));
+                }
+                return out;
+            }
+            if (s.targets().size() != 1 || !(s.value() instanceof Call c)) throw f.error(s, "expected 'v = torch.take_along_dim(" + x + ", CONSTANTS.c<i>, 1)'");
+            String fn = TorchScriptCode.dotted(c.fn());
+            boolean take = "torch.take_along_dim".equals(fn), select = "torch.index_select".equals(fn);
+            if (!(take || select) || c.args().size() != 3 || !isName(c.args().get(0), x) || !isInt(c.args().get(take ? 2 : 1), 1)) {
+                throw f.error(s, "expected 'v = torch.take_along_dim(" + x + ", CONSTANTS.c<i>, 1)' or 'torch.index_select(" + x + ", 1, CONSTANTS.c<i>)'");
+            }
+            TorchTensor t = constant(f, s, c.args().get(take ? 1 : 2));
+            int[] shape = t.shape();
+            boolean ok = take ? shape.length == 4 && shape[0] == 1 && shape[2] == 1 && shape[3] == 1 : shape.length == 1;
+            if (!ok) throw f.error(s, "index constant has shape " + Arrays.toString(shape) + ", expected " + (take ? "(1, n, 1, 1)" : "(n)"));
+            picks.put(s.targets().get(0), t);
+        }
+        throw f.error("no return");
+    }
+
+    /** For each concatenation position, the index of the forward argument placed there (0 = first). */
+    private List<Integer> concat(TorchModule m, int inputs) throws TorchFormatException {
+        Forward f = forward(m);
+        if (f.params().size() != inputs + 1) throw f.error("concat takes " + (f.params().size() - 1) + " inputs but the block passes " + inputs);
+        Map<String, ListE> lists = new HashMap<>();           // name -> list literal it holds
+        Map<String, List<Integer>> cats = new HashMap<>();    // name -> concatenation order it holds
+        for (Statement s : f.body()) {
+            Expr v = s.value();
+            if (!s.isReturn() && s.targets().size() == 1 && v instanceof ListE l) {
+                lists.put(s.targets().get(0), l);
+                continue;
+            }
+            List<Integer> order;
+            if (v instanceof Call c && "torch.cat".equals(TorchScriptCode.dotted(c.fn())) && c.args().size() == 2 && isInt(c.args().get(1), 1)) {
+                Expr list = c.args().get(0) instanceof Name n && lists.containsKey(n.id()) ? lists.get(n.id()) : c.args().get(0);
+                if (!(list instanceof ListE l)) throw f.error(s, "torch.cat of something that is not a list");
+                order = new ArrayList<>();
+                for (Expr e : l.items()) {
+                    int k = e instanceof Name n ? f.params().indexOf(n.id()) : -1;
+                    if (k < 1) throw f.error(s, "torch.cat lists something that is not an argument");
+                    order.add(k - 1);
+                }
+                if (order.size() != inputs || order.stream().distinct().count() != inputs) throw f.error(s, "torch.cat does not list each of the " + inputs + " inputs once");
+            } else if (v instanceof Name n && cats.containsKey(n.id())) {
+                order = cats.get(n.id());
+            } else if (v instanceof Name n && inputs == 1 && n.id().equals(f.params().get(1))) {
+                order = List.of(0);                            // one branch: the "concatenation" is the input
+            } else {
+                throw f.error(s, "expected a concat: 'torch.cat([argument_1, ...], 1)'");
+            }
+            if (s.isReturn()) return order;
+            if (s.targets().size() != 1) throw f.error(s, "unpacks a concatenation");
+            cats.put(s.targets().get(0), order);
+        }
+        throw f.error("no return");
+    }
+
+    /** For each branch argument of the residual (in argument order), its index constant. */
+    private List<TorchTensor> residual(TorchModule m, int branches) throws TorchFormatException {
+        Forward f = forward(m);
+        if (f.params().size() != branches + 2) throw f.error("the residual takes " + (f.params().size() - 1) + " inputs but the block passes " + (branches + 1));
+        TorchTensor[] byArg = new TorchTensor[branches];
+        String current = f.params().get(1);
+        for (Statement s : f.body()) {
+            if (s.isReturn()) {
+                if (!isName(s.value(), current)) throw f.error(s, "does not return the accumulated residual '" + current + "'");
+                for (int i = 0; i < branches; i++) if (byArg[i] == null) throw f.error("branch argument " + f.params().get(i + 2) + " is never added");
+                return Arrays.asList(byArg);
+            }
+            String fn = s.value() instanceof Call c ? TorchScriptCode.dotted(c.fn()) : null;
+            if (s.targets().size() != 1 || !("torch.index_add_".equals(fn) || "torch.index_add".equals(fn))) {
+                throw f.error(s, "expected 'out = torch.index_add_(" + current + ", 1, CONSTANTS.c<i>, argument_k)'");
+            }
+            List<Expr> a = ((Call) s.value()).args();
+            if (a.size() != 4 || !isName(a.get(0), current) || !isInt(a.get(1), 1) || !(a.get(3) instanceof Name src)) {
+                throw f.error(s, "expected 'out = torch.index_add_(" + current + ", 1, CONSTANTS.c<i>, argument_k)'");
+            }
+            int k = f.params().indexOf(src.id()) - 2;
+            if (k < 0 || byArg[k] != null) throw f.error(s, "adds '" + src.id() + "', which is not a branch argument or was added before");
+            TorchTensor t = constant(f, s, a.get(2));
+            if (t.rank() != 1) throw f.error(s, "index constant has shape " + Arrays.toString(t.shape()) + ", expected (n)");
+            byArg[k] = t;
+            current = s.targets().get(0);
+        }
+        throw f.error("no return");
+    }
+
+    private void checkPool(TorchModule pool) throws TorchFormatException {
+        Call c = findCall(forward(pool), "torch.adaptive_avg_pool2d");
+        if (c.args().size() != 2 || !(c.args().get(1) instanceof ListE l) || l.items().size() != 2 || !isInt(l.items().get(0), 1) || !isInt(l.items().get(1), 1)) {
+            throw fail(pool.path() + ": expected torch.adaptive_avg_pool2d(x, [1, 1])");
+        }
+    }
+
+    // ------------------------------------------------------------------------------------ conv and BN
+
+    private ConvBn branchConv(TorchModule seq, boolean relu) throws TorchFormatException {
+        requireClass(seq, "Sequential");
+        int n = seq.children().size();
+        if (n != (relu ? 3 : 2)) throw fail(seq.path() + " has " + seq.children().keySet() + ", expected Conv2d, BatchNorm2d" + (relu ? ", ReLU" : ""));
+        if (relu) requireClass(seq.child("2"), "ReLU");
+        return convBn(seq.child("0"), seq.child("1"));
+    }
+
+    private ConvBn convBn(TorchModule conv, TorchModule bn) throws TorchFormatException {
+        requireClass(conv, "Conv2d");
+        requireClass(bn, "BatchNorm2d");
+        Forward cf = forward(conv);
+        Call c = findCall(cf, "torch._convolution");
+        // _convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, ...)
+        if (c.args().size() < 9) throw cf.error("torch._convolution with " + c.args().size() + " arguments, expected at least 9");
+        int stride = square(cf, c.args().get(3), "stride"), padding = square(cf, c.args().get(4), "padding");
+        if (square(cf, c.args().get(5), "dilation") != 1 || !isName(c.args().get(6), "False") || !isInt(c.args().get(8), 1)) {
+            throw cf.error("only plain convolutions are supported (dilation 1, not transposed, groups 1)");
+        }
+        Tensor w = floats(conv.tensor("weight"), conv, "weight");
+        if (w.rank() != 4 || w.dim(2) != w.dim(3)) throw fail(conv.path() + ".weight is " + w.shape() + ", expected (out, in, k, k)");
+        Tensor bias = null;
+        if (!isName(c.args().get(2), "None")) {
+            bias = floats(conv.tensor("bias"), conv, "bias");
+            if (bias.rank() != 1 || bias.dim(0) != w.dim(0)) throw fail(conv.path() + ".bias is " + bias.shape() + " for weight " + w.shape());
+        }
+        Forward bf = forward(bn);
+        Call b = findCall(bf, "torch.batch_norm");
+        // batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled)
+        if (b.args().size() != 9 || !isName(b.args().get(5), "False") || !(b.args().get(7) instanceof Num eps)) {
+            throw bf.error("expected torch.batch_norm(x, weight, bias, running_mean, running_var, False, momentum, eps, cudnn) in eval mode");
+        }
+        float e;
+        try {
+            e = Float.parseFloat(eps.text());
+        } catch (NumberFormatException ex) {
+            throw bf.error("eps '" + eps.text() + "' is not a number");
+        }
+        if (!(e > 0) || Float.isInfinite(e)) throw bf.error("eps " + e + " is not positive");
+        BatchNorm norm = new BatchNorm(floats(bn.tensor("weight"), bn, "weight"), floats(bn.tensor("bias"), bn, "bias"),
+                floats(bn.tensor("running_mean"), bn, "running_mean"), floats(bn.tensor("running_var"), bn, "running_var"), e);
+        for (Tensor t : new Tensor[] {norm.weight(), norm.bias(), norm.runningMean(), norm.runningVar()}) {
+            if (t.rank() != 1 || t.dim(0) != w.dim(0)) throw fail(bn.path() + " has a parameter of shape " + t.shape() + " after a conv with " + w.dim(0) + " filters");
+        }
+        if (stride < 1 || padding < 0 || padding >= w.dim(2) || w.dim(2) < 1) throw cf.error("stride " + stride + ", padding " + padding + " for a " + w.dim(2) + "x" + w.dim(2) + " kernel");
+        return new ConvBn(conv.path(), w, bias, stride, padding, norm);
+    }
+
+    private void checkBranch(ConvBn conv, int inputs, String name) throws TorchFormatException {
+        if (conv.inChannels() != inputs) throw fail(name + " weight " + conv.weight().shape() + " takes " + conv.inChannels() + " channels but its gather gives " + inputs);
+    }
+
+    // ------------------------------------------------------------------------------------ helpers
+
+    private Forward forward(TorchModule m) throws TorchFormatException {
+        Forward f = forwards.get(m.className());
+        if (f == null) {
+            f = TorchScriptCode.forward(archive, m.className());
+            forwards.put(m.className(), f);
+        }
+        return f;
+    }
+
+    private static Call findCall(Forward f, String fn) throws TorchFormatException {
+        Call found = null;
+        for (Statement s : f.body()) {
+            if (s.value() instanceof Call c && fn.equals(TorchScriptCode.dotted(c.fn()))) {
+                if (found != null) throw f.error(s, "calls " + fn + " twice");
+                found = c;
+            }
+        }
+        if (found == null) throw f.error("no " + fn + " call");
+        return found;
+    }
+
+    private TorchTensor constant(Forward f, Statement s, Expr e) throws TorchFormatException {
+        String d = TorchScriptCode.dotted(e);
+        if (d == null || !d.matches("CONSTANTS\\.c[0-9]{1,9}")) throw f.error(s, "expected CONSTANTS.c<i>, found " + e);
+        TorchTensor t = archive.constantTensor(Integer.parseInt(d.substring(11)));
+        if (t.dtype() != TorchDType.INT64) throw f.error(s, d + " is " + t.dtype() + ", expected an INT64 index tensor");
+        return t;
+    }
+
+    /** The values of an index constant, each checked to lie in [0, width). */
+    private static int[] indices(TorchTensor t, int width, String what) throws TorchFormatException {
+        long[] v = t.toLongs();
+        int[] out = new int[v.length];
+        for (int i = 0; i < v.length; i++) {
+            if (v[i] < 0 || v[i] >= width) throw new TorchFormatException(what + ": index " + v[i] + " at position " + i + " of " + t + " is outside [0, " + width + ")");
+            out[i] = (int) v[i];
+        }
+        if (out.length == 0) throw new TorchFormatException(what + ": empty index list " + t);
+        return out;
+    }
+
+    private static Tensor floats(TorchTensor t, TorchModule m, String name) throws TorchFormatException {
+        if (t.dtype() != TorchDType.FLOAT32) throw new TorchFormatException(m.path() + "." + name + " is " + t.dtype() + ", expected FLOAT32");
+        return t.toTensor();
+    }
+
+    private static int square(Forward f, Expr e, String what) throws TorchFormatException {
+        if (e instanceof ListE l && l.items().size() == 2 && l.items().get(0) instanceof Num a && l.items().get(1) instanceof Num b && a.text().equals(b.text())
+                && a.text().matches("[0-9]{1,4}")) {
+            return Integer.parseInt(a.text());
+        }
+        throw f.error(what + " " + e + " is not [n, n]");
+    }
+
+    private static boolean isName(Expr e, String id) { return e instanceof Name n && n.id().equals(id); }
+
+    private static boolean isInt(Expr e, int v) { return e instanceof Num n && n.text().equals(Integer.toString(v)); }
+
+    private void requireClass(TorchModule m, String simpleName) throws TorchFormatException {
+        if (!m.simpleName().equals(simpleName)) throw fail("module '" + m.path() + "' is " + m.className() + ", expected a " + simpleName);
+    }
+
+    private TorchFormatException fail(String msg) { return new TorchFormatException(where + ": " + msg); }
+}
