@@ -27,6 +27,13 @@ public interface ConvMicroKernels {
     void shiftTile(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo);
 
     /**
+     * {@link #shiftTile} for the first {@code mr() / 2} rows only, with {@code a} packed exactly as for the full tile
+     * (stride {@code mr()} per p). Narrow row blocks are common in packed DSP branches (4 or 5 filters): the full
+     * tile would spend half its multiply-adds on padding rows.
+     */
+    void shiftTileHalf(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo);
+
+    /**
      * Accumulates a {@code GRAD_ROWS x GRAD_COLS} block of dot products:
      * {@code dw[dwOff + i*ldw + j] += sum_{q<nq} g[gOff + i*ldg + q] * src[srcOff + off[offIdx + j] + q]}.
      * {@code nq} is a multiple of {@link #nr()}.
