@@ -13,11 +13,11 @@ import ai.bonsai.tensor.Tensor;
  * group logits, then {@link PruneWrapper#initialize} at the requested rate, in eval mode; plus the comparison the
  * tests share.
  */
-final class PackFixtures {
+public final class PackFixtures {
     private PackFixtures() {}
 
     /** A pruned model; filter pruning on every conv_b (fpEveryNthConv = 2), as on CIFAR. */
-    static CifarResNet masked(int depth, int groups, double rate, long seed) {
+    public static CifarResNet masked(int depth, int groups, double rate, long seed) {
         Generator g = new Generator(seed);
         CifarResNet model = new CifarResNet(depth, 10, g);
         randomBatchNorm(model, g);
