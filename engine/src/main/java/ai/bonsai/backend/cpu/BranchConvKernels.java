@@ -16,8 +16,8 @@ import java.util.List;
  *   <li>per branch, build a shift table whose channel part points at each input channel's staged plane: that
  *       table <i>is</i> the gather, so no gathered copy of x exists;</li>
  *   <li>per block of {@code mr} filters, run the register tiles over the unit's output columns
- *       ({@link ConvMicroKernels#shiftTileHalf} when at most {@code mr/2} filters remain: packed branches are
- *       often 4 or 5 filters wide), then write or add {@code act(scale * acc + shift)} into y at the branch's
+ *       ({@link ConvMicroKernels#shiftTileHalf}, half the rows at twice the width, when at most {@code mr/2}
+ *       filters remain: packed branches are often 4 or 5 filters wide), then write or add {@code act(scale * acc + shift)} into y at the branch's
  *       output channels while the block is still in cache.</li>
  * </ol>
  * The packed weights of a plan are built once by {@link #prepare} and cached by the backend.
@@ -109,7 +109,8 @@ final class BranchConvKernels {
         int units = Conv2dKernels.ceilDiv(n, imgsPerUnit);
         Parallel.forEach(units, u -> {
             int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, n - n0);
-            Conv2dKernels.InputLayout lay = new Conv2dKernels.InputLayout(g, imgs, nr);
+            // Columns rounded to the half tile's width (2 nr), so both tile shapes cover [0, qRound) exactly.
+            Conv2dKernels.InputLayout lay = new Conv2dKernels.InputLayout(g, imgs, 2 * nr);
             float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
             Conv2dKernels.stageInput(g, x, cIn, prep.staged, n0, imgs, lay, src);
             int ld = lay.qRound;
@@ -126,7 +127,7 @@ final class BranchConvKernels {
                     int rows = Math.min(mr, kb - mb * mr);
                     int aOff = mb * b.np * mr;
                     if (rows <= half) {
-                        for (int q = 0; q < ld; q += nr) kern.shiftTileHalf(b.np, b.a, aOff, src, q, off, out, q, ld);
+                        for (int q = 0; q < ld; q += 2 * nr) kern.shiftTileHalf(b.np, b.a, aOff, src, q, off, out, q, ld);
                     } else {
                         for (int q = 0; q < ld; q += nr) kern.shiftTile(b.np, b.a, aOff, src, q, off, out, q, ld);
                     }

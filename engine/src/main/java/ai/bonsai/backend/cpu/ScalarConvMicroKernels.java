@@ -27,17 +27,17 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
 
     @Override
     public void shiftTileHalf(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
-        final int rows = MR / 2;
-        float[] acc = new float[rows * NR];
+        final int rows = MR / 2, cols = 2 * NR;
+        float[] acc = new float[rows * cols];
         for (int p = 0; p < np; p++) {
             int s = srcOff + off[p], ai = aOff + p * MR;
             for (int i = 0; i < rows; i++) {
                 float av = a[ai + i];
-                int base = i * NR;
-                for (int j = 0; j < NR; j++) acc[base + j] += av * src[s + j];
+                int base = i * cols;
+                for (int j = 0; j < cols; j++) acc[base + j] += av * src[s + j];
             }
         }
-        for (int i = 0; i < rows; i++) System.arraycopy(acc, i * NR, out, outOff + i * ldo, NR);
+        for (int i = 0; i < rows; i++) System.arraycopy(acc, i * cols, out, outOff + i * ldo, cols);
     }
 
     @Override
