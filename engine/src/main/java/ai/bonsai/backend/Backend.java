@@ -154,6 +154,21 @@ public interface Backend {
     /** The adjoint of {@link #takeAlongAxis}: dst[o, index[o, i], i] += src[o, i]. */
     void takeAlongAxisAdd(Buffer dst, int outer, int axisLen, int inner, Buffer index, Buffer src);
 
+    /**
+     * The fused multi-branch convolution of a packed DSP block (inference only, no backward). x is
+     * (n, plan.inChannels, h, w), y is (n, plan.outChannels, plan.outSize(h), plan.outSize(w)). For every branch b
+     * of the plan and each of its output channels j:
+     * <pre>
+     *   t = scale_b[j] * conv(x[:, in_b], W_b)[j] + shift_b[j]        (plan's kernel, stride, zero padding)
+     *   t = relu_b ? max(t, 0) : t
+     *   y[:, out_b[j]] = t      when !accumulate   (<b>overwrites</b>; y channels of no branch are left untouched)
+     *   y[:, out_b[j]] += t     when accumulate    (<b>accumulates</b>; branches add in plan order)
+     * </pre>
+     * Overwriting requires {@link BranchConv#disjointOutputs()}. The gather of in_b is read from x in place; x
+     * and y must be different buffers. Deterministic: the result does not depend on the thread count.
+     */
+    void branchConv2d(BranchConv plan, Buffer x, int n, int h, int w, Buffer y, boolean accumulate);
+
     // ---------------------------------------------------------------- DSP group-channel regulariser
 
     /**

@@ -7,9 +7,13 @@ import ai.bonsai.data.SyntheticCifar;
 import ai.bonsai.data.Transform;
 import ai.bonsai.dsp.models.CifarResNet;
 import ai.bonsai.dsp.models.ModelStats;
+import ai.bonsai.dsp.pack.PackedFormat;
+import ai.bonsai.dsp.pack.PackedModel;
+import ai.bonsai.dsp.pack.Packer;
 import ai.bonsai.dsp.prune.PruneWrapper;
 import ai.bonsai.dsp.train.Trainer;
 import ai.bonsai.io.Checkpoint;
+import ai.bonsai.nn.Module;
 import ai.bonsai.tensor.Device;
 import ai.bonsai.tensor.Generator;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -27,10 +31,14 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-/** {@code bonsai eval}: accuracy of a checkpoint on CIFAR-10 data, as text or JSON, with optional predictions. */
+/**
+ * {@code bonsai eval}: accuracy of a checkpoint (dense, masked, or a packed model from {@code bonsai pack}) on
+ * CIFAR-10 data, with its remaining multiply-adds and weights, as text or JSON, with optional predictions.
+ */
 @Command(name = "eval", mixinStandardHelpOptions = true, description = "Evaluate a checkpoint: accuracy, parameters and multiply-adds.")
 public final class Evaluate implements Callable<Integer> {
-    @Option(names = "--ckpt", required = true, paramLabel = "FILE", description = "A Bonsai checkpoint (.safetensors), or a published packed DSP model (TorchScript .pt).")
+    @Option(names = "--ckpt", required = true, paramLabel = "FILE",
+            description = "A Bonsai checkpoint (dense or masked), a packed model from 'bonsai pack', or a published packed DSP model (TorchScript .pt).")
     Path ckpt;
 
     @Option(names = "--data", paramLabel = "PATH",
@@ -68,22 +76,42 @@ public final class Evaluate implements Callable<Integer> {
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         // ---- TorchScript (.pt) packed DSP models: imported and run by EvaluateTorch; nothing below applies.
         if (EvaluateTorch.handles(ckpt)) return new EvaluateTorch(this).run(dev, log);
-        // ---- Bonsai .safetensors checkpoints.
-        Checkpoint ck = Checkpoint.load(ckpt);
-        CifarResNet model = loadModel(ck);
+        Module net;
+        String arch, kind;
+        Counts counts;
+        if (PackedFormat.isPacked(ckpt)) {
+            PackedModel packed = PackedModel.load(ckpt);
+            net = packed;
+            kind = "packed";
+            arch = "resnet" + packed.structure().depth();
+            counts = new Counts(packed.macs(), packed.denseMacs(), packed.params(), packed.denseParams());
+        } else {
+            CifarResNet model = loadModel(Checkpoint.load(ckpt));
+            net = model;
+            boolean masked = model.namedBuffers().keySet().stream().anyMatch(k -> k.endsWith("." + PruneWrapper.MASK_BUFFER));
+            kind = masked ? "masked" : "dense";
+            arch = "resnet" + model.depth();
+            counts = counts(model, masked);
+        }
         Dataset ds = dataset(log);
         DataLoader loader = DataLoader.builder(ds).batchSize(batchSize).transform(Transform.cifarEval()).build();
         int[] pred = new int[ds.size()];
-        Trainer.EpochStats r = Trainer.evaluate(model, loader, dev, pred);
-        ModelStats stats = ModelStats.of(model);
+        Trainer.EpochStats r = Trainer.evaluate(net, loader, dev, pred);
         if (predictions != null) writePredictions(predictions, pred);
+        double prunedFlops = 100.0 * (1 - (double) counts.macs / counts.denseMacs);
+        double prunedParams = 100.0 * (1 - (double) counts.params / counts.denseParams);
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("accuracy", r.accuracy());
         out.put("images", r.images());
         out.put("loss", r.loss());
-        out.put("params", stats.params());
-        out.put("macs", stats.macs());
-        out.put("architecture", "resnet" + model.depth());
+        out.put("prunedFlopsPercent", prunedFlops);
+        out.put("prunedParamsPercent", prunedParams);
+        out.put("macs", counts.macs);
+        out.put("denseMacs", counts.denseMacs);
+        out.put("params", counts.params);
+        out.put("denseParams", counts.denseParams);
+        out.put("architecture", arch);
+        out.put("format", kind);
         out.put("checkpoint", ckpt.toAbsolutePath().toString());
         out.put("data", ds.description());
         if (json) {
@@ -93,13 +121,29 @@ public final class Evaluate implements Callable<Integer> {
                 throw new UncheckedIOException(e);
             }
         } else {
-            System.out.printf("ResNet-%d from %s%n", model.depth(), ckpt);
+            System.out.printf("%s (%s) from %s%n", arch, kind, ckpt);
             System.out.printf("data: %s%n", ds.description());
             System.out.printf("accuracy %.3f%% on %d images (loss %.4f)%n", r.accuracy(), r.images(), r.loss());
-            System.out.printf("params %,d (conv + classifier), multiply-adds %,d per image%n", stats.params(), stats.macs());
+            System.out.printf("params %,d of %,d dense (conv + classifier), multiply-adds %,d of %,d per image; "
+                    + "pruned %.2f%% FLOPs, %.2f%% params (whole network)%n", counts.params, counts.denseParams, counts.macs,
+                    counts.denseMacs, prunedFlops, prunedParams);
             if (predictions != null) System.out.println("predictions: " + predictions.toAbsolutePath());
         }
         return 0;
+    }
+
+    /** Multiply-adds and weights per image of what the network computes, and of its dense counterpart. */
+    record Counts(long macs, long denseMacs, long params, long denseParams) {}
+
+    /**
+     * Counts for a checkpoint's network: for a masked one, those of its packed form (what pruning leaves: surviving
+     * kernels of surviving filters, stem, projections and classifier included); for a dense one, ModelStats'.
+     */
+    static Counts counts(CifarResNet model, boolean masked) {
+        ModelStats stats = ModelStats.of(model);
+        if (!masked) return new Counts(stats.macs(), stats.macs(), stats.params(), stats.params());
+        PackedModel p = Packer.pack(model);
+        return new Counts(p.macs(), p.denseMacs(), p.params(), p.denseParams());
     }
 
     /**

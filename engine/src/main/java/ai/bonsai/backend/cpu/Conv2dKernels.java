@@ -383,24 +383,37 @@ public final class Conv2dKernels {
         /** off[(c*r + r)*s + s] for the channels of one group. */
         int[] offsets(ConvGeometry g, int np) {
             int[] off = new int[np];
-            int sh = g.strideH(), sw = g.strideW();
             for (int c = 0; c < g.cg(); c++) {
                 for (int r = 0; r < g.r(); r++) {
-                    for (int s = 0; s < g.s(); s++) {
-                        off[(c * g.r() + r) * g.s() + s] = c * cStride + ((r % sh) * nPw + s % sw) * plane
-                                + (r / sh) * wq + s / sw;
-                    }
+                    for (int s = 0; s < g.s(); s++) off[(c * g.r() + r) * g.s() + s] = offset(g, c, r, s);
                 }
             }
             return off;
+        }
+
+        /** Where tap (r, s) of staged channel {@code c} sits relative to the output column q. */
+        int offset(ConvGeometry g, int c, int r, int s) {
+            int sh = g.strideH(), sw = g.strideW();
+            return c * cStride + ((r % sh) * nPw + s % sw) * plane + (r / sh) * wq + s / sw;
         }
     }
 
     /** Copies images [n0, n0+imgs) of x into {@code src} in {@link InputLayout} order, zeros in every border. */
     private static void stageInput(ConvGeometry g, float[] x, int n0, int imgs, InputLayout lay, float[] src) {
+        stageInput(g, x, g.c(), null, n0, imgs, lay, src);
+    }
+
+    /**
+     * As above with a channel gather folded into the copy: staged channel {@code c} (of {@code g.c()}) is channel
+     * {@code channels[c]} of an x that has {@code xChannels} channels per image ({@code channels} null: the identity).
+     * The multi-branch convolution stages only the channels its branches read, straight from the source tensor.
+     */
+    static void stageInput(ConvGeometry g, float[] x, int xChannels, int[] channels, int n0, int imgs, InputLayout lay,
+                           float[] src) {
         int h = g.h(), w = g.w(), sh = g.strideH(), sw = g.strideW(), ph = g.padH(), pw = g.padW();
         int hq = lay.hq, wq = lay.wq;
         for (int c = 0; c < g.c(); c++) {
+            int xc = channels == null ? c : channels[c];
             for (int pr = 0; pr < lay.nPh; pr++) {
                 for (int pc = 0; pc < lay.nPw; pc++) {
                     int plane = c * lay.cStride + (pr * lay.nPw + pc) * lay.plane;
@@ -409,7 +422,7 @@ public final class Conv2dKernels {
                     int jB = Math.max(jA, Math.min(wq, Math.floorDiv(w - 1 + pw - pc, sw) + 1));
                     int xCol = jA * sw + pc - pw;
                     for (int img = 0; img < imgs; img++) {
-                        int xImg = ((n0 + img) * g.c() + c) * h * w;
+                        int xImg = ((n0 + img) * xChannels + xc) * h * w;
                         for (int ii = 0; ii < hq; ii++) {
                             int dst = plane + (img * hq + ii) * wq;
                             int hi = ii * sh + pr - ph;
@@ -440,13 +453,13 @@ public final class Conv2dKernels {
      * Zeroes a[from, to). A plain loop rather than Arrays.fill: most ranges here are a few floats of border, where
      * the call and its checks cost more than the stores, and C2 vectorises this loop for the long ones.
      */
-    private static void zero(float[] a, int from, int to) {
+    static void zero(float[] a, int from, int to) {
         for (int i = from; i < to; i++) a[i] = 0f;
     }
 
-    private static int ceilDiv(int a, int b) { return -Math.floorDiv(-a, b); }
+    static int ceilDiv(int a, int b) { return -Math.floorDiv(-a, b); }
 
-    private static int roundUp(int v, int m) { return ceilDiv(v, m) * m; }
+    static int roundUp(int v, int m) { return ceilDiv(v, m) * m; }
 
     /**
      * Checks array lengths against the geometry: {@code in} is x or dx (n, c, h, w), {@code wt} the weights

@@ -27,6 +27,16 @@ public interface ConvMicroKernels {
     void shiftTile(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo);
 
     /**
+     * A tile of {@code mr() / 2} rows by {@code 2 * nr()} columns, with {@code a} packed exactly as for
+     * {@link #shiftTile} (stride {@code mr()} per p; only the first half of each group is read):
+     * {@code out[outOff + i*ldo + j] = sum_p a[aOff + p*mr() + i] * src[srcOff + off[p] + j]}, i < mr/2, j < 2*nr.
+     * Narrow row blocks are common in packed DSP branches (4 or 5 filters): the full tile would spend half its
+     * multiply-adds on padding rows, and a half-height tile of the usual width would do half the multiply-adds per
+     * load; half height at double width keeps the full tile's ratio.
+     */
+    void shiftTileHalf(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo);
+
+    /**
      * Accumulates a {@code GRAD_ROWS x GRAD_COLS} block of dot products:
      * {@code dw[dwOff + i*ldw + j] += sum_{q<nq} g[gOff + i*ldg + q] * src[srcOff + off[offIdx + j] + q]}.
      * {@code nq} is a multiple of {@link #nr()}.

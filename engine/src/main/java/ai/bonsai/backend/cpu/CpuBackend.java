@@ -2,6 +2,7 @@ package ai.bonsai.backend.cpu;
 
 import ai.bonsai.backend.Backend;
 import ai.bonsai.backend.BinaryOp;
+import ai.bonsai.backend.BranchConv;
 import ai.bonsai.backend.ReduceOp;
 import ai.bonsai.backend.UnaryOp;
 import ai.bonsai.tensor.Buffer;
@@ -10,6 +11,9 @@ import ai.bonsai.tensor.Device;
 import ai.bonsai.tensor.Generator;
 
 import java.util.Arrays;
+import java.util.Collections;
+import java.util.Map;
+import java.util.WeakHashMap;
 
 /**
  * The pure-Java backend, the embedded default. Heavy kernels (GEMM, convolution) live in their own classes
@@ -21,6 +25,11 @@ public final class CpuBackend implements Backend {
     /** Below this many elements an element-wise op runs on the calling thread. */
     private static final int GRAIN = 1 << 15;
     private static final ElementwiseKernels EW = ElementwiseKernels.get();
+    /**
+     * Packed weights of the multi-branch plans seen so far. Weak keys with identity semantics (BranchConv does not
+     * override equals), so a plan's packed form lives as long as the plan.
+     */
+    private final Map<BranchConv, BranchConvKernels.Prepared> prepared = Collections.synchronizedMap(new WeakHashMap<>());
 
     private CpuBackend() {}
 
@@ -616,6 +625,29 @@ public final class CpuBackend implements Backend {
     }
 
     // ---------------------------------------------------------------- DSP group regulariser
+
+    @Override public void branchConv2d(BranchConv plan, Buffer x, int n, int h, int w, Buffer y, boolean accumulate) {
+        if (n < 1 || h < 1 || w < 1) throw new IllegalArgumentException("branchConv2d: invalid input size n=" + n + " h=" + h + " w=" + w);
+        if (!accumulate && !plan.disjointOutputs()) {
+            throw new IllegalArgumentException("branchConv2d: overwriting needs disjoint branch outputs, but two branches of " + plan + " write the same channel");
+        }
+        float[] xs = f(x), ys = f(y);
+        if (xs == ys) throw new IllegalArgumentException("branchConv2d: x and y must be different buffers");
+        int oh = plan.outSize(h), ow = plan.outSize(w);
+        if (oh < 1 || ow < 1) throw new IllegalArgumentException("branchConv2d: input " + h + "x" + w + " is smaller than the kernel of " + plan);
+        long xNeed = (long) n * plan.inChannels() * h * w, yNeed = (long) n * plan.outChannels() * oh * ow;
+        if (xs.length != xNeed || ys.length != yNeed) {
+            throw new IllegalArgumentException("branchConv2d: " + plan + " on (" + n + "," + plan.inChannels() + "," + h + "," + w + ") needs x of "
+                    + xNeed + " and y of " + yNeed + " floats, got " + xs.length + " and " + ys.length);
+        }
+        ConvMicroKernels kern = Conv2dKernels.kernels();
+        BranchConvKernels.Prepared prep = prepared.get(plan);
+        if (prep == null) {
+            prep = BranchConvKernels.prepare(plan, kern.mr(), this);
+            prepared.put(plan, prep);
+        }
+        BranchConvKernels.run(kern, plan, prep, xs, n, h, w, ys, accumulate);
+    }
 
     @Override public void groupRegularizer(Buffer w, Buffer p, int groups, int filters, int channels, int kernelArea,
                                            float scale, Buffer penalty, Buffer dRdp, boolean accumulateDRdp, Buffer pieces) {

@@ -8,7 +8,8 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * Vector API {@link ConvMicroKernels}. {@link #shiftTile} is the 8 x (2 vectors) register tile of the GEMM
  * microkernel with B read through the shift table instead of a packed panel (unaligned loads are cheap on
- * AVX-512 hardware). {@link #gradTile} keeps 16 lane-wise partial dot products and reduces them once at the end.
+ * AVX-512 hardware). {@link #shiftTileHalf} is
+ * 4 x (4 vectors): the same multiply-adds per load for narrow row blocks. {@link #gradTile} keeps 16 lane-wise partial dot products and reduces them once at the end.
  * Loaded only through {@code VectorizationProvider.load}.
  */
 public final class VectorConvMicroKernels implements ConvMicroKernels {
@@ -56,6 +57,32 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
         c50.intoArray(out, o); c51.intoArray(out, o + L); o += ldo;
         c60.intoArray(out, o); c61.intoArray(out, o + L); o += ldo;
         c70.intoArray(out, o); c71.intoArray(out, o + L);
+    }
+
+    @Override
+    public void shiftTileHalf(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
+        FloatVector c20 = z, c21 = z, c22 = z, c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
+        int ai = aOff;
+        for (int p = 0; p < np; p++, ai += MR) {
+            int s = srcOff + off[p];
+            FloatVector b0 = FloatVector.fromArray(S, src, s), b1 = FloatVector.fromArray(S, src, s + L);
+            FloatVector b2 = FloatVector.fromArray(S, src, s + 2 * L), b3 = FloatVector.fromArray(S, src, s + 3 * L);
+            FloatVector x = FloatVector.broadcast(S, a[ai]);
+            c00 = x.fma(b0, c00); c01 = x.fma(b1, c01); c02 = x.fma(b2, c02); c03 = x.fma(b3, c03);
+            x = FloatVector.broadcast(S, a[ai + 1]);
+            c10 = x.fma(b0, c10); c11 = x.fma(b1, c11); c12 = x.fma(b2, c12); c13 = x.fma(b3, c13);
+            x = FloatVector.broadcast(S, a[ai + 2]);
+            c20 = x.fma(b0, c20); c21 = x.fma(b1, c21); c22 = x.fma(b2, c22); c23 = x.fma(b3, c23);
+            x = FloatVector.broadcast(S, a[ai + 3]);
+            c30 = x.fma(b0, c30); c31 = x.fma(b1, c31); c32 = x.fma(b2, c32); c33 = x.fma(b3, c33);
+        }
+        int o = outOff;
+        c00.intoArray(out, o); c01.intoArray(out, o + L); c02.intoArray(out, o + 2 * L); c03.intoArray(out, o + 3 * L); o += ldo;
+        c10.intoArray(out, o); c11.intoArray(out, o + L); c12.intoArray(out, o + 2 * L); c13.intoArray(out, o + 3 * L); o += ldo;
+        c20.intoArray(out, o); c21.intoArray(out, o + L); c22.intoArray(out, o + 2 * L); c23.intoArray(out, o + 3 * L); o += ldo;
+        c30.intoArray(out, o); c31.intoArray(out, o + L); c32.intoArray(out, o + 2 * L); c33.intoArray(out, o + 3 * L);
     }
 
     @Override

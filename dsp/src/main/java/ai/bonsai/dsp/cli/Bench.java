@@ -1,0 +1,169 @@
+package ai.bonsai.dsp.cli;
+
+import ai.bonsai.autograd.GradMode;
+import ai.bonsai.backend.cpu.Parallel;
+import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.pack.PackedFormat;
+import ai.bonsai.dsp.pack.PackedModel;
+import ai.bonsai.dsp.pack.Packer;
+import ai.bonsai.io.Checkpoint;
+import ai.bonsai.nn.Module;
+import ai.bonsai.tensor.Generator;
+import ai.bonsai.tensor.Tensor;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code bonsai bench}: inference latency of the dense, the masked and the packed network on one batch of random
+ * 32x32 inputs. The three run in turn within every repeat (so that drift in machine load hits them alike); each
+ * figure is the median over the repeats after warm-up. "Dense" is an unpruned network of the same depth (random
+ * weights: dense time does not depend on the values), "masked" the checkpoint's own network (dense convolutions
+ * over masked weights), "packed" its packed form. Given a packed file there is no masked network to time.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "Time dense, masked and packed inference of a checkpoint or packed model.")
+public final class Bench implements Callable<Integer> {
+    @Option(names = "--ckpt", required = true, paramLabel = "FILE", description = "A masked Bonsai checkpoint or a packed model (.safetensors).")
+    Path ckpt;
+
+    @Option(names = "--batch", defaultValue = "1", paramLabel = "N", description = "Images per forward pass (default: ${DEFAULT-VALUE}).")
+    int batch;
+
+    @Option(names = "--repeats", defaultValue = "15", paramLabel = "N", description = "Timed runs of each network (default: ${DEFAULT-VALUE}).")
+    int repeats;
+
+    @Option(names = "--warmup", defaultValue = "5", paramLabel = "N", description = "Untimed runs first, for the JIT (default: ${DEFAULT-VALUE}).")
+    int warmup;
+
+    @Option(names = "--json", description = "Print one JSON object instead of text.")
+    boolean json;
+
+    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: the number of cores).")
+    Integer threads;
+
+    public static void main(String[] args) { System.exit(Bonsai.execute(new Bench(), args)); }
+
+    @Override public Integer call() {
+        if (threads != null) Parallel.setThreads(threads);
+        if (batch < 1) throw new IllegalArgumentException("--batch: expected a positive number, got " + batch);
+        if (repeats < 1) throw new IllegalArgumentException("--repeats: expected a positive number, got " + repeats);
+        if (warmup < 0) throw new IllegalArgumentException("--warmup: expected zero or more, got " + warmup);
+        if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
+        CifarResNet masked = null;
+        PackedModel packed;
+        if (PackedFormat.isPacked(ckpt)) {
+            packed = PackedModel.load(ckpt);
+        } else {
+            masked = Evaluate.loadModel(Checkpoint.load(ckpt));
+            packed = Packer.pack(masked);
+        }
+        PackedModel.Structure s = packed.structure();
+        if (!s.architecture().equals("cifar_resnet")) {
+            throw new IllegalArgumentException("--ckpt " + ckpt + ": architecture '" + s.architecture() + "' has no dense counterpart to time (expected cifar_resnet)");
+        }
+        CifarResNet dense = new CifarResNet(s.depth(), s.classifier().classes(), new Generator(0));
+        dense.eval();
+        Tensor x = Tensor.randn(new Generator(1), batch, s.inputChannels(), 32, 32);
+        int blocks = s.blocks().size();
+        long[] stageNanos = new long[blocks + 2];
+        double[] dMs = new double[repeats], mMs = new double[repeats], pMs = new double[repeats];
+        try (var scope = GradMode.noGrad()) {
+            for (int i = 0; i < warmup; i++) {
+                dense.forward(x);
+                if (masked != null) masked.forward(x);
+                packed.forward(x);
+            }
+            for (int r = 0; r < repeats; r++) {
+                dMs[r] = time(dense, x);
+                if (masked != null) mMs[r] = time(masked, x);
+                long t = System.nanoTime();
+                packed.forward(x, stageNanos);
+                pMs[r] = (System.nanoTime() - t) / 1e6;
+            }
+        }
+        double denseMs = median(dMs), maskedMs = masked == null ? Double.NaN : median(mMs), packedMs = median(pMs);
+        double macRatio = (double) packed.denseMacs() / packed.macs();
+        List<String> names = new ArrayList<>();
+        names.add("stem");
+        for (PackedModel.Block b : s.blocks()) names.add(b.name());
+        names.add("pool+classifier");
+        List<PackedModel.BlockStats> stats = packed.blockStats();
+        if (json) {
+            Map<String, Object> out = new LinkedHashMap<>();
+            out.put("checkpoint", ckpt.toAbsolutePath().toString());
+            out.put("architecture", "resnet" + s.depth());
+            out.put("batch", batch);
+            out.put("threads", Parallel.threads());
+            out.put("repeats", repeats);
+            out.put("denseMs", denseMs);
+            out.put("maskedMs", masked == null ? null : maskedMs);
+            out.put("packedMs", packedMs);
+            out.put("speedup", denseMs / packedMs);
+            out.put("maskedSpeedup", masked == null ? null : maskedMs / packedMs);
+            out.put("macRatio", macRatio);
+            out.put("denseMacs", packed.denseMacs());
+            out.put("packedMacs", packed.macs());
+            out.put("denseImagesPerSecond", batch * 1000.0 / denseMs);
+            out.put("packedImagesPerSecond", batch * 1000.0 / packedMs);
+            List<Map<String, Object>> per = new ArrayList<>();
+            for (int i = 0; i < stageNanos.length; i++) {
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("name", names.get(i));
+                m.put("ms", stageNanos[i] / 1e6 / repeats);
+                if (i >= 1 && i <= blocks) m.put("macs", stats.get(i - 1).macs() * (long) batch);
+                per.add(m);
+            }
+            out.put("blocks", per);
+            try {
+                System.out.println(new ObjectMapper().writeValueAsString(out));
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            return 0;
+        }
+        System.out.printf("ResNet-%d, batch %d, %d threads, median of %d runs after %d warm-up runs%n", s.depth(), batch, Parallel.threads(), repeats, warmup);
+        System.out.printf("  dense   %9.3f ms  %9.1f images/s%n", denseMs, batch * 1000.0 / denseMs);
+        if (masked != null) System.out.printf("  masked  %9.3f ms  %9.1f images/s%n", maskedMs, batch * 1000.0 / maskedMs);
+        else System.out.println("  masked        n/a  (a packed file has no masked network)");
+        System.out.printf("  packed  %9.3f ms  %9.1f images/s%n", packedMs, batch * 1000.0 / packedMs);
+        System.out.printf("speed-up %.2fx over dense%s; multiply-adds %,d -> %,d per image (ratio %.2fx)%n", denseMs / packedMs,
+                masked == null ? "" : String.format(" (%.2fx over masked)", maskedMs / packedMs), packed.denseMacs(), packed.macs(), macRatio);
+        long total = Arrays.stream(stageNanos).sum();
+        System.out.println("where time goes (packed, mean per run):");
+        for (int i = 0; i < stageNanos.length; i++) {
+            String macs = "";
+            if (i >= 1 && i <= blocks) {
+                PackedModel.BlockStats b = stats.get(i - 1);
+                macs = String.format("  %,11d MACs/image (%5.1f%% of dense)  %6.1f GMAC/s", b.macs(), 100.0 * b.macs() / b.denseMacs(),
+                        b.macs() * (double) batch / (stageNanos[i] / (double) repeats));
+            }
+            System.out.printf("  %-16s %8.3f ms %5.1f%%%s%n", names.get(i), stageNanos[i] / 1e6 / repeats, 100.0 * stageNanos[i] / total, macs);
+        }
+        return 0;
+    }
+
+    private static double time(Module m, Tensor x) {
+        long t = System.nanoTime();
+        m.forward(x);
+        return (System.nanoTime() - t) / 1e6;
+    }
+
+    static double median(double[] v) {
+        double[] s = v.clone();
+        Arrays.sort(s);
+        int n = s.length;
+        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+    }
+}

@@ -1,0 +1,140 @@
+package ai.bonsai.backend;
+
+import ai.bonsai.tensor.Buffer;
+import ai.bonsai.tensor.DType;
+
+import java.util.List;
+
+/**
+ * The plan of one multi-branch convolution, {@link Backend#branchConv2d}: several dense convolutions of one
+ * kernel size, stride and padding that read arbitrary (possibly overlapping) subsets of one source tensor's
+ * channels and write arbitrary channels of one destination, each followed by a per-channel affine map (a folded
+ * eval-mode batch norm) and an optional ReLU. A packed DSP block is two of these: conv_a's branches writing a
+ * concatenation, conv_b's branches scatter-adding into the residual.
+ *
+ * <p>This is not a grouped convolution: branch widths differ and input sets overlap.
+ *
+ * <p>A plan is immutable and validated here, once, so the kernels need not check it per call. Backends may keep
+ * derived forms of its weights (the CPU backend packs them into register-tile order on first use), so the
+ * contents of the weight, scale and shift buffers must not change after the plan's first run.
+ */
+public final class BranchConv {
+    /**
+     * One branch. {@code weight} is (out.length, in.length, kernel, kernel) row-major; {@code scale} and
+     * {@code shift} have one entry per output channel. Output channel {@code j} of the branch is
+     * {@code act(scale[j] * sum_{i,r,s} weight[j,i,r,s] * x[inChannels[i]](tap r,s) + shift[j])}, written to
+     * destination channel {@code outChannels[j]}.
+     */
+    public record Branch(int[] inChannels, int[] outChannels, Buffer weight, Buffer scale, Buffer shift, boolean relu) {
+        public Branch {
+            if (inChannels == null || outChannels == null || weight == null || scale == null || shift == null) {
+                throw new IllegalArgumentException("BranchConv.Branch: inChannels, outChannels, weight, scale and shift are required");
+            }
+            inChannels = inChannels.clone();
+            outChannels = outChannels.clone();
+        }
+
+        @Override public int[] inChannels() { return inChannels.clone(); }
+
+        @Override public int[] outChannels() { return outChannels.clone(); }
+
+        public int inWidth() { return inChannels.length; }
+
+        public int outWidth() { return outChannels.length; }
+    }
+
+    private final int inChannels, outChannels, kernel, stride, padding;
+    private final List<Branch> branches;
+    private final boolean disjointOutputs;
+
+    /**
+     * @param inChannels  channels of the source tensor x (N, inChannels, H, W)
+     * @param outChannels channels of the destination y (N, outChannels, outH, outW)
+     */
+    public BranchConv(int inChannels, int outChannels, int kernel, int stride, int padding, List<Branch> branches) {
+        if (inChannels < 1 || outChannels < 1 || kernel < 1 || stride < 1 || padding < 0) {
+            throw new IllegalArgumentException("BranchConv: invalid geometry inChannels=" + inChannels + " outChannels=" + outChannels
+                    + " kernel=" + kernel + " stride=" + stride + " padding=" + padding);
+        }
+        if (branches == null) throw new IllegalArgumentException("BranchConv: branches is null");
+        this.inChannels = inChannels;
+        this.outChannels = outChannels;
+        this.kernel = kernel;
+        this.stride = stride;
+        this.padding = padding;
+        this.branches = List.copyOf(branches);
+        boolean[] written = new boolean[outChannels];
+        boolean disjoint = true;
+        for (int b = 0; b < this.branches.size(); b++) {
+            Branch br = this.branches.get(b);
+            String where = "BranchConv branch " + b;
+            if (br.inWidth() == 0 || br.outWidth() == 0) {
+                throw new IllegalArgumentException(where + ": needs at least one input and one output channel, got "
+                        + br.inWidth() + " inputs and " + br.outWidth() + " outputs");
+            }
+            checkIndices(where + " inChannels", br.inChannels, inChannels, true);
+            checkIndices(where + " outChannels", br.outChannels, outChannels, true);
+            for (int c : br.outChannels) {
+                if (written[c]) disjoint = false;
+                written[c] = true;
+            }
+            long wLen = (long) br.outWidth() * br.inWidth() * kernel * kernel;
+            checkBuffer(where + " weight", br.weight, wLen, "(" + br.outWidth() + "," + br.inWidth() + "," + kernel + "," + kernel + ")");
+            checkBuffer(where + " scale", br.scale, br.outWidth(), "(" + br.outWidth() + ")");
+            checkBuffer(where + " shift", br.shift, br.outWidth(), "(" + br.outWidth() + ")");
+        }
+        this.disjointOutputs = disjoint;
+    }
+
+    /** Every index in [0, limit); with {@code distinct}, no index twice. */
+    private static void checkIndices(String what, int[] idx, int limit, boolean distinct) {
+        boolean[] seen = new boolean[limit];
+        for (int i = 0; i < idx.length; i++) {
+            int v = idx[i];
+            if (v < 0 || v >= limit) {
+                throw new IllegalArgumentException(what + ": index " + v + " at position " + i + " is outside [0, " + limit + ")");
+            }
+            if (distinct && seen[v]) throw new IllegalArgumentException(what + ": channel " + v + " appears twice (position " + i + ")");
+            seen[v] = true;
+        }
+    }
+
+    private static void checkBuffer(String what, Buffer b, long need, String shape) {
+        if (b.dtype() != DType.FLOAT32) throw new IllegalArgumentException(what + ": expected FLOAT32, got " + b.dtype());
+        if (b.length() != need) {
+            throw new IllegalArgumentException(what + ": expected " + shape + " = " + need + " floats, got " + b.length());
+        }
+    }
+
+    public int inChannels() { return inChannels; }
+
+    public int outChannels() { return outChannels; }
+
+    public int kernel() { return kernel; }
+
+    public int stride() { return stride; }
+
+    public int padding() { return padding; }
+
+    public List<Branch> branches() { return branches; }
+
+    /** True when no destination channel is written by two branches (required by the overwriting mode). */
+    public boolean disjointOutputs() { return disjointOutputs; }
+
+    /** Output height (or width) for an input of this size. */
+    public int outSize(int inSize) { return (inSize + 2 * padding - kernel) / stride + 1; }
+
+    /** Multiply-adds for one image of h x w. */
+    public long macs(int h, int w) {
+        long perPixel = 0;
+        for (Branch b : branches) perPixel += (long) b.outWidth() * b.inWidth() * kernel * kernel;
+        return perPixel * outSize(h) * outSize(w);
+    }
+
+    @Override public String toString() {
+        StringBuilder sb = new StringBuilder("BranchConv(" + inChannels + " -> " + outChannels + ", k" + kernel + " s" + stride
+                + " p" + padding + ", branches");
+        for (Branch b : branches) sb.append(' ').append(b.inWidth()).append("->").append(b.outWidth());
+        return sb.append(')').toString();
+    }
+}

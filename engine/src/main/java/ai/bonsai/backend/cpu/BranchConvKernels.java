@@ -1,0 +1,161 @@
+package ai.bonsai.backend.cpu;
+
+import ai.bonsai.backend.BranchConv;
+
+import java.util.List;
+
+/**
+ * The CPU multi-branch convolution ({@link ai.bonsai.backend.Backend#branchConv2d}): the implicit GEMM of
+ * {@link Conv2dKernels} with the channel gather folded into its staging and its shift tables, and batch norm,
+ * ReLU and the concatenation or residual scatter-add folded into the copy-out.
+ *
+ * <p>Per unit of images (the same unit size rule as Conv2dKernels, so threads take whole images and results do not
+ * depend on the thread count):
+ * <ol>
+ *   <li>stage the union of the channels any branch reads, straight from x, once (overlapping branches share it);</li>
+ *   <li>per branch, build a shift table whose channel part points at each input channel's staged plane: that
+ *       table <i>is</i> the gather, so no gathered copy of x exists;</li>
+ *   <li>per block of {@code mr} filters, run the register tiles over the unit's output columns
+ *       ({@link ConvMicroKernels#shiftTileHalf}, half the rows at twice the width, when at most {@code mr/2}
+ *       filters remain: packed branches are often 4 or 5 filters wide), then write or add {@code act(scale * acc + shift)} into y at the branch's
+ *       output channels while the block is still in cache.</li>
+ * </ol>
+ * The packed weights of a plan are built once by {@link #prepare} and cached by the backend.
+ * Reference: {@code BranchConvKernelsTest} (naive loops). Benchmark: {@code benchmarks/run PackedInferenceBench}.
+ */
+final class BranchConvKernels {
+    private BranchConvKernels() {}
+
+    /** A plan's weights in register-tile order for one micro-kernel shape, and its staged channel set. */
+    static final class Prepared {
+        final int mr;
+        /** x channels that some branch reads, ascending; staged channel i is x channel staged[i]. */
+        final int[] staged;
+        final PreparedBranch[] branches;
+
+        Prepared(int mr, int[] staged, PreparedBranch[] branches) {
+            this.mr = mr;
+            this.staged = staged;
+            this.branches = branches;
+        }
+    }
+
+    static final class PreparedBranch {
+        /** Staged position of each input channel, in the branch's order. */
+        final int[] inPos;
+        final int[] out;
+        final float[] a, scale, shift;
+        final boolean relu;
+        final int mBlocks, np;
+
+        PreparedBranch(int[] inPos, int[] out, float[] a, float[] scale, float[] shift, boolean relu, int mBlocks, int np) {
+            this.inPos = inPos;
+            this.out = out;
+            this.a = a;
+            this.scale = scale;
+            this.shift = shift;
+            this.relu = relu;
+            this.mBlocks = mBlocks;
+            this.np = np;
+        }
+    }
+
+    /** Packs a plan's weights for tiles of {@code mr} rows: A[mb][p][i] = W[mb*mr + i][p], rows past the branch zero. */
+    static Prepared prepare(BranchConv plan, int mr, CpuBackend be) {
+        boolean[] used = new boolean[plan.inChannels()];
+        for (BranchConv.Branch b : plan.branches()) for (int c : b.inChannels()) used[c] = true;
+        int count = 0;
+        for (boolean u : used) if (u) count++;
+        int[] staged = new int[count], pos = new int[plan.inChannels()];
+        count = 0;
+        for (int c = 0; c < used.length; c++) {
+            if (used[c]) {
+                pos[c] = count;
+                staged[count++] = c;
+            }
+        }
+        int kk = plan.kernel() * plan.kernel();
+        List<BranchConv.Branch> list = plan.branches();
+        PreparedBranch[] out = new PreparedBranch[list.size()];
+        for (int bi = 0; bi < out.length; bi++) {
+            BranchConv.Branch b = list.get(bi);
+            int[] in = b.inChannels();
+            int[] inPos = new int[in.length];
+            for (int i = 0; i < in.length; i++) inPos[i] = pos[in[i]];
+            float[] w = be.toFloats(b.weight());
+            int kb = b.outWidth(), np = in.length * kk;
+            int mBlocks = Conv2dKernels.ceilDiv(kb, mr);
+            float[] a = new float[mBlocks * np * mr];
+            for (int k = 0; k < kb; k++) {
+                int base = (k / mr) * np * mr + k % mr;
+                for (int p = 0; p < np; p++) a[base + p * mr] = w[k * np + p];
+            }
+            out[bi] = new PreparedBranch(inPos, b.outChannels(), a, be.toFloats(b.scale()), be.toFloats(b.shift()), b.relu(), mBlocks, np);
+        }
+        return new Prepared(mr, staged, out);
+    }
+
+    /** Runs the plan; see {@link ai.bonsai.backend.Backend#branchConv2d} for the semantics. */
+    static void run(ConvMicroKernels kern, BranchConv plan, Prepared prep, float[] x, int n, int h, int w, float[] y,
+                    boolean accumulate) {
+        assert prep.mr == kern.mr();
+        if (prep.staged.length == 0) return;                  // no branches: nothing is written
+        int k = plan.kernel(), st = plan.stride(), pad = plan.padding();
+        // The geometry of the staged input: only the channels some branch reads.
+        ConvGeometry g = new ConvGeometry(n, prep.staged.length, h, w, 1, k, k, st, st, pad, pad, 1);
+        int mr = kern.mr(), nr = kern.nr(), half = mr / 2;
+        int oh = g.outH(), ow = g.outW(), cIn = plan.inChannels(), cOut = plan.outChannels();
+        int imgsPerUnit = Conv2dKernels.unitImages(g);
+        int units = Conv2dKernels.ceilDiv(n, imgsPerUnit);
+        Parallel.forEach(units, u -> {
+            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, n - n0);
+            // Columns rounded to the half tile's width (2 nr), so both tile shapes cover [0, qRound) exactly.
+            Conv2dKernels.InputLayout lay = new Conv2dKernels.InputLayout(g, imgs, 2 * nr);
+            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+            Conv2dKernels.stageInput(g, x, cIn, prep.staged, n0, imgs, lay, src);
+            int ld = lay.qRound;
+            float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, mr * ld);
+            for (PreparedBranch b : prep.branches) {
+                int[] off = new int[b.np];
+                for (int i = 0; i < b.inPos.length; i++) {
+                    for (int r = 0; r < k; r++) {
+                        for (int s = 0; s < k; s++) off[(i * k + r) * k + s] = lay.offset(g, b.inPos[i], r, s);
+                    }
+                }
+                int kb = b.out.length;
+                for (int mb = 0; mb < b.mBlocks; mb++) {
+                    int rows = Math.min(mr, kb - mb * mr);
+                    int aOff = mb * b.np * mr;
+                    if (rows <= half) {
+                        for (int q = 0; q < ld; q += 2 * nr) kern.shiftTileHalf(b.np, b.a, aOff, src, q, off, out, q, ld);
+                    } else {
+                        for (int q = 0; q < ld; q += nr) kern.shiftTile(b.np, b.a, aOff, src, q, off, out, q, ld);
+                    }
+                    for (int i = 0; i < rows; i++) {
+                        int j = mb * mr + i;
+                        float sc = b.scale[j], sh = b.shift[j];
+                        int yc = b.out[j];
+                        for (int img = 0; img < imgs; img++) {
+                            int yBase = ((n0 + img) * cOut + yc) * oh * ow;
+                            int row = i * ld + img * lay.hq * lay.wq;
+                            for (int oi = 0; oi < oh; oi++) {
+                                epilogue(out, row + oi * lay.wq, y, yBase + oi * ow, ow, sc, sh, b.relu, accumulate);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /** y[yo + j] (=|+=) act(acc[o + j] * sc + sh): four plain loops so that C2 vectorises each. */
+    private static void epilogue(float[] acc, int o, float[] y, int yo, int len, float sc, float sh, boolean relu, boolean add) {
+        if (add) {
+            if (relu) for (int j = 0; j < len; j++) y[yo + j] += Math.max(acc[o + j] * sc + sh, 0f);
+            else for (int j = 0; j < len; j++) y[yo + j] += acc[o + j] * sc + sh;
+        } else {
+            if (relu) for (int j = 0; j < len; j++) y[yo + j] = Math.max(acc[o + j] * sc + sh, 0f);
+            else for (int j = 0; j < len; j++) y[yo + j] = acc[o + j] * sc + sh;
+        }
+    }
+}

@@ -1,0 +1,210 @@
+package ai.bonsai.backend.cpu;
+
+import ai.bonsai.backend.BranchConv;
+import ai.bonsai.tensor.Buffer;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * The fused multi-branch convolution ({@link CpuBackend#branchConv2d}, {@link BranchConvKernels}) against a naive
+ * double-precision loop written here from the Backend contract: awkward sizes (1, 5, 13, 37 images; 1x1 to 13x13
+ * inputs; kernels 1, 3, 5; strides 1 to 3), branch widths 1 to 19 (both tile shapes, remainders), overlapping
+ * input sets, unused input channels, overwrite (untouched channels keep their values) and accumulate (overlapping
+ * outputs add up); SIMD against scalar tiles; 1 against N threads bit for bit; and the plan's validation messages.
+ */
+class BranchConvKernelsTest {
+    private static final CpuBackend BE = CpuBackend.get();
+
+    /** n, cIn, cOut, h, w, kernel, stride, padding. */
+    private static final int[][] CASES = {
+        {2, 13, 11, 7, 5, 3, 1, 1},
+        {1, 5, 9, 13, 13, 3, 2, 1},
+        {3, 8, 19, 1, 1, 1, 1, 0},
+        {5, 16, 16, 8, 8, 3, 1, 1},
+        {37, 6, 7, 6, 9, 3, 1, 1},
+        {2, 7, 12, 11, 10, 5, 3, 2},
+        {4, 16, 32, 9, 9, 1, 2, 0},
+        {1, 3, 4, 4, 4, 3, 1, 0},
+    };
+
+    private record Case(int n, int cIn, int cOut, int h, int w, int k, int st, int pad) {
+        int oh() { return (h + 2 * pad - k) / st + 1; }
+
+        int ow() { return (w + 2 * pad - k) / st + 1; }
+    }
+
+    private static Case of(int[] a) { return new Case(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]); }
+
+    private static float[] random(SplittableRandom rnd, int len) {
+        float[] v = new float[len];
+        for (int i = 0; i < len; i++) v[i] = (float) (rnd.nextDouble() * 2 - 1);
+        return v;
+    }
+
+    /** A random subset of [0, limit) of the given size, in random order. */
+    private static int[] subset(SplittableRandom rnd, int limit, int size) {
+        int[] all = new int[limit];
+        for (int i = 0; i < limit; i++) all[i] = i;
+        for (int i = limit - 1; i > 0; i--) {
+            int j = rnd.nextInt(i + 1), t = all[i];
+            all[i] = all[j];
+            all[j] = t;
+        }
+        return Arrays.copyOf(all, size);
+    }
+
+    /**
+     * Random branches: input sets of random size that may overlap (never the last input channel, so that an unused
+     * channel is always present when cIn > 1); outputs disjoint when {@code disjoint}, else drawn independently.
+     */
+    private static BranchConv plan(Case c, SplittableRandom rnd, boolean disjoint) {
+        int usable = c.cIn > 1 ? c.cIn - 1 : 1;
+        int[] outPerm = subset(rnd, c.cOut, c.cOut);
+        List<BranchConv.Branch> branches = new ArrayList<>();
+        int used = 0;
+        int count = 1 + rnd.nextInt(4);
+        for (int b = 0; b < count; b++) {
+            int width;
+            int[] out;
+            if (disjoint) {
+                int left = c.cOut - used - (count - b - 1);
+                if (left <= 0) break;
+                width = b == count - 1 ? Math.max(1, left - 1) : 1 + rnd.nextInt(left);
+                out = Arrays.copyOfRange(outPerm, used, used + width);
+                used += width;
+            } else {
+                width = 1 + rnd.nextInt(c.cOut);
+                out = subset(rnd, c.cOut, width);
+            }
+            int[] in = subset(rnd, usable, 1 + rnd.nextInt(usable));
+            Buffer w = BE.fromFloats(random(rnd, width * in.length * c.k * c.k));
+            Buffer sc = BE.fromFloats(random(rnd, width)), sh = BE.fromFloats(random(rnd, width));
+            branches.add(new BranchConv.Branch(in, out, w, sc, sh, rnd.nextBoolean()));
+        }
+        return new BranchConv(c.cIn, c.cOut, c.k, c.st, c.pad, branches);
+    }
+
+    /** The contract, literally: per branch a gathered convolution in double, affine, optional ReLU, then = or +=. */
+    private static double[] reference(Case c, BranchConv plan, float[] x, float[] yInit, boolean accumulate) {
+        int oh = c.oh(), ow = c.ow();
+        double[] y = new double[yInit.length];
+        for (int i = 0; i < y.length; i++) y[i] = yInit[i];
+        for (BranchConv.Branch b : plan.branches()) {
+            float[] w = BE.toFloats(b.weight()), sc = BE.toFloats(b.scale()), sh = BE.toFloats(b.shift());
+            int[] in = b.inChannels(), out = b.outChannels();
+            for (int n = 0; n < c.n; n++)
+                for (int j = 0; j < out.length; j++)
+                    for (int oi = 0; oi < oh; oi++)
+                        for (int oj = 0; oj < ow; oj++) {
+                            double acc = 0;
+                            for (int i = 0; i < in.length; i++)
+                                for (int r = 0; r < c.k; r++)
+                                    for (int s = 0; s < c.k; s++) {
+                                        int hi = oi * c.st - c.pad + r, wi = oj * c.st - c.pad + s;
+                                        if (hi < 0 || hi >= c.h || wi < 0 || wi >= c.w) continue;
+                                        acc += (double) w[((j * in.length + i) * c.k + r) * c.k + s]
+                                                * x[((n * c.cIn + in[i]) * c.h + hi) * c.w + wi];
+                                    }
+                            double t = acc * sc[j] + sh[j];
+                            if (b.relu()) t = Math.max(t, 0);
+                            int yi = ((n * c.cOut + out[j]) * oh + oi) * ow + oj;
+                            y[yi] = accumulate ? y[yi] + t : t;
+                        }
+        }
+        return y;
+    }
+
+    private static void assertClose(double[] ref, float[] got, String what) {
+        assertEquals(ref.length, got.length, what);
+        for (int i = 0; i < ref.length; i++) {
+            double tol = 1e-4 + 1e-4 * Math.abs(ref[i]);
+            if (!(Math.abs(ref[i] - got[i]) <= tol)) fail(what + ": element " + i + " expected " + ref[i] + " got " + got[i]);
+        }
+    }
+
+    private static float[] run(ConvMicroKernels kern, Case c, BranchConv plan, float[] x, float[] yInit, boolean accumulate) {
+        float[] y = yInit.clone();
+        BranchConvKernels.run(kern, plan, BranchConvKernels.prepare(plan, kern.mr(), BE), x, c.n, c.h, c.w, y, accumulate);
+        return y;
+    }
+
+    @Test void overwriteMatchesReferenceAndLeavesOtherChannels() {
+        for (int t = 0; t < CASES.length; t++) {
+            Case c = of(CASES[t]);
+            SplittableRandom rnd = new SplittableRandom(10 + t);
+            BranchConv plan = plan(c, rnd, true);
+            float[] x = random(rnd, c.n * c.cIn * c.h * c.w);
+            float[] y0 = new float[c.n * c.cOut * c.oh() * c.ow()];
+            Arrays.fill(y0, 7.5f);                       // channels of no branch must keep this
+            double[] ref = reference(c, plan, x, y0, false);
+            Buffer y = BE.fromFloats(y0);
+            BE.branchConv2d(plan, BE.fromFloats(x), c.n, c.h, c.w, y, false);
+            assertClose(ref, BE.toFloats(y), "case " + t + " " + plan + " (backend)");
+            assertClose(ref, run(new ScalarConvMicroKernels(), c, plan, x, y0, false), "case " + t + " " + plan + " (scalar)");
+        }
+    }
+
+    @Test void accumulateAddsOverlappingBranches() {
+        for (int t = 0; t < CASES.length; t++) {
+            Case c = of(CASES[t]);
+            SplittableRandom rnd = new SplittableRandom(100 + t);
+            BranchConv plan = plan(c, rnd, false);
+            float[] x = random(rnd, c.n * c.cIn * c.h * c.w);
+            float[] y0 = random(rnd, c.n * c.cOut * c.oh() * c.ow());
+            double[] ref = reference(c, plan, x, y0, true);
+            Buffer y = BE.fromFloats(y0);
+            BE.branchConv2d(plan, BE.fromFloats(x), c.n, c.h, c.w, y, true);
+            assertClose(ref, BE.toFloats(y), "case " + t + " " + plan + " (backend)");
+            assertClose(ref, run(new ScalarConvMicroKernels(), c, plan, x, y0, true), "case " + t + " " + plan + " (scalar)");
+        }
+    }
+
+    @Test void sameBitsForAnyThreadCount() {
+        Case c = of(CASES[4]);
+        SplittableRandom rnd = new SplittableRandom(5);
+        BranchConv plan = plan(c, rnd, false);
+        float[] x = random(rnd, c.n * c.cIn * c.h * c.w), y0 = random(rnd, c.n * c.cOut * c.oh() * c.ow());
+        int before = Parallel.threads();
+        try {
+            Parallel.setThreads(1);
+            float[] one = run(Conv2dKernels.kernels(), c, plan, x, y0, true);
+            Parallel.setThreads(3);
+            float[] many = run(Conv2dKernels.kernels(), c, plan, x, y0, true);
+            assertArrayEquals(one, many);
+        } finally {
+            Parallel.setThreads(before);
+        }
+    }
+
+    @Test void planValidationNamesBranchAndField() {
+        Buffer w = BE.fromFloats(new float[2 * 2 * 9]), s2 = BE.fromFloats(new float[2]);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new BranchConv(4, 4, 3, 1, 1,
+                List.of(new BranchConv.Branch(new int[] {0, 4}, new int[] {0, 1}, w, s2, s2, false))));
+        assertTrue(e.getMessage().contains("branch 0 inChannels: index 4 at position 1 is outside [0, 4)"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new BranchConv(4, 4, 3, 1, 1,
+                List.of(new BranchConv.Branch(new int[] {0, 1}, new int[] {2, 2}, w, s2, s2, false))));
+        assertTrue(e.getMessage().contains("branch 0 outChannels: channel 2 appears twice"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new BranchConv(4, 4, 3, 1, 1,
+                List.of(new BranchConv.Branch(new int[] {0}, new int[] {0, 1}, w, s2, s2, false))));
+        assertTrue(e.getMessage().contains("branch 0 weight: expected (2,1,3,3) = 18 floats, got 36"), e.getMessage());
+        BranchConv overlapping = new BranchConv(4, 4, 3, 1, 1, List.of(
+                new BranchConv.Branch(new int[] {0, 1}, new int[] {0, 1}, w, s2, s2, false),
+                new BranchConv.Branch(new int[] {2, 3}, new int[] {1, 2}, w, s2, s2, false)));
+        e = assertThrows(IllegalArgumentException.class, () -> BE.branchConv2d(overlapping, BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64),
+                1, 4, 4, BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64), false));
+        assertTrue(e.getMessage().contains("overwriting needs disjoint branch outputs"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> BE.branchConv2d(overlapping, BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64),
+                2, 4, 4, BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64), true));
+        assertTrue(e.getMessage().contains("needs x of 128 and y of 128 floats, got 64 and 64"), e.getMessage());
+    }
+}
