@@ -1,0 +1,56 @@
+package ai.bonsai.bench;
+
+import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.nn.Functional;
+import ai.bonsai.optim.SGD;
+import ai.bonsai.tensor.Generator;
+import ai.bonsai.tensor.Tensor;
+
+/**
+ * One Bonsai training step of the CIFAR ResNet-20 on a {@link TrainBatch}: forward, mean cross-entropy,
+ * backward, SGD with momentum and weight decay. Shared by {@link TrainStep} (throughput) and {@link PeakHeap}
+ * (memory), which splits it in two to look at the heap while the autograd graph is alive.
+ */
+final class BonsaiTrainStep {
+    final CifarResNet model;
+    final SGD optimizer;
+    private final TrainBatch batch;
+    private final Tensor labels;
+
+    BonsaiTrainStep(TrainBatch batch, long seed) {
+        this.batch = batch;
+        model = new CifarResNet(20, TrainBatch.CLASSES, new Generator(seed));
+        model.train();
+        optimizer = new SGD(model.parameters(), TrainBatch.LR, TrainBatch.MOMENTUM, TrainBatch.WEIGHT_DECAY);
+        labels = Tensor.ofLongs(batch.labels, TrainBatch.BATCH);
+    }
+
+    /**
+     * The forward pass and the loss, with the graph attached. The images are copied into a fresh tensor every
+     * step, as a data loader hands over a new batch (the DJL peer does the same).
+     */
+    Tensor forwardLoss() {
+        Tensor x = Tensor.of(batch.images, batch.imageDims());
+        return Functional.crossEntropy(model.forward(x), labels);
+    }
+
+    void backwardAndStep(Tensor loss) {
+        optimizer.zeroGrad();
+        loss.backward();
+        optimizer.step();
+    }
+
+    /** One full step; returns the loss before the update. */
+    float step() {
+        Tensor loss = forwardLoss();
+        backwardAndStep(loss);
+        return loss.item();
+    }
+
+    /** Runs {@link TrainBatch#CHECK_STEPS} steps and checks that the loss is finite and falls. */
+    void checkLearns() {
+        float[] losses = new float[TrainBatch.CHECK_STEPS];
+        for (int i = 0; i < losses.length; i++) losses[i] = step();
+        TrainBatch.checkLearns("Bonsai ResNet-20", losses);
+    }
+}
