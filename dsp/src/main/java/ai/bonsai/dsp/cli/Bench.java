@@ -6,6 +6,7 @@ import ai.bonsai.dsp.models.CifarResNet;
 import ai.bonsai.dsp.pack.PackedFormat;
 import ai.bonsai.dsp.pack.PackedModel;
 import ai.bonsai.dsp.pack.Packer;
+import ai.bonsai.dsp.imports.PackedResNetConverter;
 import ai.bonsai.io.Checkpoint;
 import ai.bonsai.nn.Module;
 import ai.bonsai.tensor.Generator;
@@ -35,7 +36,7 @@ import java.util.concurrent.Callable;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Time dense, masked and packed inference of a checkpoint or packed model.")
 public final class Bench implements Callable<Integer> {
-    @Option(names = "--ckpt", required = true, paramLabel = "FILE", description = "A masked Bonsai checkpoint or a packed model (.safetensors).")
+    @Option(names = "--ckpt", required = true, paramLabel = "FILE", description = "A masked Bonsai checkpoint, a packed model (.safetensors) or a published DSP model (TorchScript .pt).")
     Path ckpt;
 
     @Option(names = "--batch", defaultValue = "1", paramLabel = "N", description = "Images per forward pass (default: ${DEFAULT-VALUE}).")
@@ -63,7 +64,13 @@ public final class Bench implements Callable<Integer> {
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         CifarResNet masked = null;
         PackedModel packed;
-        if (PackedFormat.isPacked(ckpt)) {
+        if (Evaluate.isTorchScript(ckpt)) {
+            try {
+                packed = PackedResNetConverter.load(ckpt);
+            } catch (java.io.IOException e) {
+                throw new UncheckedIOException(e.getMessage(), e);
+            }
+        } else if (PackedFormat.isPacked(ckpt)) {
             packed = PackedModel.load(ckpt);
         } else {
             masked = Evaluate.loadModel(Checkpoint.load(ckpt));
@@ -136,7 +143,7 @@ public final class Bench implements Callable<Integer> {
         System.out.printf("ResNet-%d, batch %d, %d threads, median of %d runs after %d warm-up runs%n", s.depth(), batch, Parallel.threads(), repeats, warmup);
         System.out.printf("  dense   %9.3f ms  %9.1f images/s%n", denseMs, batch * 1000.0 / denseMs);
         if (masked != null) System.out.printf("  masked  %9.3f ms  %9.1f images/s%n", maskedMs, batch * 1000.0 / maskedMs);
-        else System.out.println("  masked        n/a  (a packed file has no masked network)");
+        else System.out.println("  masked        n/a  (a packed or imported model has no masked network)");
         System.out.printf("  packed  %9.3f ms  %9.1f images/s%n", packedMs, batch * 1000.0 / packedMs);
         System.out.printf("speed-up %.2fx over dense%s; multiply-adds %,d -> %,d per image (ratio %.2fx)%n", denseMs / packedMs,
                 masked == null ? "" : String.format(" (%.2fx over masked)", maskedMs / packedMs), packed.denseMacs(), packed.macs(), macRatio);

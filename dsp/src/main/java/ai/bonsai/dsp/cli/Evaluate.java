@@ -10,6 +10,8 @@ import ai.bonsai.dsp.models.ModelStats;
 import ai.bonsai.dsp.pack.PackedFormat;
 import ai.bonsai.dsp.pack.PackedModel;
 import ai.bonsai.dsp.pack.Packer;
+import ai.bonsai.dsp.imports.PackedResNetConverter;
+import ai.bonsai.dsp.prune.PrunableLayer;
 import ai.bonsai.dsp.prune.PruneWrapper;
 import ai.bonsai.dsp.train.Trainer;
 import ai.bonsai.io.Checkpoint;
@@ -74,44 +76,35 @@ public final class Evaluate implements Callable<Integer> {
         ai.bonsai.backend.Backends.of(dev);
         PrintStream log = json ? System.err : System.out;
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
-        // ---- TorchScript (.pt) packed DSP models: imported and run by EvaluateTorch; nothing below applies.
-        if (EvaluateTorch.handles(ckpt)) return new EvaluateTorch(this).run(dev, log);
-        Module net;
-        String arch, kind;
-        Counts counts;
-        if (PackedFormat.isPacked(ckpt)) {
-            PackedModel packed = PackedModel.load(ckpt);
-            net = packed;
-            kind = "packed";
-            arch = "resnet" + packed.structure().depth();
-            counts = new Counts(packed.macs(), packed.denseMacs(), packed.params(), packed.denseParams());
-        } else {
-            CifarResNet model = loadModel(Checkpoint.load(ckpt));
-            net = model;
-            boolean masked = model.namedBuffers().keySet().stream().anyMatch(k -> k.endsWith("." + PruneWrapper.MASK_BUFFER));
-            kind = masked ? "masked" : "dense";
-            arch = "resnet" + model.depth();
-            counts = counts(model, masked);
-        }
+        Loaded m = load(ckpt);
         Dataset ds = dataset(log);
-        DataLoader loader = DataLoader.builder(ds).batchSize(batchSize).transform(Transform.cifarEval()).build();
         int[] pred = new int[ds.size()];
-        Trainer.EpochStats r = Trainer.evaluate(net, loader, dev, pred);
+        Trainer.EpochStats r;
+        try (DataLoader loader = DataLoader.builder(ds).batchSize(batchSize).transform(Transform.cifarEval()).build()) {
+            r = Trainer.evaluate(m.net, loader, dev, pred);
+        }
         if (predictions != null) writePredictions(predictions, pred);
-        double prunedFlops = 100.0 * (1 - (double) counts.macs / counts.denseMacs);
-        double prunedParams = 100.0 * (1 - (double) counts.params / counts.denseParams);
+        Counts c = m.counts;
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("accuracy", r.accuracy());
         out.put("images", r.images());
         out.put("loss", r.loss());
-        out.put("prunedFlopsPercent", prunedFlops);
-        out.put("prunedParamsPercent", prunedParams);
-        out.put("macs", counts.macs);
-        out.put("denseMacs", counts.denseMacs);
-        out.put("params", counts.params);
-        out.put("denseParams", counts.denseParams);
-        out.put("architecture", arch);
-        out.put("format", kind);
+        // The published accounting: over the prunable convolutions (every conv_a and conv_b).
+        out.put("prunedFlopsPercent", percentPruned(c.prunableMacs, c.densePrunableMacs));
+        out.put("prunedParamsPercent", percentPruned(c.prunableParams, c.densePrunableParams));
+        // The whole network: stem, shortcut projections and classifier included.
+        out.put("networkPrunedMacsPercent", percentPruned(c.macs, c.denseMacs));
+        out.put("networkPrunedParamsPercent", percentPruned(c.params, c.denseParams));
+        out.put("macs", c.macs);
+        out.put("denseMacs", c.denseMacs);
+        out.put("params", c.params);
+        out.put("denseParams", c.denseParams);
+        out.put("prunableMacs", c.prunableMacs);
+        out.put("densePrunableMacs", c.densePrunableMacs);
+        out.put("prunableParams", c.prunableParams);
+        out.put("densePrunableParams", c.densePrunableParams);
+        out.put("architecture", m.architecture);
+        out.put("format", m.kind);
         out.put("checkpoint", ckpt.toAbsolutePath().toString());
         out.put("data", ds.description());
         if (json) {
@@ -121,29 +114,72 @@ public final class Evaluate implements Callable<Integer> {
                 throw new UncheckedIOException(e);
             }
         } else {
-            System.out.printf("%s (%s) from %s%n", arch, kind, ckpt);
+            System.out.printf("%s (%s) from %s%n", m.architecture, m.kind, ckpt);
+            if (m.report != null) System.out.print(m.report);
             System.out.printf("data: %s%n", ds.description());
             System.out.printf("accuracy %.3f%% on %d images (loss %.4f)%n", r.accuracy(), r.images(), r.loss());
-            System.out.printf("params %,d of %,d dense (conv + classifier), multiply-adds %,d of %,d per image; "
-                    + "pruned %.2f%% FLOPs, %.2f%% params (whole network)%n", counts.params, counts.denseParams, counts.macs,
-                    counts.denseMacs, prunedFlops, prunedParams);
+            System.out.printf("prunable convolutions: %,d of %,d multiply-adds, %,d of %,d weights remain (pruned %.2f%% FLOPs, %.2f%% params)%n",
+                    c.prunableMacs, c.densePrunableMacs, c.prunableParams, c.densePrunableParams,
+                    percentPruned(c.prunableMacs, c.densePrunableMacs), percentPruned(c.prunableParams, c.densePrunableParams));
+            System.out.printf("whole network: %,d of %,d multiply-adds per image, %,d of %,d params (conv + classifier)%n",
+                    c.macs, c.denseMacs, c.params, c.denseParams);
             if (predictions != null) System.out.println("predictions: " + predictions.toAbsolutePath());
         }
         return 0;
     }
 
-    /** Multiply-adds and weights per image of what the network computes, and of its dense counterpart. */
-    record Counts(long macs, long denseMacs, long params, long denseParams) {}
+    private static double percentPruned(long remaining, long dense) { return 100.0 * (1 - (double) remaining / dense); }
+
+    /** Multiply-adds and weights per image, whole network and prunable convolutions, remaining and dense. */
+    record Counts(long macs, long denseMacs, long params, long denseParams,
+                  long prunableMacs, long densePrunableMacs, long prunableParams, long densePrunableParams) {
+        static Counts of(PackedModel p) {
+            PackedModel.PrunableCounts pc = p.prunableCounts();
+            return new Counts(p.macs(), p.denseMacs(), p.params(), p.denseParams(), pc.macs(), pc.denseMacs(), pc.params(), pc.denseParams());
+        }
+    }
+
+    /** A network ready to evaluate, what it is, and its counts. */
+    record Loaded(Module net, String architecture, String kind, Counts counts, String report) {}
 
     /**
-     * Counts for a checkpoint's network: for a masked one, those of its packed form (what pruning leaves: surviving
-     * kernels of surviving filters, stem, projections and classifier included); for a dense one, ModelStats'.
+     * Loads any model Bonsai reads: a dense or masked Bonsai checkpoint, a packed file from {@code bonsai pack},
+     * or a published DSP TorchScript archive (.pt), which is imported into the same packed model.
      */
-    static Counts counts(CifarResNet model, boolean masked) {
+    static Loaded load(Path ckpt) {
+        if (isTorchScript(ckpt)) {
+            PackedModel packed;
+            try {
+                packed = PackedResNetConverter.load(ckpt);
+            } catch (IOException e) {
+                throw new UncheckedIOException(e.getMessage(), e);
+            }
+            return new Loaded(packed, "resnet" + packed.structure().depth(), "torchscript (packed)", Counts.of(packed), packed.report());
+        }
+        if (PackedFormat.isPacked(ckpt)) {
+            PackedModel packed = PackedModel.load(ckpt);
+            return new Loaded(packed, "resnet" + packed.structure().depth(), "packed", Counts.of(packed), packed.report());
+        }
+        CifarResNet model = loadModel(Checkpoint.load(ckpt));
+        boolean masked = model.namedBuffers().keySet().stream().anyMatch(k -> k.endsWith("." + PruneWrapper.MASK_BUFFER));
+        if (masked) {
+            // What pruning leaves is exactly what the packed form computes: count that.
+            return new Loaded(model, "resnet" + model.depth(), "masked", Counts.of(Packer.pack(model)), null);
+        }
         ModelStats stats = ModelStats.of(model);
-        if (!masked) return new Counts(stats.macs(), stats.macs(), stats.params(), stats.params());
-        PackedModel p = Packer.pack(model);
-        return new Counts(p.macs(), p.denseMacs(), p.params(), p.denseParams());
+        long prunableMacs = 0, prunableParams = 0;
+        for (PrunableLayer l : PrunableLayer.find(model)) {
+            prunableMacs += l.flops();
+            prunableParams += l.conv().weight().numel();
+        }
+        Counts c = new Counts(stats.macs(), stats.macs(), stats.params(), stats.params(), prunableMacs, prunableMacs, prunableParams, prunableParams);
+        return new Loaded(model, "resnet" + model.depth(), "dense", c, null);
+    }
+
+    /** TorchScript archives, recognised by the .pt / .pth extension. */
+    static boolean isTorchScript(Path ckpt) {
+        String n = ckpt.getFileName().toString().toLowerCase(java.util.Locale.ROOT);
+        return n.endsWith(".pt") || n.endsWith(".pth");
     }
 
     /**

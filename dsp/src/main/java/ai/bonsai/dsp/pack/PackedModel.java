@@ -116,8 +116,12 @@ public final class PackedModel extends Module {
         }
     }
 
-    /** Per-block figures for the structure report: multiply-adds per image, packed and dense. */
-    public record BlockStats(String name, long macs, long denseMacs, long params, long denseParams, int outSize) {}
+    /**
+     * Per-block figures for the structure report: multiply-adds per image, packed and dense, shortcut included;
+     * {@code shortcutMacs}/{@code shortcutParams} are the projection's share (not prunable).
+     */
+    public record BlockStats(String name, long macs, long denseMacs, long params, long denseParams, int outSize,
+                             long shortcutMacs, long shortcutParams) {}
 
     private final Structure structure;
     private final BranchConv stemPlan;
@@ -310,7 +314,7 @@ public final class PackedModel extends Module {
             long sc = 0;
             if (b.shortcut() != null) sc = (long) b.shortcut().outChannels() * b.shortcut().inChannels() * b.shortcut().kernel() * b.shortcut().kernel();
             long area = (long) o * o;
-            out.add(new BlockStats(b.name(), (params + sc) * area, (dense + sc) * area, params + sc, dense + sc, o));
+            out.add(new BlockStats(b.name(), (params + sc) * area, (dense + sc) * area, params + sc, dense + sc, o, sc * area, sc));
         }
         return out;
     }
@@ -344,6 +348,27 @@ public final class PackedModel extends Module {
         long m = stemMacs() + (long) structure.classifier().features() * structure.classifier().classes();
         for (BlockStats b : blockStats()) m += b.denseMacs();
         return m;
+    }
+
+    /**
+     * Multiply-adds and weights of the prunable convolutions only (every conv_a and conv_b: spec section 1),
+     * packed and dense: the accounting behind the published pruned-FLOPs and pruned-params figures.
+     */
+    public record PrunableCounts(long macs, long denseMacs, long params, long denseParams) {
+        public double prunedFlopsPercent() { return 100.0 * (1 - (double) macs / denseMacs); }
+
+        public double prunedParamsPercent() { return 100.0 * (1 - (double) params / denseParams); }
+    }
+
+    public PrunableCounts prunableCounts() {
+        long m = 0, dm = 0, p = 0, dp = 0;
+        for (BlockStats b : blockStats()) {
+            m += b.macs() - b.shortcutMacs();
+            dm += b.denseMacs() - b.shortcutMacs();
+            p += b.params() - b.shortcutParams();
+            dp += b.denseParams() - b.shortcutParams();
+        }
+        return new PrunableCounts(m, dm, p, dp);
     }
 
     /** Convolution and classifier weights plus the classifier bias (BN not counted, as in ModelStats). */

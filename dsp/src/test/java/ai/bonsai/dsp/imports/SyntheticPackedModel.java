@@ -45,9 +45,9 @@ final class SyntheticPackedModel {
         root.put("conv_1_3x3", conv(stemW, 4, 3, 3, 1, 1));
         root.put("bn_1", batchNorm(stemBn));
         Map<String, Object> s1 = new LinkedHashMap<>(), s2 = new LinkedHashMap<>();
-        s1.put("0", block("stage_1.0", 4, 4, 1, new int[] {2, 3}, new int[] {2, 1}));
+        s1.put("0", block("stage_1.0", 4, 4, 1, new int[] {1, 3}, new int[] {2, 1}));   // conv_a keeps 4 of 4 filters at most, as pruning does
         s2.put("0", block("stage_2.0", 4, 6, 2, new int[] {5}, new int[] {1, 2, 2}));
-        s2.put("1", block("stage_2.1", 6, 6, 1, new int[] {2, 2, 3}, new int[] {4}));
+        s2.put("1", block("stage_2.1", 6, 6, 1, new int[] {2, 1, 3}, new int[] {4}));
         root.put("stage_1", seq(s1));
         root.put("stage_2", seq(s2));
         root.put("avgpool", module("AdaptiveAvgPool2d", new LinkedHashMap<>(),
