@@ -56,6 +56,40 @@ public final class Bench implements Callable<Integer> {
 
     public static void main(String[] args) { System.exit(Bonsai.execute(new Bench(), args)); }
 
+    /** Medians in milliseconds (masked is NaN without a masked network) and the packed model's summed time per stage. */
+    public record Timing(int batch, double denseMs, double maskedMs, double packedMs, long[] stageNanos) {
+        public double speedup() { return denseMs / packedMs; }
+    }
+
+    /**
+     * Times the dense network of the packed model's shape (random weights: the work does not depend on the
+     * values), the masked network when given, and the packed one, interleaved within each repeat so that
+     * machine noise hits all three alike; {@code stageNanos} (stem, blocks, pool + classifier) is summed over the repeats.
+     */
+    public static Timing measure(CifarResNet masked, PackedModel packed, int batch, int warmup, int repeats) {
+        PackedModel.Structure s = packed.structure();
+        CifarResNet dense = new CifarResNet(s.depth(), s.classifier().classes(), new Generator(0));
+        dense.eval();
+        Tensor x = Tensor.randn(new Generator(1), batch, s.inputChannels(), s.inputSize(), s.inputSize());
+        long[] stageNanos = new long[s.blocks().size() + 2];
+        double[] dMs = new double[repeats], mMs = new double[repeats], pMs = new double[repeats];
+        try (var scope = GradMode.noGrad()) {
+            for (int i = 0; i < warmup; i++) {
+                dense.forward(x);
+                if (masked != null) masked.forward(x);
+                packed.forward(x);
+            }
+            for (int r = 0; r < repeats; r++) {
+                dMs[r] = time(dense, x);
+                if (masked != null) mMs[r] = time(masked, x);
+                long t = System.nanoTime();
+                packed.forward(x, stageNanos);
+                pMs[r] = (System.nanoTime() - t) / 1e6;
+            }
+        }
+        return new Timing(batch, median(dMs), masked == null ? Double.NaN : median(mMs), median(pMs), stageNanos);
+    }
+
     @Override public Integer call() {
         if (threads != null) Parallel.setThreads(threads);
         if (batch < 1) throw new IllegalArgumentException("--batch: expected a positive number, got " + batch);
@@ -80,27 +114,10 @@ public final class Bench implements Callable<Integer> {
         if (!s.architecture().equals("cifar_resnet")) {
             throw new IllegalArgumentException("--ckpt " + ckpt + ": architecture '" + s.architecture() + "' has no dense counterpart to time (expected cifar_resnet)");
         }
-        CifarResNet dense = new CifarResNet(s.depth(), s.classifier().classes(), new Generator(0));
-        dense.eval();
-        Tensor x = Tensor.randn(new Generator(1), batch, s.inputChannels(), 32, 32);
+        Timing t = measure(masked, packed, batch, warmup, repeats);
+        double denseMs = t.denseMs(), maskedMs = t.maskedMs(), packedMs = t.packedMs();
+        long[] stageNanos = t.stageNanos();
         int blocks = s.blocks().size();
-        long[] stageNanos = new long[blocks + 2];
-        double[] dMs = new double[repeats], mMs = new double[repeats], pMs = new double[repeats];
-        try (var scope = GradMode.noGrad()) {
-            for (int i = 0; i < warmup; i++) {
-                dense.forward(x);
-                if (masked != null) masked.forward(x);
-                packed.forward(x);
-            }
-            for (int r = 0; r < repeats; r++) {
-                dMs[r] = time(dense, x);
-                if (masked != null) mMs[r] = time(masked, x);
-                long t = System.nanoTime();
-                packed.forward(x, stageNanos);
-                pMs[r] = (System.nanoTime() - t) / 1e6;
-            }
-        }
-        double denseMs = median(dMs), maskedMs = masked == null ? Double.NaN : median(mMs), packedMs = median(pMs);
         double macRatio = (double) packed.denseMacs() / packed.macs();
         List<String> names = new ArrayList<>();
         names.add("stem");

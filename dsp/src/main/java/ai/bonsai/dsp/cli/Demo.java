@@ -1,5 +1,7 @@
 package ai.bonsai.dsp.cli;
 
+import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.pack.PackedModel;
 import ai.bonsai.io.Checkpoint;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -16,7 +18,7 @@ import java.util.concurrent.Callable;
  * cores; the individual commands keep the reference's full recipes.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true,
-        description = "Run the DSP pipeline end to end in a few minutes: pretrain, group learning, pruning and fine-tuning of a ResNet-20.")
+        description = "Run the DSP pipeline end to end in a few minutes: pretrain, group learning, pruning, fine-tuning and packing of a ResNet-20.")
 public final class Demo implements Callable<Integer> {
     @Option(names = "--save-dir", defaultValue = "./runs/demo", description = "Where everything goes (default: ${DEFAULT-VALUE}).")
     Path saveDir;
@@ -71,6 +73,16 @@ public final class Demo implements Callable<Integer> {
 
         Path pre = saveDir.resolve("resnet20.safetensors"), dsp = saveDir.resolve("resnet20_g" + groups + ".safetensors");
         Path fine = saveDir.resolve(CifarFinetune.name(20, groups, rate) + ".safetensors");
+        Path packedFile = saveDir.resolve(CifarFinetune.name(20, groups, rate) + ".packed.safetensors");
+        System.out.println();
+        System.out.println("== packing into multi-branch convolutions ==");
+        List<String> pack = new ArrayList<>(List.of("--ckpt", fine.toString(), "--save", packedFile.toString()));
+        if (threads != null) pack.addAll(List.of("--threads", threads.toString()));
+        if (Bonsai.execute(new PackModel(), pack.toArray(String[]::new)) != 0) return 1;
+        CifarResNet masked = Evaluate.loadModel(Checkpoint.load(fine));
+        PackedModel packed = PackedModel.load(packedFile);
+        List<Bench.Timing> timings = new ArrayList<>();
+        for (int batch : new int[] {1, 128}) timings.add(Bench.measure(masked, packed, batch, 3, batch == 1 ? 25 : 7));
         Checkpoint cp = Checkpoint.load(pre), cd = Checkpoint.load(dsp), cf = Checkpoint.load(fine);
         List<Stage> rows = List.of(
                 new Stage("pretrain", pct(cp.require("bestAccuracy")), "0.00%", "0.00%", pre),
@@ -82,6 +94,20 @@ public final class Demo implements Callable<Integer> {
         System.out.printf("%-14s %9s %13s %14s  %s%n", "stage", "accuracy", "pruned FLOPs", "pruned params", "checkpoint");
         for (Stage s : rows) System.out.printf("%-14s %9s %13s %14s  %s%n", s.name, s.accuracy, s.flops, s.params, s.file.toAbsolutePath());
         System.out.println("data: " + cp.require("data"));
+        System.out.println();
+        System.out.printf("== inference speed (median ms per batch; multiply-adds %,d dense -> %,d packed, %.2fx fewer) ==%n",
+                packed.denseMacs(), packed.macs(), (double) packed.denseMacs() / packed.macs());
+        System.out.printf("%-6s %10s %10s %10s %16s %17s%n", "batch", "dense", "masked", "packed", "packed vs dense", "packed vs masked");
+        for (Bench.Timing t : timings) {
+            System.out.printf("%-6d %10.2f %10.2f %10.2f %15.2fx %16.2fx%n", t.batch(), t.denseMs(), t.maskedMs(), t.packedMs(),
+                    t.speedup(), t.maskedMs() / t.packedMs());
+        }
+        System.out.println("(bonsai bench --ckpt " + packedFile + " --batch N times it again, with the time per block)");
+        System.out.println();
+        System.out.println("packed model: " + packedFile.toAbsolutePath());
+        System.out.println("load it and classify an image (x: a normalised (1, 3, 32, 32) Tensor):");
+        System.out.println("    PackedModel model = PackedModel.load(Path.of(\"" + packedFile + "\"));");
+        System.out.println("    int label = (int) model.forward(x).argmax(1).toLongArray()[0];");
         System.out.printf("done in %.1f min. Evaluate again with: ./bonsai eval --ckpt %s%s%n", (System.nanoTime() - start) / 60e9, fine,
                 data == null ? "" : " --data " + data);
         return 0;
