@@ -30,8 +30,13 @@ import java.util.Arrays;
 public final class Conv2dKernels {
     /** Target staged-input size of one unit, in floats (256 KB: fits L2 beside the output tile rows). */
     private static final int UNIT_FLOATS = 1 << 16;
-    /** backwardWeight walks q in chunks this long so the dy and input rows of a chunk stay in L1/L2. */
-    private static final int GRAD_CHUNK = 1024;
+    /**
+     * backwardWeight by pixels walks q in chunks this long: long enough to amortise the scalar lane sums at the
+     * end of each dot-product tile, short enough for the chunk's rows to stay in L2.
+     */
+    private static final int GRAD_CHUNK = 4096;
+    /** backwardWeight by channels: q chunk whose packed dy tile (256 x 32 floats) stays in L1 across p tiles. */
+    private static final int GRAD_T_CHUNK = 256;
 
     private static final ConvMicroKernels KERNELS = VectorizationProvider.load(
             ConvMicroKernels.class, "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", new ScalarConvMicroKernels());
@@ -277,6 +282,91 @@ public final class Conv2dKernels {
     // ------------------------------------------------------------------------------------------ backwardWeight
 
     static void backwardWeight(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
+        // Two formulations, both free of cross-lane reductions (whose order differs between the JIT intrinsic and
+        // the interpreter on JDK 25, which would make results depend on compilation state):
+        // with at least a tile's width of output channels per group, dW^T = shifted input x dy^T as GEMM tiles over
+        // (p, k) with dy packed q-major; with fewer, the dot-product tiles over q with scalar, fixed-order lane sums.
+        if (g.kg() >= kern.gradNr()) {
+            backwardWeightByChannels(kern, g, x, dy, dw);
+        } else {
+            backwardWeightByPixels(kern, g, x, dy, dw);
+        }
+    }
+
+    /** dwT[p][k] += sum_q src[q + off[p]] * dy[k][q], as 8x(2 vectors) GEMM tiles; one partial per unit. */
+    private static void backwardWeightByChannels(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
+        int gmr = kern.gradMr(), gnr = kern.gradNr(), nr = kern.nr();
+        int kg = g.kg(), cg = g.cg(), groups = g.groups();
+        int np = cg * g.r() * g.s();
+        int kTiles = ceilDiv(kg, gnr), kgPad = kTiles * gnr, npPad = roundUp(np, gmr);
+        int partLen = groups * npPad * kgPad;
+        int imgsPerUnit = unitImages(g);
+        int units = ceilDiv(g.n(), imgsPerUnit);
+        float[] partials = new float[units * partLen];
+        int oh = g.outH(), ow = g.outW();
+        Parallel.forEach(units, u -> {
+            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+            InputLayout lay = new InputLayout(g, imgs, nr);
+            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+            stageInput(g, x, n0, imgs, lay, src);
+            int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding rows read src[q]: finite, discarded
+            // gT[grp][kTile][q][gnr]: dy at output position q, zero where the forward output is discarded.
+            int qLen = lay.qCount;
+            float[] gT = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kTiles * qLen * gnr);
+            for (int grp = 0; grp < groups; grp++) {
+                for (int kt = 0; kt < kTiles; kt++) {
+                    int base = (grp * kTiles + kt) * qLen * gnr;
+                    int k0 = grp * kg + kt * gnr, kn = Math.min(gnr, kg - kt * gnr);
+                    for (int img = 0; img < imgs; img++) {
+                        for (int i = 0; i < lay.hq; i++) {
+                            int q = (img * lay.hq + i) * lay.wq;
+                            if (q >= qLen) break;
+                            int d = base + q * gnr;
+                            if (i >= oh) {
+                                zero(gT, d, d + lay.wq * gnr);
+                                continue;
+                            }
+                            int dyRow = ((n0 + img) * g.k() + k0) * oh * ow + i * ow;
+                            for (int j = 0; j < ow; j++, d += gnr) {
+                                for (int kk = 0; kk < kn; kk++) gT[d + kk] = dy[dyRow + kk * oh * ow + j];
+                                for (int kk = kn; kk < gnr; kk++) gT[d + kk] = 0f;
+                            }
+                            zero(gT, d, base + (q + lay.wq) * gnr);
+                        }
+                    }
+                }
+            }
+            int pOff = u * partLen;
+            for (int q0 = 0; q0 < qLen; q0 += GRAD_T_CHUNK) {
+                int nq = Math.min(GRAD_T_CHUNK, qLen - q0);
+                for (int grp = 0; grp < groups; grp++) {
+                    int srcOff = grp * cg * lay.cStride + q0;
+                    for (int kt = 0; kt < kTiles; kt++) {
+                        int gOff = ((grp * kTiles + kt) * qLen + q0) * gnr;
+                        for (int pt = 0; pt < npPad; pt += gmr) {
+                            int dOff = pOff + (grp * npPad + pt) * kgPad + kt * gnr;
+                            kern.gradShiftTile(nq, src, srcOff, off, pt, gT, gOff, partials, dOff, kgPad);
+                        }
+                    }
+                }
+            }
+        });
+        // Fixed-order reduction over units: the same sum whatever the thread count.
+        for (int grp = 0; grp < groups; grp++) {
+            for (int kk = 0; kk < kg; kk++) {
+                int dRow = (grp * kg + kk) * np;
+                for (int p = 0; p < np; p++) {
+                    int idx = (grp * npPad + p) * kgPad + kk;
+                    float s = 0;
+                    for (int u = 0; u < units; u++) s += partials[u * partLen + idx];
+                    dw[dRow + p] = s;
+                }
+            }
+        }
+    }
+
+    /** dw[k][p] += sum_q dy[k][q] * src[q + off[p]] as 4x4 blocks of dot products; one partial per unit. */
+    private static void backwardWeightByPixels(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
         final int gr = ConvMicroKernels.GRAD_ROWS, gc = ConvMicroKernels.GRAD_COLS;
         int nr = kern.nr();
         int kg = g.kg(), cg = g.cg(), groups = g.groups();
