@@ -74,6 +74,7 @@ public final class Conv2dKernels {
         float[] a = packForwardWeights(g, w, mr);
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
+        int slices = innerSlices(units);
         int oh = g.outH(), ow = g.outW();
         Parallel.forEach(units, u -> {
             int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
@@ -82,16 +83,7 @@ public final class Conv2dKernels {
             stageInput(g, x, n0, imgs, lay, src);
             int[] off = lay.offsets(g, np);
             float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, groups * kgPad * lay.qRound);
-            for (int grp = 0; grp < groups; grp++) {
-                int srcOff = grp * cg * lay.cStride;
-                for (int mb = 0; mb < mBlocks; mb++) {
-                    int aOff = (grp * mBlocks + mb) * np * mr;
-                    int outRow = (grp * kgPad + mb * mr) * lay.qRound;
-                    for (int q = 0; q < lay.qRound; q += nr) {
-                        kern.shiftTile(np, a, aOff, src, srcOff + q, off, out, outRow + q, lay.qRound);
-                    }
-                }
-            }
+            shiftGemm(kern, groups, mBlocks, np, a, src, cg * lay.cStride, off, out, lay.qRound, slices);
             for (int img = 0; img < imgs; img++) {
                 for (int k = 0; k < g.k(); k++) {
                     int grp = k / kg;
@@ -127,6 +119,38 @@ public final class Conv2dKernels {
         return a;
     }
 
+    /**
+     * The shift GEMM of one unit: {@code out[grp*rowsPad + m][q] = sum_p A[grp][m][p] * src[grp*srcGroupStride + q + off[p]]}
+     * for every group, mr-row block and nr-wide q tile. With {@code slices > 1} the q tiles are split over that
+     * many tasks (disjoint columns of out); each element is computed the same way whatever the split.
+     */
+    private static void shiftGemm(ConvMicroKernels kern, int groups, int mBlocks, int np, float[] a, float[] src,
+                                  int srcGroupStride, int[] off, float[] out, int qRound, int slices) {
+        int mr = kern.mr(), nr = kern.nr(), rowsPad = mBlocks * mr, tiles = qRound / nr;
+        int per = ceilDiv(tiles, Math.max(1, Math.min(slices, tiles)));
+        Parallel.forEach(ceilDiv(tiles, per), t -> {
+            int q0 = t * per * nr, q1 = Math.min(qRound, (t + 1) * per * nr);
+            for (int grp = 0; grp < groups; grp++) {
+                int srcOff = grp * srcGroupStride;
+                for (int mb = 0; mb < mBlocks; mb++) {
+                    int aOff = (grp * mBlocks + mb) * np * mr;
+                    int outRow = (grp * rowsPad + mb * mr) * qRound;
+                    for (int q = q0; q < q1; q += nr) {
+                        kern.shiftTile(np, a, aOff, src, srcOff + q, off, out, outRow + q, qRound);
+                    }
+                }
+            }
+        });
+    }
+
+    /**
+     * Tasks to split one unit into: 1 when there are enough units to keep every thread busy, else the thread
+     * count (small batches, e.g. inference on one image). Nested calls from inside a unit task run inline.
+     */
+    private static int innerSlices(int units) {
+        return units >= Parallel.threads() ? 1 : Parallel.threads();
+    }
+
     // ------------------------------------------------------------------------------------------ backwardData
 
     static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
@@ -145,13 +169,14 @@ public final class Conv2dKernels {
         boolean zeroFirst = uncovered;
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
+        int slices = innerSlices(units);
         int chw = g.c() * g.h() * g.w();
         Parallel.forEach(units, u -> {
             int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
             // Pixels of dx that no kernel tap reaches (stride larger than the kernel) are zero.
             if (zeroFirst) zero(dx, n0 * chw, (n0 + imgs) * chw);
             for (DataPhase ph : phases) {
-                if (ph.hasPixels() && ph.taps() > 0) ph.run(kern, g, dy, dx, n0, imgs);
+                if (ph.hasPixels() && ph.taps() > 0) ph.run(kern, g, dy, dx, n0, imgs, slices);
             }
         });
     }
@@ -210,7 +235,7 @@ public final class Conv2dKernels {
 
         int taps() { return rph * sph; }
 
-        void run(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] dx, int n0, int imgs) {
+        void run(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] dx, int n0, int imgs, int slices) {
             int mr = kern.mr(), nr = kern.nr();
             int oh = g.outH(), ow = g.outW();
             int rowsTot = imgs * hd + rph + 1;
@@ -249,16 +274,7 @@ public final class Conv2dKernels {
             }
             int groups = g.groups(), cg = g.cg();
             float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, groups * cgPad * qRound);
-            for (int grp = 0; grp < groups; grp++) {
-                int srcOff = grp * kg * plane;
-                for (int mb = 0; mb < mBlocks; mb++) {
-                    int aOff = (grp * mBlocks + mb) * np * mr;
-                    int outRow = (grp * cgPad + mb * mr) * qRound;
-                    for (int q = 0; q < qRound; q += nr) {
-                        kern.shiftTile(np, a, aOff, src, srcOff + q, off, out, outRow + q, qRound);
-                    }
-                }
-            }
+            shiftGemm(kern, groups, mBlocks, np, a, src, kg * plane, off, out, qRound, slices);
             int sh = g.strideH(), sw = g.strideW(), h = g.h(), wdt = g.w();
             int hBase = iiLo * sh + pr - g.padH(), wBase = jjLo * sw + pc - g.padW();
             for (int img = 0; img < imgs; img++) {
@@ -303,6 +319,7 @@ public final class Conv2dKernels {
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
         float[] partials = new float[units * partLen];
+        int slices = innerSlices(units);
         int oh = g.outH(), ow = g.outW();
         Parallel.forEach(units, u -> {
             int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
@@ -337,19 +354,24 @@ public final class Conv2dKernels {
                 }
             }
             int pOff = u * partLen;
-            for (int q0 = 0; q0 < qLen; q0 += GRAD_T_CHUNK) {
-                int nq = Math.min(GRAD_T_CHUNK, qLen - q0);
-                for (int grp = 0; grp < groups; grp++) {
-                    int srcOff = grp * cg * lay.cStride + q0;
-                    for (int kt = 0; kt < kTiles; kt++) {
-                        int gOff = ((grp * kTiles + kt) * qLen + q0) * gnr;
-                        for (int pt = 0; pt < npPad; pt += gmr) {
-                            int dOff = pOff + (grp * npPad + pt) * kgPad + kt * gnr;
-                            kern.gradShiftTile(nq, src, srcOff, off, pt, gT, gOff, partials, dOff, kgPad);
+            // p tiles own disjoint partial entries, so splitting them over tasks keeps every sum's order.
+            int pTiles = npPad / gmr, per = ceilDiv(pTiles, Math.min(slices, pTiles));
+            Parallel.forEach(ceilDiv(pTiles, per), t -> {
+                int pt0 = t * per * gmr, pt1 = Math.min(npPad, (t + 1) * per * gmr);
+                for (int q0 = 0; q0 < qLen; q0 += GRAD_T_CHUNK) {
+                    int nq = Math.min(GRAD_T_CHUNK, qLen - q0);
+                    for (int grp = 0; grp < groups; grp++) {
+                        int srcOff = grp * cg * lay.cStride + q0;
+                        for (int kt = 0; kt < kTiles; kt++) {
+                            int gOff = ((grp * kTiles + kt) * qLen + q0) * gnr;
+                            for (int pt = pt0; pt < pt1; pt += gmr) {
+                                int dOff = pOff + (grp * npPad + pt) * kgPad + kt * gnr;
+                                kern.gradShiftTile(nq, src, srcOff, off, pt, gT, gOff, partials, dOff, kgPad);
+                            }
                         }
                     }
                 }
-            }
+            });
         });
         // Fixed-order reduction over units: the same sum whatever the thread count.
         for (int grp = 0; grp < groups; grp++) {
@@ -376,6 +398,7 @@ public final class Conv2dKernels {
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
         float[] partials = new float[units * partLen];
+        int slices = innerSlices(units);
         int oh = g.outH(), ow = g.outW();
         Parallel.forEach(units, u -> {
             int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
@@ -411,19 +434,24 @@ public final class Conv2dKernels {
                 }
             }
             int pOff = u * partLen;
-            for (int q0 = 0; q0 < ld; q0 += GRAD_CHUNK) {
-                int nq = Math.min(GRAD_CHUNK, ld - q0);
-                for (int grp = 0; grp < groups; grp++) {
-                    int srcOff = grp * cg * lay.cStride + q0;
-                    for (int kb = 0; kb < kgPad; kb += gr) {
-                        int gOff = (grp * kgPad + kb) * ld + q0;
-                        int dOff = pOff + (grp * kgPad + kb) * npPad;
-                        for (int pb = 0; pb < npPad; pb += gc) {
-                            kern.gradTile(nq, gy, gOff, ld, src, srcOff, off, pb, partials, dOff + pb, npPad);
+            // p blocks own disjoint partial entries, so splitting them over tasks keeps every sum's order.
+            int pBlocks = npPad / gc, per = ceilDiv(pBlocks, Math.min(slices, pBlocks));
+            Parallel.forEach(ceilDiv(pBlocks, per), t -> {
+                int pb0 = t * per * gc, pb1 = Math.min(npPad, (t + 1) * per * gc);
+                for (int q0 = 0; q0 < ld; q0 += GRAD_CHUNK) {
+                    int nq = Math.min(GRAD_CHUNK, ld - q0);
+                    for (int grp = 0; grp < groups; grp++) {
+                        int srcOff = grp * cg * lay.cStride + q0;
+                        for (int kb = 0; kb < kgPad; kb += gr) {
+                            int gOff = (grp * kgPad + kb) * ld + q0;
+                            int dOff = pOff + (grp * kgPad + kb) * npPad;
+                            for (int pb = pb0; pb < pb1; pb += gc) {
+                                kern.gradTile(nq, gy, gOff, ld, src, srcOff, off, pb, partials, dOff + pb, npPad);
+                            }
                         }
                     }
                 }
-            }
+            });
         });
         // Fixed-order reduction over units: the same sum whatever the thread count.
         for (int grp = 0; grp < groups; grp++) {
