@@ -23,9 +23,10 @@ import java.util.Arrays;
  * flipped sub-kernel of that phase; backwardWeight is the dot product of staged dy rows with shifted staged
  * input rows.
  *
- * <p>Threads take whole units. A unit's size depends only on the geometry, and backwardWeight keeps one partial
- * per unit and adds them in unit order, so all three kernels give bitwise identical results for any thread
- * count. Scratch is per thread and bounded by the unit size, not the batch. Benchmark: {@code benchmarks/run Conv2d}.
+ * <p>Threads take whole units. A unit's size depends only on the geometry, and backwardWeight accumulates units
+ * into at most 16 partials, dealt in a fixed order, and adds the partials in order, so all three kernels give
+ * bitwise identical results for any thread count. Scratch is per thread and bounded by the unit size, not the
+ * batch. Benchmark: {@code benchmarks/run Conv2dBench}.
  */
 public final class Conv2dKernels {
     /** Target staged-input size of one unit, in floats (256 KB: fits L2 beside the output tile rows). */
@@ -37,6 +38,8 @@ public final class Conv2dKernels {
     private static final int GRAD_CHUNK = 4096;
     /** backwardWeight by channels: q chunk whose packed dy tile (256 x 32 floats) stays in L1 across p tiles. */
     private static final int GRAD_T_CHUNK = 256;
+    /** backwardWeight keeps at most this many partial dW (plus one pass adding them), however large the batch. */
+    private static final int REDUCE_GROUPS = 16;
 
     private static final ConvMicroKernels KERNELS = VectorizationProvider.load(
             ConvMicroKernels.class, "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", new ScalarConvMicroKernels());
@@ -318,69 +321,73 @@ public final class Conv2dKernels {
         int partLen = groups * npPad * kgPad;
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
-        float[] partials = new float[units * partLen];
-        int slices = innerSlices(units);
+        // Units are dealt, in order, to at most REDUCE_GROUPS partials; a group adds its units one after another.
+        int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
+        float[] partials = new float[nGroups * partLen];
+        int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
-        Parallel.forEach(units, u -> {
-            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
-            InputLayout lay = new InputLayout(g, imgs, nr);
-            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
-            stageInput(g, x, n0, imgs, lay, src);
-            int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding rows read src[q]: finite, discarded
-            // gT[grp][kTile][q][gnr]: dy at output position q, zero where the forward output is discarded.
-            int qLen = lay.qCount;
-            float[] gT = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kTiles * qLen * gnr);
-            for (int grp = 0; grp < groups; grp++) {
-                for (int kt = 0; kt < kTiles; kt++) {
-                    int base = (grp * kTiles + kt) * qLen * gnr;
-                    int k0 = grp * kg + kt * gnr, kn = Math.min(gnr, kg - kt * gnr);
-                    for (int img = 0; img < imgs; img++) {
-                        for (int i = 0; i < lay.hq; i++) {
-                            int q = (img * lay.hq + i) * lay.wq;
-                            if (q >= qLen) break;
-                            int d = base + q * gnr;
-                            if (i >= oh) {
-                                zero(gT, d, d + lay.wq * gnr);
-                                continue;
+        Parallel.forEach(nGroups, grpIdx -> {
+            for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
+                int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+                InputLayout lay = new InputLayout(g, imgs, nr);
+                float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+                stageInput(g, x, n0, imgs, lay, src);
+                int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding rows read src[q]: finite, discarded
+                // gT[grp][kTile][q][gnr]: dy at output position q, zero where the forward output is discarded.
+                int qLen = lay.qCount;
+                float[] gT = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kTiles * qLen * gnr);
+                for (int grp = 0; grp < groups; grp++) {
+                    for (int kt = 0; kt < kTiles; kt++) {
+                        int base = (grp * kTiles + kt) * qLen * gnr;
+                        int k0 = grp * kg + kt * gnr, kn = Math.min(gnr, kg - kt * gnr);
+                        for (int img = 0; img < imgs; img++) {
+                            for (int i = 0; i < lay.hq; i++) {
+                                int q = (img * lay.hq + i) * lay.wq;
+                                if (q >= qLen) break;
+                                int d = base + q * gnr;
+                                if (i >= oh) {
+                                    zero(gT, d, d + lay.wq * gnr);
+                                    continue;
+                                }
+                                int dyRow = ((n0 + img) * g.k() + k0) * oh * ow + i * ow;
+                                for (int j = 0; j < ow; j++, d += gnr) {
+                                    for (int kk = 0; kk < kn; kk++) gT[d + kk] = dy[dyRow + kk * oh * ow + j];
+                                    for (int kk = kn; kk < gnr; kk++) gT[d + kk] = 0f;
+                                }
+                                zero(gT, d, base + (q + lay.wq) * gnr);
                             }
-                            int dyRow = ((n0 + img) * g.k() + k0) * oh * ow + i * ow;
-                            for (int j = 0; j < ow; j++, d += gnr) {
-                                for (int kk = 0; kk < kn; kk++) gT[d + kk] = dy[dyRow + kk * oh * ow + j];
-                                for (int kk = kn; kk < gnr; kk++) gT[d + kk] = 0f;
-                            }
-                            zero(gT, d, base + (q + lay.wq) * gnr);
                         }
                     }
                 }
+                int pOff = grpIdx * partLen;
+                // p tiles own disjoint partial entries, so splitting them over tasks keeps every sum's order.
+                int pTiles = npPad / gmr, per = ceilDiv(pTiles, Math.min(slices, pTiles));
+                Parallel.forEach(ceilDiv(pTiles, per), t -> {
+                    int pt0 = t * per * gmr, pt1 = Math.min(npPad, (t + 1) * per * gmr);
+                    for (int q0 = 0; q0 < qLen; q0 += GRAD_T_CHUNK) {
+                        int nq = Math.min(GRAD_T_CHUNK, qLen - q0);
+                        for (int grp = 0; grp < groups; grp++) {
+                            int srcOff = grp * cg * lay.cStride + q0;
+                            for (int kt = 0; kt < kTiles; kt++) {
+                                int gOff = ((grp * kTiles + kt) * qLen + q0) * gnr;
+                                for (int pt = pt0; pt < pt1; pt += gmr) {
+                                    int dOff = pOff + (grp * npPad + pt) * kgPad + kt * gnr;
+                                    kern.gradShiftTile(nq, src, srcOff, off, pt, gT, gOff, partials, dOff, kgPad);
+                                }
+                            }
+                        }
+                    }
+                });
             }
-            int pOff = u * partLen;
-            // p tiles own disjoint partial entries, so splitting them over tasks keeps every sum's order.
-            int pTiles = npPad / gmr, per = ceilDiv(pTiles, Math.min(slices, pTiles));
-            Parallel.forEach(ceilDiv(pTiles, per), t -> {
-                int pt0 = t * per * gmr, pt1 = Math.min(npPad, (t + 1) * per * gmr);
-                for (int q0 = 0; q0 < qLen; q0 += GRAD_T_CHUNK) {
-                    int nq = Math.min(GRAD_T_CHUNK, qLen - q0);
-                    for (int grp = 0; grp < groups; grp++) {
-                        int srcOff = grp * cg * lay.cStride + q0;
-                        for (int kt = 0; kt < kTiles; kt++) {
-                            int gOff = ((grp * kTiles + kt) * qLen + q0) * gnr;
-                            for (int pt = pt0; pt < pt1; pt += gmr) {
-                                int dOff = pOff + (grp * npPad + pt) * kgPad + kt * gnr;
-                                kern.gradShiftTile(nq, src, srcOff, off, pt, gT, gOff, partials, dOff, kgPad);
-                            }
-                        }
-                    }
-                }
-            });
         });
-        // Fixed-order reduction over units: the same sum whatever the thread count.
+        // Fixed-order reduction over groups: the same sum whatever the thread count.
         for (int grp = 0; grp < groups; grp++) {
             for (int kk = 0; kk < kg; kk++) {
                 int dRow = (grp * kg + kk) * np;
                 for (int p = 0; p < np; p++) {
                     int idx = (grp * npPad + p) * kgPad + kk;
                     float s = 0;
-                    for (int u = 0; u < units; u++) s += partials[u * partLen + idx];
+                    for (int u = 0; u < nGroups; u++) s += partials[u * partLen + idx];
                     dw[dRow + p] = s;
                 }
             }
@@ -397,69 +404,73 @@ public final class Conv2dKernels {
         int partLen = groups * kgPad * npPad;
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
-        float[] partials = new float[units * partLen];
-        int slices = innerSlices(units);
+        // Units are dealt, in order, to at most REDUCE_GROUPS partials; a group adds its units one after another.
+        int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
+        float[] partials = new float[nGroups * partLen];
+        int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
-        Parallel.forEach(units, u -> {
-            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
-            InputLayout lay = new InputLayout(g, imgs, nr);
-            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
-            stageInput(g, x, n0, imgs, lay, src);
-            int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding columns read src[q]: finite, discarded
-            // Stage dy in the same q layout as the forward output, zero where the forward output is discarded.
-            int ld = lay.qRound;
-            float[] gy = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kgPad * ld);
-            for (int grp = 0; grp < groups; grp++) {
-                for (int kk = 0; kk < kgPad; kk++) {
-                    int row = (grp * kgPad + kk) * ld;
-                    if (kk >= kg) {
-                        zero(gy, row, row + ld);
-                        continue;
-                    }
-                    int k = grp * kg + kk;
-                    for (int img = 0; img < imgs; img++) {
-                        int dyImg = ((n0 + img) * g.k() + k) * oh * ow;
-                        for (int i = 0; i < lay.hq; i++) {
-                            int d = row + (img * lay.hq + i) * lay.wq;
-                            if (d >= row + lay.qCount) break;
-                            if (i >= oh) {
-                                zero(gy, d, d + lay.wq);
-                                continue;
+        Parallel.forEach(nGroups, grpIdx -> {
+            for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
+                int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+                InputLayout lay = new InputLayout(g, imgs, nr);
+                float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+                stageInput(g, x, n0, imgs, lay, src);
+                int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding columns read src[q]: finite, discarded
+                // Stage dy in the same q layout as the forward output, zero where the forward output is discarded.
+                int ld = lay.qRound;
+                float[] gy = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kgPad * ld);
+                for (int grp = 0; grp < groups; grp++) {
+                    for (int kk = 0; kk < kgPad; kk++) {
+                        int row = (grp * kgPad + kk) * ld;
+                        if (kk >= kg) {
+                            zero(gy, row, row + ld);
+                            continue;
+                        }
+                        int k = grp * kg + kk;
+                        for (int img = 0; img < imgs; img++) {
+                            int dyImg = ((n0 + img) * g.k() + k) * oh * ow;
+                            for (int i = 0; i < lay.hq; i++) {
+                                int d = row + (img * lay.hq + i) * lay.wq;
+                                if (d >= row + lay.qCount) break;
+                                if (i >= oh) {
+                                    zero(gy, d, d + lay.wq);
+                                    continue;
+                                }
+                                System.arraycopy(dy, dyImg + i * ow, gy, d, ow);
+                                zero(gy, d + ow, d + lay.wq);
                             }
-                            System.arraycopy(dy, dyImg + i * ow, gy, d, ow);
-                            zero(gy, d + ow, d + lay.wq);
+                        }
+                        zero(gy, row + lay.qCount, row + ld);
+                    }
+                }
+                int pOff = grpIdx * partLen;
+                // p blocks own disjoint partial entries, so splitting them over tasks keeps every sum's order.
+                int pBlocks = npPad / gc, per = ceilDiv(pBlocks, Math.min(slices, pBlocks));
+                Parallel.forEach(ceilDiv(pBlocks, per), t -> {
+                    int pb0 = t * per * gc, pb1 = Math.min(npPad, (t + 1) * per * gc);
+                    for (int q0 = 0; q0 < ld; q0 += GRAD_CHUNK) {
+                        int nq = Math.min(GRAD_CHUNK, ld - q0);
+                        for (int grp = 0; grp < groups; grp++) {
+                            int srcOff = grp * cg * lay.cStride + q0;
+                            for (int kb = 0; kb < kgPad; kb += gr) {
+                                int gOff = (grp * kgPad + kb) * ld + q0;
+                                int dOff = pOff + (grp * kgPad + kb) * npPad;
+                                for (int pb = pb0; pb < pb1; pb += gc) {
+                                    kern.gradTile(nq, gy, gOff, ld, src, srcOff, off, pb, partials, dOff + pb, npPad);
+                                }
+                            }
                         }
                     }
-                    zero(gy, row + lay.qCount, row + ld);
-                }
+                });
             }
-            int pOff = u * partLen;
-            // p blocks own disjoint partial entries, so splitting them over tasks keeps every sum's order.
-            int pBlocks = npPad / gc, per = ceilDiv(pBlocks, Math.min(slices, pBlocks));
-            Parallel.forEach(ceilDiv(pBlocks, per), t -> {
-                int pb0 = t * per * gc, pb1 = Math.min(npPad, (t + 1) * per * gc);
-                for (int q0 = 0; q0 < ld; q0 += GRAD_CHUNK) {
-                    int nq = Math.min(GRAD_CHUNK, ld - q0);
-                    for (int grp = 0; grp < groups; grp++) {
-                        int srcOff = grp * cg * lay.cStride + q0;
-                        for (int kb = 0; kb < kgPad; kb += gr) {
-                            int gOff = (grp * kgPad + kb) * ld + q0;
-                            int dOff = pOff + (grp * kgPad + kb) * npPad;
-                            for (int pb = pb0; pb < pb1; pb += gc) {
-                                kern.gradTile(nq, gy, gOff, ld, src, srcOff, off, pb, partials, dOff + pb, npPad);
-                            }
-                        }
-                    }
-                }
-            });
         });
-        // Fixed-order reduction over units: the same sum whatever the thread count.
+        // Fixed-order reduction over groups: the same sum whatever the thread count.
         for (int grp = 0; grp < groups; grp++) {
             for (int kk = 0; kk < kg; kk++) {
                 int dRow = (grp * kg + kk) * np, pRow = (grp * kgPad + kk) * npPad;
                 for (int p = 0; p < np; p++) {
                     float s = 0;
-                    for (int u = 0; u < units; u++) s += partials[u * partLen + pRow + p];
+                    for (int u = 0; u < nGroups; u++) s += partials[u * partLen + pRow + p];
                     dw[dRow + p] = s;
                 }
             }

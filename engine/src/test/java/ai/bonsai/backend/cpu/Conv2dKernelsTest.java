@@ -30,6 +30,9 @@ class Conv2dKernelsTest {
         {1, 1, 207, 3, 2, 3, 1, 1, 1, 1, 0, 1},
         {2, 3, 6, 6, 13, 1, 1, 1, 1, 1, 1, 1},
         {20, 8, 6, 6, 8, 3, 3, 1, 1, 1, 1, 1},
+        // More than 16 units of one image each: backwardWeight adds several units into each partial.
+        {17, 16, 46, 46, 32, 1, 1, 1, 1, 0, 0, 1},
+        {17, 16, 46, 46, 4, 3, 3, 1, 1, 1, 1, 1},
         {3, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1},
         {2, 16, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1},
     };
@@ -147,7 +150,7 @@ class Conv2dKernelsTest {
         ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
                 "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
         assumeTrue(simd != null, "Vector API not enabled");
-        for (int t : new int[] {1, 2, 11, 13}) {
+        for (int t : new int[] {1, 2, 11, 15}) {
             ConvGeometry g = geometry(GEOMETRIES[t]);
             float[][] a = runAll(simd, g, 7, true), b = runAll(new ScalarConvMicroKernels(), g, 7, true);
             for (int o = 0; o < 3; o++) {
@@ -163,7 +166,7 @@ class Conv2dKernelsTest {
     void singleAndMultiThreadedAreBitwiseIdentical() {
         int saved = Parallel.threads();
         try {
-            for (int t : new int[] {1, 2, 4, 11, 13}) {
+            for (int t : new int[] {1, 2, 4, 11, 12, 13, 15}) {
                 ConvGeometry g = geometry(GEOMETRIES[t]);
                 Parallel.setThreads(1);
                 float[][] one = runAll(Conv2dKernels.kernels(), g, 5, true);
