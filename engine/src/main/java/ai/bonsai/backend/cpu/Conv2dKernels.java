@@ -159,16 +159,21 @@ public final class Conv2dKernels {
     static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
         int mr = kern.mr(), nr = kern.nr();
         int sh = g.strideH(), sw = g.strideW();
-        // One packed, flipped sub-kernel per stride phase of dx.
-        DataPhase[] phases = new DataPhase[sh * sw];
+        // One packed, flipped sub-kernel per stride phase of dx that has pixels and taps.
+        java.util.List<DataPhase> active = new java.util.ArrayList<>();
         boolean uncovered = false;
         for (int pr = 0; pr < sh; pr++) {
             for (int pc = 0; pc < sw; pc++) {
                 DataPhase ph = new DataPhase(g, pr, pc, w, mr);
-                phases[pr * sw + pc] = ph;
-                uncovered |= ph.hasPixels() && ph.taps() == 0;
+                if (!ph.hasPixels()) continue;
+                if (ph.taps() == 0) {
+                    uncovered = true;
+                } else {
+                    active.add(ph);
+                }
             }
         }
+        DataPhase[] phases = active.toArray(new DataPhase[0]);
         boolean zeroFirst = uncovered;
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
@@ -178,23 +183,73 @@ public final class Conv2dKernels {
             int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
             // Pixels of dx that no kernel tap reaches (stride larger than the kernel) are zero.
             if (zeroFirst) zero(dx, n0 * chw, (n0 + imgs) * chw);
-            for (DataPhase ph : phases) {
-                if (ph.hasPixels() && ph.taps() > 0) ph.run(kern, g, dy, dx, n0, imgs, slices);
-            }
+            if (phases.length == 0) return;
+            DyLayout lay = new DyLayout(g, phases, imgs, nr);
+            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+            lay.stage(g, dy, n0, imgs, src);
+            for (DataPhase ph : phases) ph.run(kern, g, lay, src, dx, n0, imgs, slices);
         });
+    }
+
+    /**
+     * The staged dy of one unit, shared by all stride phases: src[k][img*hd + u][v] holds dy(img, k, u + c0, v + d0),
+     * zero outside dy. c0 and d0 leave room above and left for the largest flipped sub-kernel of any phase.
+     * Rows and columns wrap into the next row/image, so wd and hd are long enough that every read past a row's or
+     * image's end lands on zeros of the next one and every border read before the wrap is zero too.
+     */
+    private static final class DyLayout {
+        final int c0, d0, hd, wd, rowsTot, plane, srcLength;
+
+        DyLayout(ConvGeometry g, DataPhase[] phases, int imgs, int nr) {
+            int cMin = Integer.MAX_VALUE, dMin = Integer.MAX_VALUE, rowEnd = 0, colEnd = 0;
+            for (DataPhase ph : phases) {
+                cMin = Math.min(cMin, ph.iiLo - (ph.rph - 1));
+                dMin = Math.min(dMin, ph.jjLo - (ph.sph - 1));
+                rowEnd = Math.max(rowEnd, ph.iiLo + ph.nI);
+                colEnd = Math.max(colEnd, ph.jjLo + ph.nJ);
+            }
+            c0 = cMin;
+            d0 = dMin;
+            hd = Math.max(g.outH() - c0, rowEnd - c0);
+            wd = Math.max(g.outW() - d0, colEnd - d0);
+            rowsTot = imgs * hd + Math.max(0, -c0) + 2;
+            plane = rowsTot * wd;
+            srcLength = g.k() * plane + nr + g.s();
+        }
+
+        void stage(ConvGeometry g, float[] dy, int n0, int imgs, float[] src) {
+            int oh = g.outH(), ow = g.outW();
+            int vA = Math.max(0, -d0), vB = Math.min(wd, ow - d0);
+            for (int k = 0; k < g.k(); k++) {
+                int pBase = k * plane;
+                for (int img = 0; img < imgs; img++) {
+                    int dyImg = ((n0 + img) * g.k() + k) * oh * ow;
+                    for (int u = 0; u < hd; u++) {
+                        int dst = pBase + (img * hd + u) * wd, i = u + c0;
+                        if (i < 0 || i >= oh || vB <= vA) {
+                            zero(src, dst, dst + wd);
+                            continue;
+                        }
+                        zero(src, dst, dst + vA);
+                        System.arraycopy(dy, dyImg + i * ow + vA + d0, src, dst + vA, vB - vA);
+                        zero(src, dst + vB, dst + wd);
+                    }
+                }
+                zero(src, pBase + imgs * hd * wd, pBase + plane);
+            }
+            zero(src, g.k() * plane, srcLength);
+        }
     }
 
     /**
      * The part of backwardData for one stride phase (pr, pc) of dx: dx pixels with (h + padH) % strideH == pr and
      * (w + padW) % strideW == pc receive dy(i, j) * w(r, s) only from taps r = pr + strideH*r', s = pc + strideW*s',
      * from dy(ii - r', jj - s') where (ii, jj) is the pixel's position in the phase. That is a stride-1 correlation
-     * of a zero-bordered dy with the flipped sub-kernel, computed with the same shift tiles as the forward pass.
+     * of the zero-bordered dy with the flipped sub-kernel, computed with the same shift tiles as the forward pass.
      */
     private static final class DataPhase {
         final int pr, pc, rph, sph;
         final int iiLo, nI, jjLo, nJ;
-        /** Row length and rows per image of the staged dy; see {@link #stageLength}. */
-        final int wd, hd;
         final int np, mBlocks, cgPad;
         final float[] a;
 
@@ -208,10 +263,6 @@ public final class Conv2dKernels {
             nI = Math.max(0, Math.floorDiv(g.h() - 1 + g.padH() - pr, sh) - iiLo + 1);
             jjLo = Math.max(0, ceilDiv(g.padW() - pc, sw));
             nJ = Math.max(0, Math.floorDiv(g.w() - 1 + g.padW() - pc, sw) - jjLo + 1);
-            // Rows/columns wrap into the next row/image: long enough that every wrapped read lands on a zero
-            // border of the staged dy and every border read before the wrap is zero too.
-            wd = Math.max(nJ + jjLo, g.outW() - jjLo + sph - 1);
-            hd = Math.max(nI + iiLo, g.outH() - iiLo + rph - 1);
             int kg = g.kg(), cg = g.cg();
             np = kg * rph * sph;
             mBlocks = ceilDiv(cg, mr);
@@ -238,46 +289,23 @@ public final class Conv2dKernels {
 
         int taps() { return rph * sph; }
 
-        void run(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] dx, int n0, int imgs, int slices) {
-            int mr = kern.mr(), nr = kern.nr();
-            int oh = g.outH(), ow = g.outW();
-            int rowsTot = imgs * hd + rph + 1;
-            int plane = rowsTot * wd;
+        void run(ConvMicroKernels kern, ConvGeometry g, DyLayout lay, float[] src, float[] dx, int n0, int imgs,
+                 int slices) {
+            int nr = kern.nr(), hd = lay.hd, wd = lay.wd;
             int qCount = ((imgs - 1) * hd + nI) * wd, qRound = roundUp(qCount, nr);
-            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, g.k() * plane + nr + g.s());
-            // Stage dy: row u of image img holds dy row u + iiLo - (rph-1), column v holds dy column v + jjLo - (sph-1).
-            int i0 = iiLo - (rph - 1), j0 = jjLo - (sph - 1);
-            int vA = Math.max(0, -j0), vB = Math.min(wd, ow - j0);
-            for (int k = 0; k < g.k(); k++) {
-                int pBase = k * plane;
-                for (int img = 0; img < imgs; img++) {
-                    int dyImg = ((n0 + img) * g.k() + k) * oh * ow;
-                    for (int u = 0; u < hd; u++) {
-                        int dst = pBase + (img * hd + u) * wd, i = u + i0;
-                        if (i < 0 || i >= oh || vB <= vA) {
-                            zero(src, dst, dst + wd);
-                            continue;
-                        }
-                        zero(src, dst, dst + vA);
-                        System.arraycopy(dy, dyImg + i * ow + vA + j0, src, dst + vA, vB - vA);
-                        zero(src, dst + vB, dst + wd);
-                    }
-                }
-                zero(src, pBase + imgs * hd * wd, pBase + plane);
-            }
-            zero(src, g.k() * plane, g.k() * plane + nr + g.s());
+            // Output (a, b) of this phase reads staged dy at (iiLo + a - r' - c0, jjLo + b - s' - d0).
             int[] off = new int[np];
             int kg = g.kg();
             for (int k = 0; k < kg; k++) {
                 for (int r1 = 0; r1 < rph; r1++) {
                     for (int s1 = 0; s1 < sph; s1++) {
-                        off[(k * rph + r1) * sph + s1] = k * plane + (rph - 1 - r1) * wd + (sph - 1 - s1);
+                        off[(k * rph + r1) * sph + s1] = k * lay.plane + (iiLo - lay.c0 - r1) * wd + (jjLo - lay.d0 - s1);
                     }
                 }
             }
             int groups = g.groups(), cg = g.cg();
             float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, groups * cgPad * qRound);
-            shiftGemm(kern, groups, mBlocks, np, a, src, kg * plane, off, out, qRound, slices);
+            shiftGemm(kern, groups, mBlocks, np, a, src, kg * lay.plane, off, out, qRound, slices);
             int sh = g.strideH(), sw = g.strideW(), h = g.h(), wdt = g.w();
             int hBase = iiLo * sh + pr - g.padH(), wBase = jjLo * sw + pc - g.padW();
             for (int img = 0; img < imgs; img++) {
