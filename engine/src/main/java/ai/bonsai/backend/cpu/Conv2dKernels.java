@@ -19,9 +19,10 @@ import java.util.Arrays;
  *       discarded (a few per cent at 32x32, more at 8x8).</li>
  * </ul>
  * The {@link ConvMicroKernels} then compute {@code out[k][q] = sum_p A[k][p] * src[q + off[p]]} in register tiles.
- * backwardData is the same computation per stride phase of dx, on a staged, zero-bordered dy with the
- * flipped sub-kernel of that phase; backwardWeight is the dot product of staged dy rows with shifted staged
- * input rows.
+ * backwardData is the same computation per stride phase of dx, on a zero-bordered dy staged once per unit,
+ * with the flipped sub-kernel of that phase. backwardWeight pairs shifted staged input rows with dy: as GEMM
+ * tiles over (p, k) with dy packed q-major when a group has at least a tile's width of output channels, else as
+ * dot products over q. No kernel reduces across vector lanes with reduceLanes (see backwardWeight).
  *
  * <p>Threads take whole units. A unit's size depends only on the geometry, and backwardWeight accumulates units
  * into at most 16 partials, dealt in a fixed order, and adds the partials in order, so all three kernels give
