@@ -52,19 +52,19 @@ public final class Conv2dKernels {
 
     /** y = conv(x, w) + bias; bias may be null. */
     public static void forward(ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
-        validate("conv2d forward", g, x, "x", w, bias, y, "y");
+        validate("conv2d forward", g, x, "x", w, "w", bias, y, "y");
         forward(KERNELS, g, x, w, bias, y);
     }
 
     /** dx = conv_transpose(dy, w). */
     public static void backwardData(ConvGeometry g, float[] dy, float[] w, float[] dx) {
-        validate("conv2d backwardData", g, dx, "dx", w, null, dy, "dy");
+        validate("conv2d backwardData", g, dx, "dx", w, "w", null, dy, "dy");
         backwardData(KERNELS, g, dy, w, dx);
     }
 
     /** dw = correlation of x with dy, summed over the batch. */
     public static void backwardWeight(ConvGeometry g, float[] x, float[] dy, float[] dw) {
-        validate("conv2d backwardWeight", g, x, "x", dw, null, dy, "dy");
+        validate("conv2d backwardWeight", g, x, "x", dw, "dw", null, dy, "dy");
         backwardWeight(KERNELS, g, x, dy, dw);
     }
 
@@ -610,8 +610,8 @@ public final class Conv2dKernels {
      * Checks array lengths against the geometry: {@code in} is x or dx (n, c, h, w), {@code wt} the weights
      * (k, c/groups, r, s), {@code out} y or dy (n, k, outH, outW).
      */
-    private static void validate(String op, ConvGeometry g, float[] in, String inName, float[] wt, float[] bias,
-                                 float[] out, String outName) {
+    private static void validate(String op, ConvGeometry g, float[] in, String inName, float[] wt, String wtName,
+                                 float[] bias, float[] out, String outName) {
         if (g == null) throw new IllegalArgumentException(op + ": geometry is null");
         long inLen = (long) g.n() * g.c() * g.h() * g.w();
         long wLen = (long) g.k() * g.cg() * g.r() * g.s();
@@ -620,7 +620,7 @@ public final class Conv2dKernels {
             throw new IllegalArgumentException(op + ": " + g + " is too large for float[] indexing");
         }
         check(op, g, inName, in, inLen, "(" + g.n() + "," + g.c() + "," + g.h() + "," + g.w() + ")");
-        check(op, g, "w", wt, wLen, "(" + g.k() + "," + g.cg() + "," + g.r() + "," + g.s() + ")");
+        check(op, g, wtName, wt, wLen, "(" + g.k() + "," + g.cg() + "," + g.r() + "," + g.s() + ")");
         check(op, g, outName, out, outLen, "(" + g.n() + "," + g.k() + "," + g.outH() + "," + g.outW() + ")");
         if (bias != null) check(op, g, "bias", bias, g.k(), "(" + g.k() + ")");
     }

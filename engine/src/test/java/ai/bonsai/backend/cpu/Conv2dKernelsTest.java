@@ -199,6 +199,6 @@ class Conv2dKernelsTest {
         e = assertThrows(IllegalArgumentException.class, () -> Conv2dKernels.backwardData(g, new float[3], w, x));
         assertTrue(e.getMessage().contains("conv2d backwardData: dy must hold (2,5,4,4)"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> Conv2dKernels.backwardWeight(g, x, y, new float[1]));
-        assertTrue(e.getMessage().contains("conv2d backwardWeight: w must hold (5,3,3,3)"), e.getMessage());
+        assertTrue(e.getMessage().contains("conv2d backwardWeight: dw must hold (5,3,3,3)"), e.getMessage());
     }
 }
