@@ -35,6 +35,7 @@ class Conv2dKernelsTest {
         {17, 16, 46, 46, 32, 1, 1, 1, 1, 0, 0, 1},
         {17, 16, 46, 46, 4, 3, 3, 1, 1, 1, 1, 1},
         {3, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1},
+        {2, 8, 32, 32, 16, 3, 3, 1, 1, 1, 1, 2},
         {2, 16, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1},
     };
 
@@ -156,7 +157,7 @@ class Conv2dKernelsTest {
         ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
                 "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
         assumeTrue(simd != null, "Vector API not enabled");
-        for (int t : new int[] {1, 2, 12, 16}) {
+        for (int t : new int[] {1, 2, 12, 16, 17}) {
             ConvGeometry g = geometry(GEOMETRIES[t]);
             float[][] a = runAll(simd, g, 7, true), b = runAll(new ScalarConvMicroKernels(), g, 7, true);
             for (int o = 0; o < 3; o++) {
@@ -172,7 +173,7 @@ class Conv2dKernelsTest {
     void singleAndMultiThreadedAreBitwiseIdentical() {
         int saved = Parallel.threads();
         try {
-            for (int t : new int[] {1, 2, 4, 11, 12, 13, 14, 16}) {
+            for (int t : new int[] {1, 2, 4, 11, 12, 13, 14, 16, 17}) {
                 ConvGeometry g = geometry(GEOMETRIES[t]);
                 Parallel.setThreads(1);
                 float[][] one = runAll(Conv2dKernels.kernels(), g, 5, true);
