@@ -19,19 +19,28 @@ import java.util.Arrays;
  *       discarded (a few per cent at 32x32, more at 8x8).</li>
  * </ul>
  * The {@link ConvMicroKernels} then compute {@code out[k][q] = sum_p A[k][p] * src[q + off[p]]} in register tiles.
- * backwardData is the same computation per stride phase of dx, on a staged, zero-bordered dy with the
- * flipped sub-kernel of that phase; backwardWeight is the dot product of staged dy rows with shifted staged
- * input rows.
+ * backwardData is the same computation per stride phase of dx, on a zero-bordered dy staged once per unit,
+ * with the flipped sub-kernel of that phase. backwardWeight pairs shifted staged input rows with dy: as GEMM
+ * tiles over (p, k) with dy packed q-major when a group has at least a tile's width of output channels, else as
+ * dot products over q. No kernel reduces across vector lanes with reduceLanes (see backwardWeight).
  *
- * <p>Threads take whole units. A unit's size depends only on the geometry, and backwardWeight keeps one partial
- * per unit and adds them in unit order, so all three kernels give bitwise identical results for any thread
- * count. Scratch is per thread and bounded by the unit size, not the batch. Benchmark: {@code benchmarks/run Conv2d}.
+ * <p>Threads take whole units. A unit's size depends only on the geometry, and backwardWeight accumulates units
+ * into at most 16 partials, dealt in a fixed order, and adds the partials in order, so all three kernels give
+ * bitwise identical results for any thread count. Scratch is per thread and bounded by the unit size, not the
+ * batch. Benchmark: {@code benchmarks/run Conv2dBench}.
  */
 public final class Conv2dKernels {
     /** Target staged-input size of one unit, in floats (256 KB: fits L2 beside the output tile rows). */
     private static final int UNIT_FLOATS = 1 << 16;
-    /** backwardWeight walks q in chunks this long so the dy and input rows of a chunk stay in L1/L2. */
-    private static final int GRAD_CHUNK = 1024;
+    /**
+     * backwardWeight by pixels walks q in chunks this long: long enough to amortise the scalar lane sums at the
+     * end of each dot-product tile, short enough for the chunk's rows to stay in L2.
+     */
+    private static final int GRAD_CHUNK = 4096;
+    /** backwardWeight by channels: q chunk whose packed dy tile (256 x 32 floats) stays in L1 across p tiles. */
+    private static final int GRAD_T_CHUNK = 256;
+    /** backwardWeight keeps at most this many partial dW (plus one pass adding them), however large the batch. */
+    private static final int REDUCE_GROUPS = 16;
 
     private static final ConvMicroKernels KERNELS = VectorizationProvider.load(
             ConvMicroKernels.class, "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", new ScalarConvMicroKernels());
@@ -43,19 +52,19 @@ public final class Conv2dKernels {
 
     /** y = conv(x, w) + bias; bias may be null. */
     public static void forward(ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
-        validate("conv2d forward", g, x, "x", w, bias, y, "y");
+        validate("conv2d forward", g, x, "x", w, "w", bias, y, "y");
         forward(KERNELS, g, x, w, bias, y);
     }
 
     /** dx = conv_transpose(dy, w). */
     public static void backwardData(ConvGeometry g, float[] dy, float[] w, float[] dx) {
-        validate("conv2d backwardData", g, dx, "dx", w, null, dy, "dy");
+        validate("conv2d backwardData", g, dx, "dx", w, "w", null, dy, "dy");
         backwardData(KERNELS, g, dy, w, dx);
     }
 
     /** dw = correlation of x with dy, summed over the batch. */
     public static void backwardWeight(ConvGeometry g, float[] x, float[] dy, float[] dw) {
-        validate("conv2d backwardWeight", g, x, "x", dw, null, dy, "dy");
+        validate("conv2d backwardWeight", g, x, "x", dw, "dw", null, dy, "dy");
         backwardWeight(KERNELS, g, x, dy, dw);
     }
 
@@ -69,6 +78,7 @@ public final class Conv2dKernels {
         float[] a = packForwardWeights(g, w, mr);
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
+        int slices = innerSlices(units);
         int oh = g.outH(), ow = g.outW();
         Parallel.forEach(units, u -> {
             int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
@@ -77,16 +87,7 @@ public final class Conv2dKernels {
             stageInput(g, x, n0, imgs, lay, src);
             int[] off = lay.offsets(g, np);
             float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, groups * kgPad * lay.qRound);
-            for (int grp = 0; grp < groups; grp++) {
-                int srcOff = grp * cg * lay.cStride;
-                for (int mb = 0; mb < mBlocks; mb++) {
-                    int aOff = (grp * mBlocks + mb) * np * mr;
-                    int outRow = (grp * kgPad + mb * mr) * lay.qRound;
-                    for (int q = 0; q < lay.qRound; q += nr) {
-                        kern.shiftTile(np, a, aOff, src, srcOff + q, off, out, outRow + q, lay.qRound);
-                    }
-                }
-            }
+            shiftGemm(kern, groups, mBlocks, np, a, src, cg * lay.cStride, off, out, lay.qRound, slices);
             for (int img = 0; img < imgs; img++) {
                 for (int k = 0; k < g.k(); k++) {
                     int grp = k / kg;
@@ -122,46 +123,134 @@ public final class Conv2dKernels {
         return a;
     }
 
+    /**
+     * The shift GEMM of one unit: {@code out[grp*rowsPad + m][q] = sum_p A[grp][m][p] * src[grp*srcGroupStride + q + off[p]]}
+     * for every group, mr-row block and nr-wide q tile. With {@code slices > 1} the q tiles are split over that
+     * many tasks (disjoint columns of out); each element is computed the same way whatever the split.
+     */
+    private static void shiftGemm(ConvMicroKernels kern, int groups, int mBlocks, int np, float[] a, float[] src,
+                                  int srcGroupStride, int[] off, float[] out, int qRound, int slices) {
+        int mr = kern.mr(), nr = kern.nr(), rowsPad = mBlocks * mr, tiles = qRound / nr;
+        int per = ceilDiv(tiles, Math.max(1, Math.min(slices, tiles)));
+        Parallel.forEach(ceilDiv(tiles, per), t -> {
+            int q0 = t * per * nr, q1 = Math.min(qRound, (t + 1) * per * nr);
+            for (int grp = 0; grp < groups; grp++) {
+                int srcOff = grp * srcGroupStride;
+                for (int mb = 0; mb < mBlocks; mb++) {
+                    int aOff = (grp * mBlocks + mb) * np * mr;
+                    int outRow = (grp * rowsPad + mb * mr) * qRound;
+                    for (int q = q0; q < q1; q += nr) {
+                        kern.shiftTile(np, a, aOff, src, srcOff + q, off, out, outRow + q, qRound);
+                    }
+                }
+            }
+        });
+    }
+
+    /**
+     * Tasks to split one unit into: 1 when there are enough units to keep every thread busy, else the thread
+     * count (small batches, e.g. inference on one image). Nested calls from inside a unit task run inline.
+     */
+    private static int innerSlices(int units) {
+        return units >= Parallel.threads() ? 1 : Parallel.threads();
+    }
+
     // ------------------------------------------------------------------------------------------ backwardData
 
     static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
         int mr = kern.mr(), nr = kern.nr();
         int sh = g.strideH(), sw = g.strideW();
-        // One packed, flipped sub-kernel per stride phase of dx.
-        DataPhase[] phases = new DataPhase[sh * sw];
+        // One packed, flipped sub-kernel per stride phase of dx that has pixels and taps.
+        java.util.List<DataPhase> active = new java.util.ArrayList<>();
         boolean uncovered = false;
         for (int pr = 0; pr < sh; pr++) {
             for (int pc = 0; pc < sw; pc++) {
                 DataPhase ph = new DataPhase(g, pr, pc, w, mr);
-                phases[pr * sw + pc] = ph;
-                uncovered |= ph.hasPixels() && ph.taps() == 0;
+                if (!ph.hasPixels()) continue;
+                if (ph.taps() == 0) {
+                    uncovered = true;
+                } else {
+                    active.add(ph);
+                }
             }
         }
+        DataPhase[] phases = active.toArray(new DataPhase[0]);
         boolean zeroFirst = uncovered;
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
+        int slices = innerSlices(units);
         int chw = g.c() * g.h() * g.w();
         Parallel.forEach(units, u -> {
             int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
             // Pixels of dx that no kernel tap reaches (stride larger than the kernel) are zero.
             if (zeroFirst) zero(dx, n0 * chw, (n0 + imgs) * chw);
-            for (DataPhase ph : phases) {
-                if (ph.hasPixels() && ph.taps() > 0) ph.run(kern, g, dy, dx, n0, imgs);
-            }
+            if (phases.length == 0) return;
+            DyLayout lay = new DyLayout(g, phases, imgs, nr);
+            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+            lay.stage(g, dy, n0, imgs, src);
+            for (DataPhase ph : phases) ph.run(kern, g, lay, src, dx, n0, imgs, slices);
         });
+    }
+
+    /**
+     * The staged dy of one unit, shared by all stride phases: src[k][img*hd + u][v] holds dy(img, k, u + c0, v + d0),
+     * zero outside dy. c0 and d0 leave room above and left for the largest flipped sub-kernel of any phase.
+     * Rows and columns wrap into the next row/image, so wd and hd are long enough that every read past a row's or
+     * image's end lands on zeros of the next one and every border read before the wrap is zero too.
+     */
+    private static final class DyLayout {
+        final int c0, d0, hd, wd, rowsTot, plane, srcLength;
+
+        DyLayout(ConvGeometry g, DataPhase[] phases, int imgs, int nr) {
+            int cMin = Integer.MAX_VALUE, dMin = Integer.MAX_VALUE, rowEnd = 0, colEnd = 0;
+            for (DataPhase ph : phases) {
+                cMin = Math.min(cMin, ph.iiLo - (ph.rph - 1));
+                dMin = Math.min(dMin, ph.jjLo - (ph.sph - 1));
+                rowEnd = Math.max(rowEnd, ph.iiLo + ph.nI);
+                colEnd = Math.max(colEnd, ph.jjLo + ph.nJ);
+            }
+            c0 = cMin;
+            d0 = dMin;
+            hd = Math.max(g.outH() - c0, rowEnd - c0);
+            wd = Math.max(g.outW() - d0, colEnd - d0);
+            rowsTot = imgs * hd + Math.max(0, -c0) + 2;
+            plane = rowsTot * wd;
+            srcLength = g.k() * plane + nr + g.s();
+        }
+
+        void stage(ConvGeometry g, float[] dy, int n0, int imgs, float[] src) {
+            int oh = g.outH(), ow = g.outW();
+            int vA = Math.max(0, -d0), vB = Math.min(wd, ow - d0);
+            for (int k = 0; k < g.k(); k++) {
+                int pBase = k * plane;
+                for (int img = 0; img < imgs; img++) {
+                    int dyImg = ((n0 + img) * g.k() + k) * oh * ow;
+                    for (int u = 0; u < hd; u++) {
+                        int dst = pBase + (img * hd + u) * wd, i = u + c0;
+                        if (i < 0 || i >= oh || vB <= vA) {
+                            zero(src, dst, dst + wd);
+                            continue;
+                        }
+                        zero(src, dst, dst + vA);
+                        System.arraycopy(dy, dyImg + i * ow + vA + d0, src, dst + vA, vB - vA);
+                        zero(src, dst + vB, dst + wd);
+                    }
+                }
+                zero(src, pBase + imgs * hd * wd, pBase + plane);
+            }
+            zero(src, g.k() * plane, srcLength);
+        }
     }
 
     /**
      * The part of backwardData for one stride phase (pr, pc) of dx: dx pixels with (h + padH) % strideH == pr and
      * (w + padW) % strideW == pc receive dy(i, j) * w(r, s) only from taps r = pr + strideH*r', s = pc + strideW*s',
      * from dy(ii - r', jj - s') where (ii, jj) is the pixel's position in the phase. That is a stride-1 correlation
-     * of a zero-bordered dy with the flipped sub-kernel, computed with the same shift tiles as the forward pass.
+     * of the zero-bordered dy with the flipped sub-kernel, computed with the same shift tiles as the forward pass.
      */
     private static final class DataPhase {
         final int pr, pc, rph, sph;
         final int iiLo, nI, jjLo, nJ;
-        /** Row length and rows per image of the staged dy; see {@link #stageLength}. */
-        final int wd, hd;
         final int np, mBlocks, cgPad;
         final float[] a;
 
@@ -175,10 +264,6 @@ public final class Conv2dKernels {
             nI = Math.max(0, Math.floorDiv(g.h() - 1 + g.padH() - pr, sh) - iiLo + 1);
             jjLo = Math.max(0, ceilDiv(g.padW() - pc, sw));
             nJ = Math.max(0, Math.floorDiv(g.w() - 1 + g.padW() - pc, sw) - jjLo + 1);
-            // Rows/columns wrap into the next row/image: long enough that every wrapped read lands on a zero
-            // border of the staged dy and every border read before the wrap is zero too.
-            wd = Math.max(nJ + jjLo, g.outW() - jjLo + sph - 1);
-            hd = Math.max(nI + iiLo, g.outH() - iiLo + rph - 1);
             int kg = g.kg(), cg = g.cg();
             np = kg * rph * sph;
             mBlocks = ceilDiv(cg, mr);
@@ -205,55 +290,23 @@ public final class Conv2dKernels {
 
         int taps() { return rph * sph; }
 
-        void run(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] dx, int n0, int imgs) {
-            int mr = kern.mr(), nr = kern.nr();
-            int oh = g.outH(), ow = g.outW();
-            int rowsTot = imgs * hd + rph + 1;
-            int plane = rowsTot * wd;
+        void run(ConvMicroKernels kern, ConvGeometry g, DyLayout lay, float[] src, float[] dx, int n0, int imgs,
+                 int slices) {
+            int nr = kern.nr(), hd = lay.hd, wd = lay.wd;
             int qCount = ((imgs - 1) * hd + nI) * wd, qRound = roundUp(qCount, nr);
-            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, g.k() * plane + nr + g.s());
-            // Stage dy: row u of image img holds dy row u + iiLo - (rph-1), column v holds dy column v + jjLo - (sph-1).
-            int i0 = iiLo - (rph - 1), j0 = jjLo - (sph - 1);
-            int vA = Math.max(0, -j0), vB = Math.min(wd, ow - j0);
-            for (int k = 0; k < g.k(); k++) {
-                int pBase = k * plane;
-                for (int img = 0; img < imgs; img++) {
-                    int dyImg = ((n0 + img) * g.k() + k) * oh * ow;
-                    for (int u = 0; u < hd; u++) {
-                        int dst = pBase + (img * hd + u) * wd, i = u + i0;
-                        if (i < 0 || i >= oh || vB <= vA) {
-                            zero(src, dst, dst + wd);
-                            continue;
-                        }
-                        zero(src, dst, dst + vA);
-                        System.arraycopy(dy, dyImg + i * ow + vA + j0, src, dst + vA, vB - vA);
-                        zero(src, dst + vB, dst + wd);
-                    }
-                }
-                zero(src, pBase + imgs * hd * wd, pBase + plane);
-            }
-            zero(src, g.k() * plane, g.k() * plane + nr + g.s());
+            // Output (a, b) of this phase reads staged dy at (iiLo + a - r' - c0, jjLo + b - s' - d0).
             int[] off = new int[np];
             int kg = g.kg();
             for (int k = 0; k < kg; k++) {
                 for (int r1 = 0; r1 < rph; r1++) {
                     for (int s1 = 0; s1 < sph; s1++) {
-                        off[(k * rph + r1) * sph + s1] = k * plane + (rph - 1 - r1) * wd + (sph - 1 - s1);
+                        off[(k * rph + r1) * sph + s1] = k * lay.plane + (iiLo - lay.c0 - r1) * wd + (jjLo - lay.d0 - s1);
                     }
                 }
             }
             int groups = g.groups(), cg = g.cg();
             float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, groups * cgPad * qRound);
-            for (int grp = 0; grp < groups; grp++) {
-                int srcOff = grp * kg * plane;
-                for (int mb = 0; mb < mBlocks; mb++) {
-                    int aOff = (grp * mBlocks + mb) * np * mr;
-                    int outRow = (grp * cgPad + mb * mr) * qRound;
-                    for (int q = 0; q < qRound; q += nr) {
-                        kern.shiftTile(np, a, aOff, src, srcOff + q, off, out, outRow + q, qRound);
-                    }
-                }
-            }
+            shiftGemm(kern, groups, mBlocks, np, a, src, kg * lay.plane, off, out, qRound, slices);
             int sh = g.strideH(), sw = g.strideW(), h = g.h(), wdt = g.w();
             int hBase = iiLo * sh + pr - g.padH(), wBase = jjLo * sw + pc - g.padW();
             for (int img = 0; img < imgs; img++) {
@@ -277,6 +330,101 @@ public final class Conv2dKernels {
     // ------------------------------------------------------------------------------------------ backwardWeight
 
     static void backwardWeight(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
+        // Two formulations, both free of cross-lane reductions (whose order differs between the JIT intrinsic and
+        // the interpreter on JDK 25, which would make results depend on compilation state):
+        // with at least a tile's width of output channels per group, dW^T = shifted input x dy^T as GEMM tiles over
+        // (p, k) with dy packed q-major; with fewer, the dot-product tiles over q with scalar, fixed-order lane sums.
+        if (g.kg() >= kern.gradNr()) {
+            backwardWeightByChannels(kern, g, x, dy, dw);
+        } else {
+            backwardWeightByPixels(kern, g, x, dy, dw);
+        }
+    }
+
+    /** dwT[p][k] += sum_q src[q + off[p]] * dy[k][q], as 8x(2 vectors) GEMM tiles; one partial per unit. */
+    private static void backwardWeightByChannels(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
+        int gmr = kern.gradMr(), gnr = kern.gradNr(), nr = kern.nr();
+        int kg = g.kg(), cg = g.cg(), groups = g.groups();
+        int np = cg * g.r() * g.s();
+        int kTiles = ceilDiv(kg, gnr), kgPad = kTiles * gnr, npPad = roundUp(np, gmr);
+        int partLen = groups * npPad * kgPad;
+        int imgsPerUnit = unitImages(g);
+        int units = ceilDiv(g.n(), imgsPerUnit);
+        // Units are dealt, in order, to at most REDUCE_GROUPS partials; a group adds its units one after another.
+        int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
+        float[] partials = new float[nGroups * partLen];
+        int slices = innerSlices(nGroups);
+        int oh = g.outH(), ow = g.outW();
+        Parallel.forEach(nGroups, grpIdx -> {
+            for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
+                int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+                InputLayout lay = new InputLayout(g, imgs, nr);
+                float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+                stageInput(g, x, n0, imgs, lay, src);
+                int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding rows read src[q]: finite, discarded
+                // gT[grp][kTile][q][gnr]: dy at output position q, zero where the forward output is discarded.
+                int qLen = lay.qCount;
+                float[] gT = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kTiles * qLen * gnr);
+                for (int grp = 0; grp < groups; grp++) {
+                    for (int kt = 0; kt < kTiles; kt++) {
+                        int base = (grp * kTiles + kt) * qLen * gnr;
+                        int k0 = grp * kg + kt * gnr, kn = Math.min(gnr, kg - kt * gnr);
+                        for (int img = 0; img < imgs; img++) {
+                            for (int i = 0; i < lay.hq; i++) {
+                                int q = (img * lay.hq + i) * lay.wq;
+                                if (q >= qLen) break;
+                                int d = base + q * gnr;
+                                if (i >= oh) {
+                                    zero(gT, d, d + lay.wq * gnr);
+                                    continue;
+                                }
+                                int dyRow = ((n0 + img) * g.k() + k0) * oh * ow + i * ow;
+                                for (int j = 0; j < ow; j++, d += gnr) {
+                                    for (int kk = 0; kk < kn; kk++) gT[d + kk] = dy[dyRow + kk * oh * ow + j];
+                                    for (int kk = kn; kk < gnr; kk++) gT[d + kk] = 0f;
+                                }
+                                zero(gT, d, base + (q + lay.wq) * gnr);
+                            }
+                        }
+                    }
+                }
+                int pOff = grpIdx * partLen;
+                // p tiles own disjoint partial entries, so splitting them over tasks keeps every sum's order.
+                int pTiles = npPad / gmr, per = ceilDiv(pTiles, Math.min(slices, pTiles));
+                Parallel.forEach(ceilDiv(pTiles, per), t -> {
+                    int pt0 = t * per * gmr, pt1 = Math.min(npPad, (t + 1) * per * gmr);
+                    for (int q0 = 0; q0 < qLen; q0 += GRAD_T_CHUNK) {
+                        int nq = Math.min(GRAD_T_CHUNK, qLen - q0);
+                        for (int grp = 0; grp < groups; grp++) {
+                            int srcOff = grp * cg * lay.cStride + q0;
+                            for (int kt = 0; kt < kTiles; kt++) {
+                                int gOff = ((grp * kTiles + kt) * qLen + q0) * gnr;
+                                for (int pt = pt0; pt < pt1; pt += gmr) {
+                                    int dOff = pOff + (grp * npPad + pt) * kgPad + kt * gnr;
+                                    kern.gradShiftTile(nq, src, srcOff, off, pt, gT, gOff, partials, dOff, kgPad);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        // Fixed-order reduction over groups: the same sum whatever the thread count.
+        for (int grp = 0; grp < groups; grp++) {
+            for (int kk = 0; kk < kg; kk++) {
+                int dRow = (grp * kg + kk) * np;
+                for (int p = 0; p < np; p++) {
+                    int idx = (grp * npPad + p) * kgPad + kk;
+                    float s = 0;
+                    for (int u = 0; u < nGroups; u++) s += partials[u * partLen + idx];
+                    dw[dRow + p] = s;
+                }
+            }
+        }
+    }
+
+    /** dw[k][p] += sum_q dy[k][q] * src[q + off[p]] as 4x4 blocks of dot products; one partial per unit. */
+    private static void backwardWeightByPixels(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
         final int gr = ConvMicroKernels.GRAD_ROWS, gc = ConvMicroKernels.GRAD_COLS;
         int nr = kern.nr();
         int kg = g.kg(), cg = g.cg(), groups = g.groups();
@@ -285,63 +433,73 @@ public final class Conv2dKernels {
         int partLen = groups * kgPad * npPad;
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
-        float[] partials = new float[units * partLen];
+        // Units are dealt, in order, to at most REDUCE_GROUPS partials; a group adds its units one after another.
+        int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
+        float[] partials = new float[nGroups * partLen];
+        int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
-        Parallel.forEach(units, u -> {
-            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
-            InputLayout lay = new InputLayout(g, imgs, nr);
-            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
-            stageInput(g, x, n0, imgs, lay, src);
-            int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding columns read src[q]: finite, discarded
-            // Stage dy in the same q layout as the forward output, zero where the forward output is discarded.
-            int ld = lay.qRound;
-            float[] gy = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kgPad * ld);
-            for (int grp = 0; grp < groups; grp++) {
-                for (int kk = 0; kk < kgPad; kk++) {
-                    int row = (grp * kgPad + kk) * ld;
-                    if (kk >= kg) {
-                        zero(gy, row, row + ld);
-                        continue;
-                    }
-                    int k = grp * kg + kk;
-                    for (int img = 0; img < imgs; img++) {
-                        int dyImg = ((n0 + img) * g.k() + k) * oh * ow;
-                        for (int i = 0; i < lay.hq; i++) {
-                            int d = row + (img * lay.hq + i) * lay.wq;
-                            if (d >= row + lay.qCount) break;
-                            if (i >= oh) {
-                                zero(gy, d, d + lay.wq);
-                                continue;
-                            }
-                            System.arraycopy(dy, dyImg + i * ow, gy, d, ow);
-                            zero(gy, d + ow, d + lay.wq);
-                        }
-                    }
-                    zero(gy, row + lay.qCount, row + ld);
-                }
-            }
-            int pOff = u * partLen;
-            for (int q0 = 0; q0 < ld; q0 += GRAD_CHUNK) {
-                int nq = Math.min(GRAD_CHUNK, ld - q0);
+        Parallel.forEach(nGroups, grpIdx -> {
+            for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
+                int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+                InputLayout lay = new InputLayout(g, imgs, nr);
+                float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+                stageInput(g, x, n0, imgs, lay, src);
+                int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding columns read src[q]: finite, discarded
+                // Stage dy in the same q layout as the forward output, zero where the forward output is discarded.
+                int ld = lay.qRound;
+                float[] gy = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kgPad * ld);
                 for (int grp = 0; grp < groups; grp++) {
-                    int srcOff = grp * cg * lay.cStride + q0;
-                    for (int kb = 0; kb < kgPad; kb += gr) {
-                        int gOff = (grp * kgPad + kb) * ld + q0;
-                        int dOff = pOff + (grp * kgPad + kb) * npPad;
-                        for (int pb = 0; pb < npPad; pb += gc) {
-                            kern.gradTile(nq, gy, gOff, ld, src, srcOff, off, pb, partials, dOff + pb, npPad);
+                    for (int kk = 0; kk < kgPad; kk++) {
+                        int row = (grp * kgPad + kk) * ld;
+                        if (kk >= kg) {
+                            zero(gy, row, row + ld);
+                            continue;
                         }
+                        int k = grp * kg + kk;
+                        for (int img = 0; img < imgs; img++) {
+                            int dyImg = ((n0 + img) * g.k() + k) * oh * ow;
+                            for (int i = 0; i < lay.hq; i++) {
+                                int d = row + (img * lay.hq + i) * lay.wq;
+                                if (d >= row + lay.qCount) break;
+                                if (i >= oh) {
+                                    zero(gy, d, d + lay.wq);
+                                    continue;
+                                }
+                                System.arraycopy(dy, dyImg + i * ow, gy, d, ow);
+                                zero(gy, d + ow, d + lay.wq);
+                            }
+                        }
+                        zero(gy, row + lay.qCount, row + ld);
                     }
                 }
+                int pOff = grpIdx * partLen;
+                // p blocks own disjoint partial entries, so splitting them over tasks keeps every sum's order.
+                int pBlocks = npPad / gc, per = ceilDiv(pBlocks, Math.min(slices, pBlocks));
+                Parallel.forEach(ceilDiv(pBlocks, per), t -> {
+                    int pb0 = t * per * gc, pb1 = Math.min(npPad, (t + 1) * per * gc);
+                    for (int q0 = 0; q0 < ld; q0 += GRAD_CHUNK) {
+                        int nq = Math.min(GRAD_CHUNK, ld - q0);
+                        for (int grp = 0; grp < groups; grp++) {
+                            int srcOff = grp * cg * lay.cStride + q0;
+                            for (int kb = 0; kb < kgPad; kb += gr) {
+                                int gOff = (grp * kgPad + kb) * ld + q0;
+                                int dOff = pOff + (grp * kgPad + kb) * npPad;
+                                for (int pb = pb0; pb < pb1; pb += gc) {
+                                    kern.gradTile(nq, gy, gOff, ld, src, srcOff, off, pb, partials, dOff + pb, npPad);
+                                }
+                            }
+                        }
+                    }
+                });
             }
         });
-        // Fixed-order reduction over units: the same sum whatever the thread count.
+        // Fixed-order reduction over groups: the same sum whatever the thread count.
         for (int grp = 0; grp < groups; grp++) {
             for (int kk = 0; kk < kg; kk++) {
                 int dRow = (grp * kg + kk) * np, pRow = (grp * kgPad + kk) * npPad;
                 for (int p = 0; p < np; p++) {
                     float s = 0;
-                    for (int u = 0; u < units; u++) s += partials[u * partLen + pRow + p];
+                    for (int u = 0; u < nGroups; u++) s += partials[u * partLen + pRow + p];
                     dw[dRow + p] = s;
                 }
             }
@@ -465,8 +623,8 @@ public final class Conv2dKernels {
      * Checks array lengths against the geometry: {@code in} is x or dx (n, c, h, w), {@code wt} the weights
      * (k, c/groups, r, s), {@code out} y or dy (n, k, outH, outW).
      */
-    private static void validate(String op, ConvGeometry g, float[] in, String inName, float[] wt, float[] bias,
-                                 float[] out, String outName) {
+    private static void validate(String op, ConvGeometry g, float[] in, String inName, float[] wt, String wtName,
+                                 float[] bias, float[] out, String outName) {
         if (g == null) throw new IllegalArgumentException(op + ": geometry is null");
         long inLen = (long) g.n() * g.c() * g.h() * g.w();
         long wLen = (long) g.k() * g.cg() * g.r() * g.s();
@@ -475,7 +633,7 @@ public final class Conv2dKernels {
             throw new IllegalArgumentException(op + ": " + g + " is too large for float[] indexing");
         }
         check(op, g, inName, in, inLen, "(" + g.n() + "," + g.c() + "," + g.h() + "," + g.w() + ")");
-        check(op, g, "w", wt, wLen, "(" + g.k() + "," + g.cg() + "," + g.r() + "," + g.s() + ")");
+        check(op, g, wtName, wt, wLen, "(" + g.k() + "," + g.cg() + "," + g.r() + "," + g.s() + ")");
         check(op, g, outName, out, outLen, "(" + g.n() + "," + g.k() + "," + g.outH() + "," + g.outW() + ")");
         if (bias != null) check(op, g, "bias", bias, g.k(), "(" + g.k() + ")");
     }

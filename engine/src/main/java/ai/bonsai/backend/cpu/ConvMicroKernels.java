@@ -43,4 +43,18 @@ public interface ConvMicroKernels {
      */
     void gradTile(int nq, float[] g, int gOff, int ldg, float[] src, int srcOff, int[] off, int offIdx,
                   float[] dw, int dwOff, int ldw);
+
+    /** Rows (p, reduction index of the forward pass) of a {@link #gradShiftTile}. */
+    int gradMr();
+
+    /** Columns (k, output channels) of a {@link #gradShiftTile}. */
+    int gradNr();
+
+    /**
+     * The transposed weight-gradient tile, a GEMM tile with no lane reductions:
+     * {@code dwT[dOff + i*ldd + j] += sum_{q<nq} src[srcOff + off[offIdx + i] + q] * gT[gOff + q*gradNr() + j]}
+     * for i < gradMr(), j < gradNr(), where gT is dy packed q-major, gradNr() channels per q.
+     */
+    void gradShiftTile(int nq, float[] src, int srcOff, int[] off, int offIdx, float[] gT, int gOff,
+                       float[] dwT, int dOff, int ldd);
 }

@@ -53,4 +53,26 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
             }
         }
     }
+
+    private static final int GMR = 4, GNR = 8;
+
+    @Override public int gradMr() { return GMR; }
+
+    @Override public int gradNr() { return GNR; }
+
+    @Override
+    public void gradShiftTile(int nq, float[] src, int srcOff, int[] off, int offIdx, float[] gT, int gOff,
+                              float[] dwT, int dOff, int ldd) {
+        float[] acc = new float[GMR * GNR];
+        for (int q = 0; q < nq; q++) {
+            int gq = gOff + q * GNR;
+            for (int i = 0; i < GMR; i++) {
+                float sv = src[srcOff + off[offIdx + i] + q];
+                for (int j = 0; j < GNR; j++) acc[i * GNR + j] += sv * gT[gq + j];
+            }
+        }
+        for (int i = 0; i < GMR; i++) {
+            for (int j = 0; j < GNR; j++) dwT[dOff + i * ldd + j] += acc[i * GNR + j];
+        }
+    }
 }

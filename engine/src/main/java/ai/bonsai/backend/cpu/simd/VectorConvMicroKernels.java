@@ -2,7 +2,6 @@ package ai.bonsai.backend.cpu.simd;
 
 import ai.bonsai.backend.cpu.ConvMicroKernels;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -16,7 +15,6 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int L = S.length();
     private static final int MR = 8, NR = 2 * L;
-
     @Override public int mr() { return MR; }
 
     @Override public int nr() { return NR; }
@@ -106,17 +104,74 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
             d = FloatVector.fromArray(S, g, g3 + q);
             a30 = d.fma(x0, a30); a31 = d.fma(x1, a31); a32 = d.fma(x2, a32); a33 = d.fma(x3, a33);
         }
-        int o = dwOff;
-        dw[o] += a00.reduceLanes(VectorOperators.ADD); dw[o + 1] += a01.reduceLanes(VectorOperators.ADD);
-        dw[o + 2] += a02.reduceLanes(VectorOperators.ADD); dw[o + 3] += a03.reduceLanes(VectorOperators.ADD);
-        o += ldw;
-        dw[o] += a10.reduceLanes(VectorOperators.ADD); dw[o + 1] += a11.reduceLanes(VectorOperators.ADD);
-        dw[o + 2] += a12.reduceLanes(VectorOperators.ADD); dw[o + 3] += a13.reduceLanes(VectorOperators.ADD);
-        o += ldw;
-        dw[o] += a20.reduceLanes(VectorOperators.ADD); dw[o + 1] += a21.reduceLanes(VectorOperators.ADD);
-        dw[o + 2] += a22.reduceLanes(VectorOperators.ADD); dw[o + 3] += a23.reduceLanes(VectorOperators.ADD);
-        o += ldw;
-        dw[o] += a30.reduceLanes(VectorOperators.ADD); dw[o + 1] += a31.reduceLanes(VectorOperators.ADD);
-        dw[o + 2] += a32.reduceLanes(VectorOperators.ADD); dw[o + 3] += a33.reduceLanes(VectorOperators.ADD);
+        // Lane sums in a fixed order, in scalar code. Not reduceLanes: its JIT intrinsic and its interpreted
+        // fallback add the lanes in different orders, so results would depend on whether the code was compiled
+        // yet (seen on JDK 25 as 1-thread vs 3-thread differences in backwardWeight).
+        float[] t = new float[16 * L];
+        a00.intoArray(t, 0); a01.intoArray(t, L); a02.intoArray(t, 2 * L); a03.intoArray(t, 3 * L);
+        a10.intoArray(t, 4 * L); a11.intoArray(t, 5 * L); a12.intoArray(t, 6 * L); a13.intoArray(t, 7 * L);
+        a20.intoArray(t, 8 * L); a21.intoArray(t, 9 * L); a22.intoArray(t, 10 * L); a23.intoArray(t, 11 * L);
+        a30.intoArray(t, 12 * L); a31.intoArray(t, 13 * L); a32.intoArray(t, 14 * L); a33.intoArray(t, 15 * L);
+        for (int i = 0; i < GRAD_ROWS; i++) {
+            for (int j = 0; j < GRAD_COLS; j++) {
+                int base = (i * GRAD_COLS + j) * L;
+                float sum = 0;
+                for (int l = 0; l < L; l++) sum += t[base + l];
+                dw[dwOff + i * ldw + j] += sum;
+            }
+        }
+    }
+
+    @Override public int gradMr() { return MR; }
+
+    @Override public int gradNr() { return NR; }
+
+    @Override
+    public void gradShiftTile(int nq, float[] src, int srcOff, int[] off, int offIdx, float[] gT, int gOff,
+                              float[] dwT, int dOff, int ldd) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
+        FloatVector c40 = z, c41 = z, c50 = z, c51 = z, c60 = z, c61 = z, c70 = z, c71 = z;
+        int s0 = srcOff + off[offIdx], s1 = srcOff + off[offIdx + 1], s2 = srcOff + off[offIdx + 2];
+        int s3 = srcOff + off[offIdx + 3], s4 = srcOff + off[offIdx + 4], s5 = srcOff + off[offIdx + 5];
+        int s6 = srcOff + off[offIdx + 6], s7 = srcOff + off[offIdx + 7];
+        int gi = gOff;
+        for (int q = 0; q < nq; q++, gi += NR) {
+            FloatVector b0 = FloatVector.fromArray(S, gT, gi), b1 = FloatVector.fromArray(S, gT, gi + L);
+            FloatVector x = FloatVector.broadcast(S, src[s0 + q]);
+            c00 = x.fma(b0, c00); c01 = x.fma(b1, c01);
+            x = FloatVector.broadcast(S, src[s1 + q]);
+            c10 = x.fma(b0, c10); c11 = x.fma(b1, c11);
+            x = FloatVector.broadcast(S, src[s2 + q]);
+            c20 = x.fma(b0, c20); c21 = x.fma(b1, c21);
+            x = FloatVector.broadcast(S, src[s3 + q]);
+            c30 = x.fma(b0, c30); c31 = x.fma(b1, c31);
+            x = FloatVector.broadcast(S, src[s4 + q]);
+            c40 = x.fma(b0, c40); c41 = x.fma(b1, c41);
+            x = FloatVector.broadcast(S, src[s5 + q]);
+            c50 = x.fma(b0, c50); c51 = x.fma(b1, c51);
+            x = FloatVector.broadcast(S, src[s6 + q]);
+            c60 = x.fma(b0, c60); c61 = x.fma(b1, c61);
+            x = FloatVector.broadcast(S, src[s7 + q]);
+            c70 = x.fma(b0, c70); c71 = x.fma(b1, c71);
+        }
+        // Lane-wise adds into the partial: exact and order-fixed in compiled and interpreted code alike.
+        int o = dOff;
+        c00.add(FloatVector.fromArray(S, dwT, o)).intoArray(dwT, o);
+        c01.add(FloatVector.fromArray(S, dwT, o + L)).intoArray(dwT, o + L); o += ldd;
+        c10.add(FloatVector.fromArray(S, dwT, o)).intoArray(dwT, o);
+        c11.add(FloatVector.fromArray(S, dwT, o + L)).intoArray(dwT, o + L); o += ldd;
+        c20.add(FloatVector.fromArray(S, dwT, o)).intoArray(dwT, o);
+        c21.add(FloatVector.fromArray(S, dwT, o + L)).intoArray(dwT, o + L); o += ldd;
+        c30.add(FloatVector.fromArray(S, dwT, o)).intoArray(dwT, o);
+        c31.add(FloatVector.fromArray(S, dwT, o + L)).intoArray(dwT, o + L); o += ldd;
+        c40.add(FloatVector.fromArray(S, dwT, o)).intoArray(dwT, o);
+        c41.add(FloatVector.fromArray(S, dwT, o + L)).intoArray(dwT, o + L); o += ldd;
+        c50.add(FloatVector.fromArray(S, dwT, o)).intoArray(dwT, o);
+        c51.add(FloatVector.fromArray(S, dwT, o + L)).intoArray(dwT, o + L); o += ldd;
+        c60.add(FloatVector.fromArray(S, dwT, o)).intoArray(dwT, o);
+        c61.add(FloatVector.fromArray(S, dwT, o + L)).intoArray(dwT, o + L); o += ldd;
+        c70.add(FloatVector.fromArray(S, dwT, o)).intoArray(dwT, o);
+        c71.add(FloatVector.fromArray(S, dwT, o + L)).intoArray(dwT, o + L);
     }
 }

@@ -6,9 +6,9 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Vector API {@link GemmMicroKernel}: an 8 x (2 vectors) tile, i.e. 8x32 with AVX-512. Sixteen accumulators
- * plus two B vectors and one broadcast fit the register file with room to spare; in a cache-resident loop
- * this shape reaches the FMA ceiling of one core (about 265 GFLOP/s on the reference machine) on JDK 17 and 25,
- * where a 24-accumulator 8x48 tile spilled on JDK 25. Loaded only through
+ * plus two B vectors and one broadcast leave registers to spare. In a cache-resident loop this shape reaches the
+ * FMA ceiling of one core (about 265 GFLOP/s on the reference machine) on JDK 17 and 25; 8x48 and 12x32 tiles
+ * did as well on JDK 17, but 8x48 dropped to about 200 on JDK 25. Loaded only through
  * {@code VectorizationProvider.load}.
  */
 public final class VectorGemmMicroKernel implements GemmMicroKernel {
