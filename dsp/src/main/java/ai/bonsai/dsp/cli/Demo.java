@@ -56,6 +56,7 @@ public final class Demo implements Callable<Integer> {
 
     @Override public Integer call() {
         long start = System.nanoTime();
+        saveDir = saveDir.toAbsolutePath().normalize();
         List<String> common = new ArrayList<>(List.of("--seed", Long.toString(seed), "--limit-train", Integer.toString(limitTrain),
                 "--synthetic-size", Integer.toString(limitTrain), "--save-dir", saveDir.toString(), "-l", "20"));
         if (data != null) common.addAll(List.of("--data", data));
