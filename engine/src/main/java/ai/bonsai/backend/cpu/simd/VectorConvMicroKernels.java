@@ -83,6 +83,108 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
         c30.intoArray(out, o); c31.intoArray(out, o + L); c32.intoArray(out, o + 2 * L); c33.intoArray(out, o + 3 * L);
     }
 
+    /** 2 rows x 8 vectors: the two broadcasts stay in registers while the 8 columns stream past. */
+    @Override
+    public void shiftTile2w(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c02 = z, c03 = z, c04 = z, c05 = z, c06 = z, c07 = z;
+        FloatVector c10 = z, c11 = z, c12 = z, c13 = z, c14 = z, c15 = z, c16 = z, c17 = z;
+        int ai = aOff;
+        for (int p = 0; p < np; p++, ai += MR) {
+            int s = srcOff + off[p];
+            FloatVector x0 = FloatVector.broadcast(S, a[ai + 0]); FloatVector x1 = FloatVector.broadcast(S, a[ai + 1]);
+            FloatVector b = FloatVector.fromArray(S, src, s + 0 * L);
+            c00 = x0.fma(b, c00); c10 = x1.fma(b, c10);
+            b = FloatVector.fromArray(S, src, s + 1 * L);
+            c01 = x0.fma(b, c01); c11 = x1.fma(b, c11);
+            b = FloatVector.fromArray(S, src, s + 2 * L);
+            c02 = x0.fma(b, c02); c12 = x1.fma(b, c12);
+            b = FloatVector.fromArray(S, src, s + 3 * L);
+            c03 = x0.fma(b, c03); c13 = x1.fma(b, c13);
+            b = FloatVector.fromArray(S, src, s + 4 * L);
+            c04 = x0.fma(b, c04); c14 = x1.fma(b, c14);
+            b = FloatVector.fromArray(S, src, s + 5 * L);
+            c05 = x0.fma(b, c05); c15 = x1.fma(b, c15);
+            b = FloatVector.fromArray(S, src, s + 6 * L);
+            c06 = x0.fma(b, c06); c16 = x1.fma(b, c16);
+            b = FloatVector.fromArray(S, src, s + 7 * L);
+            c07 = x0.fma(b, c07); c17 = x1.fma(b, c17);
+        }
+        int o = outOff;
+        c00.intoArray(out, o + 0 * L); c01.intoArray(out, o + 1 * L); c02.intoArray(out, o + 2 * L); c03.intoArray(out, o + 3 * L); c04.intoArray(out, o + 4 * L); c05.intoArray(out, o + 5 * L); c06.intoArray(out, o + 6 * L); c07.intoArray(out, o + 7 * L); o += ldo;
+        c10.intoArray(out, o + 0 * L); c11.intoArray(out, o + 1 * L); c12.intoArray(out, o + 2 * L); c13.intoArray(out, o + 3 * L); c14.intoArray(out, o + 4 * L); c15.intoArray(out, o + 5 * L); c16.intoArray(out, o + 6 * L); c17.intoArray(out, o + 7 * L);
+    }
+
+    /** 3 rows x 8 vectors (24 accumulators, 3 broadcasts, one streamed column). */
+    @Override
+    public void shiftTile3w(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c02 = z, c03 = z, c04 = z, c05 = z, c06 = z, c07 = z;
+        FloatVector c10 = z, c11 = z, c12 = z, c13 = z, c14 = z, c15 = z, c16 = z, c17 = z;
+        FloatVector c20 = z, c21 = z, c22 = z, c23 = z, c24 = z, c25 = z, c26 = z, c27 = z;
+        int ai = aOff;
+        for (int p = 0; p < np; p++, ai += MR) {
+            int s = srcOff + off[p];
+            FloatVector x0 = FloatVector.broadcast(S, a[ai + 0]); FloatVector x1 = FloatVector.broadcast(S, a[ai + 1]); FloatVector x2 = FloatVector.broadcast(S, a[ai + 2]);
+            FloatVector b = FloatVector.fromArray(S, src, s + 0 * L);
+            c00 = x0.fma(b, c00); c10 = x1.fma(b, c10); c20 = x2.fma(b, c20);
+            b = FloatVector.fromArray(S, src, s + 1 * L);
+            c01 = x0.fma(b, c01); c11 = x1.fma(b, c11); c21 = x2.fma(b, c21);
+            b = FloatVector.fromArray(S, src, s + 2 * L);
+            c02 = x0.fma(b, c02); c12 = x1.fma(b, c12); c22 = x2.fma(b, c22);
+            b = FloatVector.fromArray(S, src, s + 3 * L);
+            c03 = x0.fma(b, c03); c13 = x1.fma(b, c13); c23 = x2.fma(b, c23);
+            b = FloatVector.fromArray(S, src, s + 4 * L);
+            c04 = x0.fma(b, c04); c14 = x1.fma(b, c14); c24 = x2.fma(b, c24);
+            b = FloatVector.fromArray(S, src, s + 5 * L);
+            c05 = x0.fma(b, c05); c15 = x1.fma(b, c15); c25 = x2.fma(b, c25);
+            b = FloatVector.fromArray(S, src, s + 6 * L);
+            c06 = x0.fma(b, c06); c16 = x1.fma(b, c16); c26 = x2.fma(b, c26);
+            b = FloatVector.fromArray(S, src, s + 7 * L);
+            c07 = x0.fma(b, c07); c17 = x1.fma(b, c17); c27 = x2.fma(b, c27);
+        }
+        int o = outOff;
+        c00.intoArray(out, o + 0 * L); c01.intoArray(out, o + 1 * L); c02.intoArray(out, o + 2 * L); c03.intoArray(out, o + 3 * L); c04.intoArray(out, o + 4 * L); c05.intoArray(out, o + 5 * L); c06.intoArray(out, o + 6 * L); c07.intoArray(out, o + 7 * L); o += ldo;
+        c10.intoArray(out, o + 0 * L); c11.intoArray(out, o + 1 * L); c12.intoArray(out, o + 2 * L); c13.intoArray(out, o + 3 * L); c14.intoArray(out, o + 4 * L); c15.intoArray(out, o + 5 * L); c16.intoArray(out, o + 6 * L); c17.intoArray(out, o + 7 * L); o += ldo;
+        c20.intoArray(out, o + 0 * L); c21.intoArray(out, o + 1 * L); c22.intoArray(out, o + 2 * L); c23.intoArray(out, o + 3 * L); c24.intoArray(out, o + 4 * L); c25.intoArray(out, o + 5 * L); c26.intoArray(out, o + 6 * L); c27.intoArray(out, o + 7 * L);
+    }
+
+    /** 6 rows x 4 vectors (24 accumulators, 4 loaded columns, one broadcast at a time). */
+    @Override
+    public void shiftTile6(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
+        FloatVector c20 = z, c21 = z, c22 = z, c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
+        FloatVector c40 = z, c41 = z, c42 = z, c43 = z, c50 = z, c51 = z, c52 = z, c53 = z;
+        int ai = aOff;
+        for (int p = 0; p < np; p++, ai += MR) {
+            int s = srcOff + off[p];
+            FloatVector b0 = FloatVector.fromArray(S, src, s + 0 * L);
+            FloatVector b1 = FloatVector.fromArray(S, src, s + 1 * L);
+            FloatVector b2 = FloatVector.fromArray(S, src, s + 2 * L);
+            FloatVector b3 = FloatVector.fromArray(S, src, s + 3 * L);
+            FloatVector x = FloatVector.broadcast(S, a[ai + 0]);
+            c00 = x.fma(b0, c00); c01 = x.fma(b1, c01); c02 = x.fma(b2, c02); c03 = x.fma(b3, c03);
+            x = FloatVector.broadcast(S, a[ai + 1]);
+            c10 = x.fma(b0, c10); c11 = x.fma(b1, c11); c12 = x.fma(b2, c12); c13 = x.fma(b3, c13);
+            x = FloatVector.broadcast(S, a[ai + 2]);
+            c20 = x.fma(b0, c20); c21 = x.fma(b1, c21); c22 = x.fma(b2, c22); c23 = x.fma(b3, c23);
+            x = FloatVector.broadcast(S, a[ai + 3]);
+            c30 = x.fma(b0, c30); c31 = x.fma(b1, c31); c32 = x.fma(b2, c32); c33 = x.fma(b3, c33);
+            x = FloatVector.broadcast(S, a[ai + 4]);
+            c40 = x.fma(b0, c40); c41 = x.fma(b1, c41); c42 = x.fma(b2, c42); c43 = x.fma(b3, c43);
+            x = FloatVector.broadcast(S, a[ai + 5]);
+            c50 = x.fma(b0, c50); c51 = x.fma(b1, c51); c52 = x.fma(b2, c52); c53 = x.fma(b3, c53);
+        }
+        int o = outOff;
+        c00.intoArray(out, o + 0 * L); c01.intoArray(out, o + 1 * L); c02.intoArray(out, o + 2 * L); c03.intoArray(out, o + 3 * L); o += ldo;
+        c10.intoArray(out, o + 0 * L); c11.intoArray(out, o + 1 * L); c12.intoArray(out, o + 2 * L); c13.intoArray(out, o + 3 * L); o += ldo;
+        c20.intoArray(out, o + 0 * L); c21.intoArray(out, o + 1 * L); c22.intoArray(out, o + 2 * L); c23.intoArray(out, o + 3 * L); o += ldo;
+        c30.intoArray(out, o + 0 * L); c31.intoArray(out, o + 1 * L); c32.intoArray(out, o + 2 * L); c33.intoArray(out, o + 3 * L); o += ldo;
+        c40.intoArray(out, o + 0 * L); c41.intoArray(out, o + 1 * L); c42.intoArray(out, o + 2 * L); c43.intoArray(out, o + 3 * L); o += ldo;
+        c50.intoArray(out, o + 0 * L); c51.intoArray(out, o + 1 * L); c52.intoArray(out, o + 2 * L); c53.intoArray(out, o + 3 * L);
+    }
+
     @Override
     public void gradTile(int nq, float[] g, int gOff, int ldg, float[] src, int srcOff, int[] off, int offIdx,
                          float[] dw, int dwOff, int ldw) {
