@@ -48,30 +48,10 @@ public class PackedInferenceBench {
 
     @Setup(Level.Trial)
     public void setUp() {
+        Generator g = new Generator(depth);
         dense = new CifarResNet(depth, 10, new Generator(0));
         dense.eval();
-        masked = standIn(depth);
-        packed = Packer.pack(masked);
-        x = Tensor.randn(new Generator(1), batch, 3, 32, 32);
-        float[] ref;
-        try (var scope = GradMode.noGrad()) {
-            ref = masked.forward(x).toFloatArray();
-        }
-        float[] got = packed.forward(x).toFloatArray();
-        double maxRef = 0, maxDiff = 0;
-        for (int i = 0; i < ref.length; i++) {
-            maxRef = Math.max(maxRef, Math.abs(ref[i]));
-            maxDiff = Math.max(maxDiff, Math.abs(ref[i] - got[i]));
-        }
-        if (!(maxDiff <= 1e-4 * maxRef)) throw new IllegalStateException("PackedInferenceBench: packed differs from masked by " + maxDiff);
-        System.out.printf("%nResNet-%d: multiply-adds per image dense %,d, packed %,d (ratio %.3f)%n", depth, packed.denseMacs(),
-                packed.macs(), (double) packed.denseMacs() / packed.macs());
-    }
-
-    /** The stand-in masked network: random weights and BN statistics, random group logits, G = 4, 0.65 pruned. */
-    static CifarResNet standIn(int depth) {
-        Generator g = new Generator(depth);
-        CifarResNet masked = new CifarResNet(depth, 10, g);
+        masked = new CifarResNet(depth, 10, g);
         for (ai.bonsai.nn.Module m : masked.namedModules().values()) {
             if (!(m instanceof BatchNorm2d bn)) continue;
             int c = bn.numFeatures();
@@ -87,27 +67,21 @@ public class PackedInferenceBench {
         }
         pw.initialize(0.65);
         masked.eval();
-        return masked;
-    }
-
-    /**
-     * Interleaved dense/packed timing of the stand-ins without JMH ({@code Bench.measure}), for quick A/B runs:
-     * {@code java --add-modules jdk.incubator.vector -XX:+UseParallelGC -cp benchmarks/target/benchmarks.jar
-     * ai.bonsai.bench.PackedInferenceBench [repeats] [depth:batch ...]} (default 20:1 56:1 20:128 56:128).
-     */
-    public static void main(String[] args) {
-        int repeats = args.length > 0 ? Integer.parseInt(args[0]) : 11;
-        String[] cases = args.length > 1 ? java.util.Arrays.copyOfRange(args, 1, args.length) : new String[] {"20:1", "56:1", "20:128", "56:128"};
-        for (String c : cases) {
-            int d = Integer.parseInt(c.split(":")[0]), b = Integer.parseInt(c.split(":")[1]);
-            PackedModel p = Packer.pack(standIn(d));
-            ai.bonsai.dsp.cli.Bench.Timing t = ai.bonsai.dsp.cli.Bench.measure(null, p, b, b == 1 ? 20 : 3, repeats);
-            System.out.printf("R%d b%d: dense %.3f ms packed %.3f ms speed-up %.2fx (MAC ratio %.2f)%n", d, b, t.denseMs(), t.packedMs(),
-                    t.speedup(), (double) p.denseMacs() / p.macs());
-            StringBuilder sb = new StringBuilder("  blocks ms:");
-            for (long ns : t.stageNanos()) sb.append(String.format(" %.2f", ns / 1e6 / repeats));
-            System.out.println(sb);
+        packed = Packer.pack(masked);
+        x = Tensor.randn(new Generator(1), batch, 3, 32, 32);
+        float[] ref;
+        try (var scope = GradMode.noGrad()) {
+            ref = masked.forward(x).toFloatArray();
         }
+        float[] got = packed.forward(x).toFloatArray();
+        double maxRef = 0, maxDiff = 0;
+        for (int i = 0; i < ref.length; i++) {
+            maxRef = Math.max(maxRef, Math.abs(ref[i]));
+            maxDiff = Math.max(maxDiff, Math.abs(ref[i] - got[i]));
+        }
+        if (!(maxDiff <= 1e-4 * maxRef)) throw new IllegalStateException("PackedInferenceBench: packed differs from masked by " + maxDiff);
+        System.out.printf("%nResNet-%d: multiply-adds per image dense %,d, packed %,d (ratio %.3f)%n", depth, packed.denseMacs(),
+                packed.macs(), (double) packed.denseMacs() / packed.macs());
     }
 
     @Benchmark

@@ -103,7 +103,7 @@ final class BranchConvKernels {
         int k = plan.kernel(), st = plan.stride(), pad = plan.padding();
         // The geometry of the staged input: only the channels some branch reads.
         ConvGeometry g = new ConvGeometry(n, prep.staged.length, h, w, 1, k, k, st, st, pad, pad, 1);
-        int mr = kern.mr(), nr = kern.nr();
+        int mr = kern.mr(), nr = kern.nr(), half = mr / 2;
         int oh = g.outH(), ow = g.outW(), cIn = plan.inChannels(), cOut = plan.outChannels();
         int imgsPerUnit = Conv2dKernels.unitImages(g);
         int units = Conv2dKernels.ceilDiv(n, imgsPerUnit);
@@ -126,7 +126,11 @@ final class BranchConvKernels {
                 for (int mb = 0; mb < b.mBlocks; mb++) {
                     int rows = Math.min(mr, kb - mb * mr);
                     int aOff = mb * b.np * mr;
-                    tiles(kern, rows, b.np, b.a, aOff, src, off, out, ld);
+                    if (rows <= half) {
+                        for (int q = 0; q < ld; q += 2 * nr) kern.shiftTileHalf(b.np, b.a, aOff, src, q, off, out, q, ld);
+                    } else {
+                        for (int q = 0; q < ld; q += nr) kern.shiftTile(b.np, b.a, aOff, src, q, off, out, q, ld);
+                    }
                     for (int i = 0; i < rows; i++) {
                         int j = mb * mr + i;
                         float sc = b.scale[j], sh = b.shift[j];
@@ -142,38 +146,6 @@ final class BranchConvKernels {
                 }
             }
         });
-    }
-
-    /**
-     * Runs the register tiles of one block of {@code rows} filters over columns [0, ld) (ld a multiple of 2 nr),
-     * picking the shape that wastes the fewest multiply-adds on padding rows: 2 or 3 rows at 4 nr columns (the
-     * last 2 nr columns, if any, with a half or full tile), half tiles up to mr/2 rows, 6-row tiles for 5-6 rows
-     * when mr is 8 or more, else the full tile. Every output element is one tile's dot product in p order, so the
-     * shape does not change the sums' order.
-     */
-    static void tiles(ConvMicroKernels kern, int rows, int np, float[] a, int aOff, float[] src, int[] off, float[] out, int ld) {
-        int mr = kern.mr(), nr = kern.nr(), half = mr / 2;
-        if (rows <= 3) {
-            int q = 0;
-            for (; q + 4 * nr <= ld; q += 4 * nr) {
-                if (rows <= 2) kern.shiftTile2w(np, a, aOff, src, q, off, out, q, ld);
-                else kern.shiftTile3w(np, a, aOff, src, q, off, out, q, ld);
-            }
-            if (q < ld) {                                       // one 2 nr tail
-                if (rows <= half) {
-                    kern.shiftTileHalf(np, a, aOff, src, q, off, out, q, ld);
-                } else {
-                    kern.shiftTile(np, a, aOff, src, q, off, out, q, ld);
-                    kern.shiftTile(np, a, aOff, src, q + nr, off, out, q + nr, ld);
-                }
-            }
-        } else if (rows <= half) {
-            for (int q = 0; q < ld; q += 2 * nr) kern.shiftTileHalf(np, a, aOff, src, q, off, out, q, ld);
-        } else if (rows <= 6 && mr >= 8) {
-            for (int q = 0; q < ld; q += 2 * nr) kern.shiftTile6(np, a, aOff, src, q, off, out, q, ld);
-        } else {
-            for (int q = 0; q < ld; q += nr) kern.shiftTile(np, a, aOff, src, q, off, out, q, ld);
-        }
     }
 
     /** y[yo + j] (=|+=) act(acc[o + j] * sc + sh): four plain loops so that C2 vectorises each. */

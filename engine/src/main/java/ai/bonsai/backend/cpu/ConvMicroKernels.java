@@ -37,24 +37,6 @@ public interface ConvMicroKernels {
     void shiftTileHalf(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo);
 
     /**
-     * A tile of 2 rows by {@code 4 * nr()} columns, {@code a} packed as for {@link #shiftTile} (stride {@code mr()}
-     * per p; only the first two of each group are read):
-     * {@code out[outOff + i*ldo + j] = sum_p a[aOff + p*mr() + i] * src[srcOff + off[p] + j]}, i < 2, j < 4*nr.
-     * For packed branch blocks of 1 or 2 filters, which a half tile would run at a quarter or half of its rows.
-     */
-    void shiftTile2w(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo);
-
-    /** As {@link #shiftTile2w} with 3 rows (i < 3, j < 4*nr): packed branch blocks of 3 filters. Needs {@code mr() >= 3}. */
-    void shiftTile3w(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo);
-
-    /**
-     * A tile of 6 rows by {@code 2 * nr()} columns, {@code a} packed as for {@link #shiftTile} (i < 6, j < 2*nr):
-     * packed branch blocks of 5 or 6 filters, which the full tile would run at 5/8 or 6/8 of its rows. Only valid
-     * when {@code mr() >= 6}; implementations with a smaller {@code mr()} throw.
-     */
-    void shiftTile6(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo);
-
-    /**
      * Accumulates a {@code GRAD_ROWS x GRAD_COLS} block of dot products:
      * {@code dw[dwOff + i*ldw + j] += sum_{q<nq} g[gOff + i*ldg + q] * src[srcOff + off[offIdx + j] + q]}.
      * {@code nq} is a multiple of {@link #nr()}.

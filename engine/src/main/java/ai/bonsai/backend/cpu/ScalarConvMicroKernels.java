@@ -41,36 +41,6 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
     }
 
     @Override
-    public void shiftTile2w(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
-        rowsTile(2, 4 * NR, np, a, aOff, src, srcOff, off, out, outOff, ldo);
-    }
-
-    @Override
-    public void shiftTile3w(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
-        rowsTile(3, 4 * NR, np, a, aOff, src, srcOff, off, out, outOff, ldo);
-    }
-
-    @Override
-    public void shiftTile6(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
-        throw new UnsupportedOperationException("shiftTile6 needs mr() >= 6; the scalar tiles have mr() = " + MR);
-    }
-
-    /** A rows x cols tile reading the first {@code rows} entries of each MR-group of a. */
-    private static void rowsTile(int rows, int cols, int np, float[] a, int aOff, float[] src, int srcOff, int[] off,
-                                 float[] out, int outOff, int ldo) {
-        float[] acc = new float[rows * cols];
-        for (int p = 0; p < np; p++) {
-            int s = srcOff + off[p], ai = aOff + p * MR;
-            for (int i = 0; i < rows; i++) {
-                float av = a[ai + i];
-                int base = i * cols;
-                for (int j = 0; j < cols; j++) acc[base + j] += av * src[s + j];
-            }
-        }
-        for (int i = 0; i < rows; i++) System.arraycopy(acc, i * cols, out, outOff + i * ldo, cols);
-    }
-
-    @Override
     public void gradTile(int nq, float[] g, int gOff, int ldg, float[] src, int srcOff, int[] off, int offIdx,
                          float[] dw, int dwOff, int ldw) {
         for (int i = 0; i < GRAD_ROWS; i++) {

@@ -169,38 +169,6 @@ class BranchConvKernelsTest {
         }
     }
 
-    /**
-     * Every tile shape and its column tail: one branch of each width 1 to 9 and 13 (the 2- and 3-row wide tiles,
-     * the half tile, the 6-row tile, the full tile, and remainders after full blocks), on inputs whose column count
-     * leaves a 2 nr tail after the wide tiles and on one that does not; SIMD (through the backend) and scalar.
-     */
-    @Test void everyTileShapeMatchesReference() {
-        int[] widths = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13};
-        int cOut = Arrays.stream(widths).sum();
-        for (int[] geo : new int[][] {{3, 10, 10}, {2, 31, 30}, {1, 8, 8}, {5, 16, 16}}) {
-            Case c = new Case(geo[0], 11, cOut, geo[1], geo[2], 3, 1, 1);
-            SplittableRandom rnd = new SplittableRandom(1000 + geo[1]);
-            List<BranchConv.Branch> branches = new ArrayList<>();
-            int used = 0;
-            for (int width : widths) {
-                int[] out = new int[width];
-                for (int j = 0; j < width; j++) out[j] = used++;
-                int[] in = subset(rnd, c.cIn, 1 + rnd.nextInt(c.cIn));
-                branches.add(new BranchConv.Branch(in, out, BE.fromFloats(random(rnd, width * in.length * 9)),
-                        BE.fromFloats(random(rnd, width)), BE.fromFloats(random(rnd, width)), rnd.nextBoolean()));
-            }
-            BranchConv plan = new BranchConv(c.cIn, c.cOut, 3, 1, 1, branches);
-            float[] x = random(rnd, c.n * c.cIn * c.h * c.w), y0 = random(rnd, c.n * c.cOut * c.oh() * c.ow());
-            for (boolean acc : new boolean[] {false, true}) {
-                double[] ref = reference(c, plan, x, y0, acc);
-                Buffer y = BE.fromFloats(y0);
-                BE.branchConv2d(plan, BE.fromFloats(x), c.n, c.h, c.w, y, acc);
-                assertClose(ref, BE.toFloats(y), c + " " + plan + " (backend)");
-                assertClose(ref, run(new ScalarConvMicroKernels(), c, plan, x, y0, acc), c + " " + plan + " (scalar)");
-            }
-        }
-    }
-
     @Test void sameBitsForAnyThreadCount() {
         Case c = of(CASES[4]);
         SplittableRandom rnd = new SplittableRandom(5);
