@@ -13,7 +13,10 @@ import ai.bonsai.tensor.Tensor;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.Locale;
 
 /**
@@ -130,6 +133,22 @@ public final class PackedModel extends Module {
     private final int[] inSize;                 // input side of each block at structure.inputSize
     private final Buffer fcWeight, fcBias;
     private final Backend be;
+    /** Intermediate buffers of the last forward, taken by the next one (a concurrent forward allocates its own). */
+    private final AtomicReference<Workspace> spare = new AtomicReference<>();
+
+    /**
+     * The activations and conv_a outputs of one forward, by length and slot, reused across forwards: every
+     * intermediate is fully overwritten before it is read (the stem, conv_a and shortcut plans write all their
+     * output channels), so stale contents never matter and nothing needs zeroing. Slots 0 and 1 hold the block
+     * activations (the current one and a projection's output), slot 2 conv_a's concatenation.
+     */
+    private final class Workspace {
+        private final Map<Long, Buffer> buffers = new HashMap<>();
+
+        Buffer get(int slot, int length) {
+            return buffers.computeIfAbsent(((long) length << 2) | slot, k -> be.allocate(DType.FLOAT32, length));
+        }
+    }
 
     private PackedModel(Structure s) {
         this.structure = s;
@@ -247,9 +266,12 @@ public final class PackedModel extends Module {
             throw new IllegalArgumentException("PackedModel.forward: input " + x.shape() + " is smaller than the stem's kernel");
         }
         long t0 = System.nanoTime();
+        Workspace ws = spare.getAndSet(null);
+        if (ws == null) ws = new Workspace();
         int c = st.outChannels();
         int oh = stemPlan.outSize(h), ow = stemPlan.outSize(w);
-        Buffer cur = be.allocate(DType.FLOAT32, Math.multiplyExact(n, c * oh * ow));
+        int curSlot = 0;
+        Buffer cur = ws.get(curSlot, Math.multiplyExact(n, c * oh * ow));
         be.branchConv2d(stemPlan, x.buffer(), n, h, w, cur, false);
         h = oh;
         w = ow;
@@ -260,12 +282,13 @@ public final class PackedModel extends Module {
             if (bh < 1 || bw < 1) throw new IllegalArgumentException("PackedModel.forward: input " + x.shape() + " is too small for block " + b.name());
             Buffer t = null;
             if (planA[i] != null) {
-                t = be.allocate(DType.FLOAT32, n * planA[i].outChannels() * bh * bw);
+                t = ws.get(2, n * planA[i].outChannels() * bh * bw);
                 be.branchConv2d(planA[i], cur, n, h, w, t, false);
             }
             Buffer res = cur;                     // identity: accumulate into the block input, which is ours
             if (planShortcut[i] != null) {
-                res = be.allocate(DType.FLOAT32, n * b.planes() * bh * bw);
+                curSlot = 1 - curSlot;
+                res = ws.get(curSlot, n * b.planes() * bh * bw);
                 be.branchConv2d(planShortcut[i], cur, n, h, w, res, false);
             }
             if (residualBias[i] != null) {
@@ -287,6 +310,7 @@ public final class PackedModel extends Module {
         be.gemm(false, true, 1, n, fc.classes(), feat, 1f, pooled, 0, fcWeight, 0, 0f, logits);
         int[] od = {n, fc.classes()};
         be.binary(BinaryOp.ADD, logits, od, fcBias, new int[] {1, fc.classes()}, logits, od);
+        spare.set(ws);
         lap(nanos, nb + 1, t0);
         return Tensor.of(Shape.of(n, fc.classes()), logits);
     }
