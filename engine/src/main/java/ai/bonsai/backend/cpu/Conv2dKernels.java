@@ -409,10 +409,11 @@ public final class Conv2dKernels {
                 });
             }
         });
-        // Fixed-order reduction over groups: the same sum whatever the thread count.
-        for (int grp = 0; grp < groups; grp++) {
-            for (int kk = 0; kk < kg; kk++) {
-                int dRow = (grp * kg + kk) * np;
+        // Fixed-order reduction over groups: the same sum whatever the thread count (rows of dw split over threads).
+        Parallel.forRange(groups * kg, 1, (from, to) -> {
+            for (int row = from; row < to; row++) {
+                int grp = row / kg, kk = row % kg;
+                int dRow = row * np;
                 for (int p = 0; p < np; p++) {
                     int idx = (grp * npPad + p) * kgPad + kk;
                     float s = 0;
@@ -420,7 +421,7 @@ public final class Conv2dKernels {
                     dw[dRow + p] = s;
                 }
             }
-        }
+        });
     }
 
     /** dw[k][p] += sum_q dy[k][q] * src[q + off[p]] as 4x4 blocks of dot products; one partial per unit. */
@@ -493,17 +494,18 @@ public final class Conv2dKernels {
                 });
             }
         });
-        // Fixed-order reduction over groups: the same sum whatever the thread count.
-        for (int grp = 0; grp < groups; grp++) {
-            for (int kk = 0; kk < kg; kk++) {
-                int dRow = (grp * kg + kk) * np, pRow = (grp * kgPad + kk) * npPad;
+        // Fixed-order reduction over groups: the same sum whatever the thread count (rows of dw split over threads).
+        Parallel.forRange(groups * kg, 1, (from, to) -> {
+            for (int row = from; row < to; row++) {
+                int grp = row / kg, kk = row % kg;
+                int dRow = row * np, pRow = (grp * kgPad + kk) * npPad;
                 for (int p = 0; p < np; p++) {
                     float s = 0;
                     for (int u = 0; u < nGroups; u++) s += partials[u * partLen + pRow + p];
                     dw[dRow + p] = s;
                 }
             }
-        }
+        });
     }
 
     // ------------------------------------------------------------------------------------------ staging

@@ -1,9 +1,9 @@
 package ai.bonsai.backend.cpu;
 
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinTask;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.IntConsumer;
 
 /**
@@ -47,7 +47,7 @@ public final class Parallel {
         if (p == null) {
             synchronized (Parallel.class) {
                 p = pool;
-                if (p == null) pool = p = new ForkJoinPool(threads);
+                if (p == null) pool = p = new ForkJoinPool(Math.max(1, threads - 1));
             }
         }
         return p;
@@ -56,29 +56,77 @@ public final class Parallel {
     /**
      * Runs {@code body.accept(i)} for i in [0, tasks). Runs inline when there is one task, one thread, or when
      * called from inside a parallel region (nested parallelism would only add overhead on a few cores).
+     *
+     * <p>The calling thread takes part: it and up to {@code threads() - 1} pool workers claim task indices from a
+     * shared counter until none are left, and the caller returns once every claimed task has finished. So a region
+     * keeps exactly {@code threads()} threads busy (the pool has {@code threads() - 1} workers), the caller starts
+     * working at once instead of waiting for a parked worker to wake up, and a region costs one submission per
+     * helper, not one per task. Which thread runs a task does not change what it computes (tasks write disjoint
+     * outputs), so results stay independent of scheduling. If tasks throw, all tasks still run and the exception
+     * of the lowest-numbered failing task is rethrown.
      */
     public static void forEach(int tasks, IntConsumer body) {
         if (tasks <= 0) return;
-        if (tasks == 1 || threads == 1 || ForkJoinTask.inForkJoinPool()) {
+        int n = threads;
+        if (tasks == 1 || n == 1 || ForkJoinTask.inForkJoinPool() || IN_REGION.get()[0]) {
             for (int i = 0; i < tasks; i++) body.accept(i);
             return;
         }
+        Region r = new Region(tasks, body, Thread.currentThread());
         ForkJoinPool p = pool();
-        List<ForkJoinTask<?>> fs = new ArrayList<>(tasks);
-        for (int i = 1; i < tasks; i++) {
-            final int t = i;
-            fs.add(p.submit(() -> body.accept(t)));
+        int helpers = Math.min(tasks, n) - 1;
+        for (int h = 0; h < helpers; h++) p.execute(r::work);
+        boolean[] inRegion = IN_REGION.get();
+        inRegion[0] = true;
+        try {
+            r.work();
+        } finally {
+            inRegion[0] = false;
         }
-        body.accept(0);
-        RuntimeException first = null;
-        for (ForkJoinTask<?> f : fs) {
-            try {
-                f.join();
-            } catch (RuntimeException e) {
-                if (first == null) first = e;
+        while (r.remaining.get() != 0) LockSupport.park(r);
+        Throwable f = r.failure;
+        if (f instanceof RuntimeException e) throw e;
+        if (f instanceof Error e) throw e;
+        if (f != null) throw new RuntimeException(f);
+    }
+
+    /** Set while the calling (non-pool) thread runs tasks of a region, so that nested regions run inline. */
+    private static final ThreadLocal<boolean[]> IN_REGION = ThreadLocal.withInitial(() -> new boolean[1]);
+
+    /** One parallel region: the next unclaimed task, the count of unfinished tasks and the first failure. */
+    private static final class Region {
+        final int tasks;
+        final IntConsumer body;
+        final Thread caller;
+        final AtomicInteger next = new AtomicInteger();
+        final AtomicInteger remaining;
+        private int failedTask = Integer.MAX_VALUE;
+        volatile Throwable failure;
+
+        Region(int tasks, IntConsumer body, Thread caller) {
+            this.tasks = tasks;
+            this.body = body;
+            this.caller = caller;
+            this.remaining = new AtomicInteger(tasks);
+        }
+
+        void work() {
+            for (int i; (i = next.getAndIncrement()) < tasks; ) {
+                try {
+                    body.accept(i);
+                } catch (Throwable e) {
+                    fail(i, e);
+                }
+                if (remaining.decrementAndGet() == 0) LockSupport.unpark(caller);
             }
         }
-        if (first != null) throw first;
+
+        private synchronized void fail(int task, Throwable e) {
+            if (task < failedTask) {
+                failedTask = task;
+                failure = e;
+            }
+        }
     }
 
     /** Splits [0, n) into at most {@code threads()} contiguous chunks of at least {@code grain} and runs them. */
