@@ -63,6 +63,19 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
     private long t;
     private boolean sampled;
 
+    /** Seed of the Gumbel noise when the reference's seven-argument constructor is used. */
+    public static final long DEFAULT_SEED = 0;
+
+    /**
+     * The reference's signature exactly: {@code GroupWrapper(model, optimizer, criterion, regularization_power,
+     * total_num_iterations, num_groups, temperature)}. The Gumbel noise comes from a generator seeded with
+     * {@link #DEFAULT_SEED}; pass the run's own {@link Generator} with the eight-argument form instead.
+     */
+    public GroupWrapper(Module model, SGD optimizer, BiFunction<Tensor, Tensor, Tensor> criterion, float regularizationPower,
+                        long totalIterations, int numGroups, float temperature) {
+        this(model, optimizer, criterion, regularizationPower, totalIterations, numGroups, temperature, new Generator(DEFAULT_SEED));
+    }
+
     /** The reference's constructor, for a {@link CifarResNet}; group lr 1e-3, layers printed to stdout. */
     public GroupWrapper(Module model, SGD optimizer, BiFunction<Tensor, Tensor, Tensor> criterion, float regularizationPower,
                         long totalIterations, int numGroups, float temperature, Generator g) {
