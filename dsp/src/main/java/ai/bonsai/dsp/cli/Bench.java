@@ -13,6 +13,7 @@ import ai.bonsai.tensor.Generator;
 import ai.bonsai.tensor.Tensor;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
@@ -51,8 +52,7 @@ public final class Bench implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object instead of text.")
     boolean json;
 
-    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: the number of cores).")
-    Integer threads;
+    @Mixin DeviceOptions devices;
 
     public static void main(String[] args) { System.exit(Bonsai.execute(new Bench(), args)); }
 
@@ -91,7 +91,7 @@ public final class Bench implements Callable<Integer> {
     }
 
     @Override public Integer call() {
-        if (threads != null) Parallel.setThreads(threads);
+        devices.setUp();
         if (batch < 1) throw new IllegalArgumentException("--batch: expected a positive number, got " + batch);
         if (repeats < 1) throw new IllegalArgumentException("--repeats: expected a positive number, got " + repeats);
         if (warmup < 0) throw new IllegalArgumentException("--warmup: expected zero or more, got " + warmup);

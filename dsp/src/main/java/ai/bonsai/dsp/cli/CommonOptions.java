@@ -1,13 +1,12 @@
 package ai.bonsai.dsp.cli;
 
-import ai.bonsai.backend.Backends;
-import ai.bonsai.backend.cpu.Parallel;
 import ai.bonsai.data.Cifar10;
 import ai.bonsai.data.DataLoader;
 import ai.bonsai.data.Transform;
 import ai.bonsai.data.SyntheticCifar;
 import ai.bonsai.data.TrainSplit;
 import ai.bonsai.tensor.Device;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
@@ -33,11 +32,7 @@ public final class CommonOptions {
     @Option(names = "--seed", defaultValue = "1", description = "Seed of the run's one random generator (default: ${DEFAULT-VALUE}).")
     long seed;
 
-    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: the number of cores).")
-    Integer threads;
-
-    @Option(names = "--device", defaultValue = "cpu", paramLabel = "cpu|cuda", description = "Device to run on (default: ${DEFAULT-VALUE}).")
-    String device;
+    @Mixin DeviceOptions devices;
 
     @Option(names = "--limit-train", paramLabel = "N", description = "Use only the first N training images (quick runs).")
     Integer limitTrain;
@@ -47,12 +42,7 @@ public final class CommonOptions {
     int syntheticSize;
 
     /** Applies --threads and checks --device; returns the device. */
-    Device setUp() {
-        if (threads != null) Parallel.setThreads(threads);
-        Device d = Device.parse(device);
-        Backends.of(d);    // fails here, with a clear message, when the device has no backend
-        return d;
-    }
+    Device setUp() { return devices.setUp(); }
 
     /** The training data and its held-out part, resolved from --data; says which data it is. */
     TrainSplit trainingData(PrintStream log) {

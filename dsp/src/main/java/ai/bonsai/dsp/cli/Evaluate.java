@@ -20,6 +20,7 @@ import ai.bonsai.tensor.Device;
 import ai.bonsai.tensor.Generator;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
@@ -59,11 +60,7 @@ public final class Evaluate implements Callable<Integer> {
     @Option(names = "--batch-size", defaultValue = "256", description = "Batch size (default: ${DEFAULT-VALUE}).")
     int batchSize;
 
-    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: the number of cores).")
-    Integer threads;
-
-    @Option(names = "--device", defaultValue = "cpu", paramLabel = "cpu|cuda", description = "Device (default: ${DEFAULT-VALUE}).")
-    String device;
+    @Mixin DeviceOptions devices;
 
     @Option(names = "--seed", defaultValue = "1", description = "Seed of the synthetic data, when it is used (default: ${DEFAULT-VALUE}).")
     long seed;
@@ -71,9 +68,7 @@ public final class Evaluate implements Callable<Integer> {
     public static void main(String[] args) { System.exit(Bonsai.execute(new Evaluate(), args)); }
 
     @Override public Integer call() {
-        if (threads != null) ai.bonsai.backend.cpu.Parallel.setThreads(threads);
-        Device dev = Device.parse(device);
-        ai.bonsai.backend.Backends.of(dev);
+        Device dev = devices.setUp();
         PrintStream log = json ? System.err : System.out;
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         Loaded m = load(ckpt);

@@ -8,6 +8,7 @@ import ai.bonsai.io.Checkpoint;
 import ai.bonsai.tensor.Generator;
 import ai.bonsai.tensor.Tensor;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Files;
@@ -38,13 +39,12 @@ public final class PackModel implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1", description = "Seed of the check inputs (default: ${DEFAULT-VALUE}).")
     long seed;
 
-    @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: the number of cores).")
-    Integer threads;
+    @Mixin DeviceOptions devices;
 
     public static void main(String[] args) { System.exit(Bonsai.execute(new PackModel(), args)); }
 
     @Override public Integer call() {
-        if (threads != null) ai.bonsai.backend.cpu.Parallel.setThreads(threads);
+        devices.setUp();
         if (checkBatch < 1) throw new IllegalArgumentException("--check-batch: expected a positive number, got " + checkBatch);
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         Checkpoint ck = Checkpoint.load(ckpt);
