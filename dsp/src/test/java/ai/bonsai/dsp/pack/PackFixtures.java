@@ -3,7 +3,7 @@ package ai.bonsai.dsp.pack;
 import ai.bonsai.autograd.GradMode;
 import ai.bonsai.dsp.models.CifarResNet;
 import ai.bonsai.dsp.prune.PruneWrapper;
-import ai.bonsai.nn.BatchNorm2d;
+import ai.bonsai.dsp.testing.RandomBatchNorm;
 import ai.bonsai.nn.Module;
 import ai.bonsai.tensor.Generator;
 import ai.bonsai.tensor.Tensor;
@@ -20,7 +20,7 @@ public final class PackFixtures {
     public static CifarResNet masked(int depth, int groups, double rate, long seed) {
         Generator g = new Generator(seed);
         CifarResNet model = new CifarResNet(depth, 10, g);
-        randomBatchNorm(model, g);
+        RandomBatchNorm.apply(model, g);
         PruneWrapper pw = new PruneWrapper(model, groups, 2);
         for (int l = 0; l < pw.layers().size(); l++) {
             Tensor a = pw.groupLogits(l);
@@ -29,21 +29,6 @@ public final class PackFixtures {
         pw.initialize(rate);
         model.eval();
         return model;
-    }
-
-    /**
-     * BN weights in [0.5, 1.5], biases of both signs, means and variances away from 0 and 1, so that folding
-     * matters; channels PruneWrapper later empties get zeroed by it.
-     */
-    static void randomBatchNorm(Module model, Generator g) {
-        for (Module m : model.namedModules().values()) {
-            if (!(m instanceof BatchNorm2d bn)) continue;
-            int c = bn.numFeatures();
-            bn.weight().copyFrom(Tensor.rand(g, 0.5f, 1.5f, c));
-            bn.bias().copyFrom(Tensor.rand(g, -0.5f, 0.5f, c));
-            bn.runningMean().copyFrom(Tensor.rand(g, -0.5f, 0.5f, c));
-            bn.runningVar().copyFrom(Tensor.rand(g, 0.5f, 2f, c));
-        }
     }
 
     static float[] denseLogits(Module model, Tensor x) {

@@ -1,5 +1,6 @@
 package ai.bonsai.dsp.prune;
 
+import ai.bonsai.dsp.testing.RandomBatchNorm;
 import ai.bonsai.autograd.GradMode;
 import ai.bonsai.dsp.models.CifarResNet;
 import ai.bonsai.nn.BatchNorm2d;
@@ -30,7 +31,7 @@ class PruneDeadStructureTest {
         PruneWrapper pw = new PruneWrapper(model, groups, fp);
         Generator gen = new Generator(seed);
         PruneFixtures.randomGroups(pw, gen);
-        PruneFixtures.randomBatchNorm(model, gen);
+        RandomBatchNorm.apply(model, gen);
 
         // The reference network: a copy with the rule masks applied and rule 1's BN zeroing, nothing else.
         CifarResNet expected = PruneFixtures.resnet(20, seed + 1);
@@ -80,7 +81,7 @@ class PruneDeadStructureTest {
         PruneWrapper pw = new PruneWrapper(model, 4, 2);
         Generator gen = new Generator(78);
         PruneFixtures.randomGroups(pw, gen);
-        PruneFixtures.randomBatchNorm(model, gen);
+        RandomBatchNorm.apply(model, gen);
         Map<String, float[]> before = PruneFixtures.runningStats(model);
         pw.initialize(0.5);
         PruneFixtures.assertSameArrays(before, PruneFixtures.runningStats(model));

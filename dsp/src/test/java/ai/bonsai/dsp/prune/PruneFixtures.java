@@ -1,7 +1,6 @@
 package ai.bonsai.dsp.prune;
 
 import ai.bonsai.dsp.models.CifarResNet;
-import ai.bonsai.nn.BatchNorm2d;
 import ai.bonsai.nn.Module;
 import ai.bonsai.tensor.Generator;
 import ai.bonsai.tensor.Tensor;
@@ -22,21 +21,6 @@ final class PruneFixtures {
         for (int l = 0; l < pw.layers().size(); l++) {
             Tensor a = pw.groupLogits(l);
             a.copyFrom(Tensor.randn(g, a.dims()));
-        }
-    }
-
-    /**
-     * Gives every BN non-trivial parameters and running statistics (weights in [0.5, 1.5], biases of both signs,
-     * means and variances away from 0 and 1), so that eval and train mode differ and constant channels matter.
-     */
-    static void randomBatchNorm(Module model, Generator g) {
-        for (Module m : model.namedModules().values()) {
-            if (!(m instanceof BatchNorm2d bn)) continue;
-            int c = bn.numFeatures();
-            bn.weight().copyFrom(Tensor.rand(g, 0.5f, 1.5f, c));
-            bn.bias().copyFrom(Tensor.rand(g, -0.5f, 0.5f, c));
-            bn.runningMean().copyFrom(Tensor.rand(g, -0.5f, 0.5f, c));
-            bn.runningVar().copyFrom(Tensor.rand(g, 0.5f, 2f, c));
         }
     }
 
