@@ -45,13 +45,17 @@ final class BranchConvKernels {
         final int[] inPos;
         final int[] out;
         final float[] a, scale, shift;
+        /** For 3x3 plans: the Winograd-transformed weights in the same tile order (Conv2dWinograd); else null. */
+        final float[] aWinograd;
         final boolean relu;
         final int mBlocks, np;
 
-        PreparedBranch(int[] inPos, int[] out, float[] a, float[] scale, float[] shift, boolean relu, int mBlocks, int np) {
+        PreparedBranch(int[] inPos, int[] out, float[] a, float[] aWinograd, float[] scale, float[] shift, boolean relu,
+                       int mBlocks, int np) {
             this.inPos = inPos;
             this.out = out;
             this.a = a;
+            this.aWinograd = aWinograd;
             this.scale = scale;
             this.shift = shift;
             this.relu = relu;
@@ -90,7 +94,10 @@ final class BranchConvKernels {
                 int base = (k / mr) * np * mr + k % mr;
                 for (int p = 0; p < np; p++) a[base + p * mr] = w[k * np + p];
             }
-            out[bi] = new PreparedBranch(inPos, b.outChannels(), a, be.toFloats(b.scale()), be.toFloats(b.shift()), b.relu(), mBlocks, np);
+            float[] aw = plan.kernel() == 3
+                    ? Conv2dWinograd.packTransformedWeights(kb, in.length, 3, w, mr, mBlocks) : null;
+            out[bi] = new PreparedBranch(inPos, b.outChannels(), a, aw, be.toFloats(b.scale()), be.toFloats(b.shift()),
+                    b.relu(), mBlocks, np);
         }
         return new Prepared(mr, staged, out);
     }
@@ -98,11 +105,21 @@ final class BranchConvKernels {
     /** Runs the plan; see {@link ai.bonsai.backend.Backend#branchConv2d} for the semantics. */
     static void run(ConvMicroKernels kern, BranchConv plan, Prepared prep, float[] x, int n, int h, int w, float[] y,
                     boolean accumulate) {
+        run(kern, plan, prep, x, n, h, w, y, accumulate, true);
+    }
+
+    /** With {@code winograd} false, the direct shift GEMM even where Conv2dWinograd applies (for tests). */
+    static void run(ConvMicroKernels kern, BranchConv plan, Prepared prep, float[] x, int n, int h, int w, float[] y,
+                    boolean accumulate, boolean winograd) {
         assert prep.mr == kern.mr();
         if (prep.staged.length == 0) return;                  // no branches: nothing is written
         int k = plan.kernel(), st = plan.stride(), pad = plan.padding();
         // The geometry of the staged input: only the channels some branch reads.
         ConvGeometry g = new ConvGeometry(n, prep.staged.length, h, w, 1, k, k, st, st, pad, pad, 1);
+        if (winograd && Conv2dWinograd.applies(g)) {
+            runWinograd(kern, plan, prep, g, x, y, accumulate);
+            return;
+        }
         int mr = kern.mr(), nr = kern.nr(), half = mr / 2;
         int oh = g.outH(), ow = g.outW(), cIn = plan.inChannels(), cOut = plan.outChannels();
         int imgsPerUnit = Conv2dKernels.unitImages(g);
@@ -157,5 +174,63 @@ final class BranchConvKernels {
             if (relu) for (int j = 0; j < len; j++) y[yo + j] = Math.max(acc[o + j] * sc + sh, 0f);
             else for (int j = 0; j < len; j++) y[yo + j] = acc[o + j] * sc + sh;
         }
+    }
+
+    /**
+     * The Winograd version ({@link Conv2dWinograd}): the staged channels are row-transformed once per unit for all
+     * branches; each branch then runs six shift GEMMs over its channels' transformed planes (its shift table is
+     * again the gather), one output transform per filter, and the same fused epilogue as the direct path.
+     */
+    private static void runWinograd(ConvMicroKernels kern, BranchConv plan, Prepared prep, ConvGeometry g, float[] x,
+                                    float[] y, boolean accumulate) {
+        final int alpha = Conv2dWinograd.ALPHA, m4 = Conv2dWinograd.M;
+        int mr = kern.mr(), nr = kern.nr(), half = mr / 2, n = g.n();
+        int oh = g.outH(), ow = g.outW(), cIn = plan.inChannels(), cOut = plan.outChannels();
+        int imgsPerUnit = Conv2dWinograd.unitImages(g, mr);
+        int units = Conv2dKernels.ceilDiv(n, imgsPerUnit);
+        Parallel.forEach(units, u -> {
+            int n0 = u * imgsPerUnit;
+            // Columns rounded to the half tile's width (2 nr), so both tile shapes cover [0, qRound) exactly.
+            Conv2dWinograd.Layout lay = new Conv2dWinograd.Layout(g, Math.min(imgsPerUnit, n - n0), 2 * nr);
+            float[] p = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, g.c() * lay.pChannel);
+            float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, alpha * lay.vPlane);
+            Conv2dWinograd.stageAndTransform(kern, g, x, cIn, prep.staged, n0, lay, p, v);
+            int ld = lay.qRound, mStride = mr * ld;
+            float[] m = ScratchBuffers.get(ScratchBuffers.CONV_OUT, alpha * mStride);
+            float[] rows = ScratchBuffers.get(ScratchBuffers.CONV_TMP, m4 * ld);
+            for (PreparedBranch b : prep.branches) {
+                int cb = b.inPos.length, np = cb * 3;
+                int[] off = new int[np];
+                for (int i = 0; i < cb; i++) {
+                    for (int s = 0; s < 3; s++) off[i * 3 + s] = b.inPos[i] * lay.vChannel + s;
+                }
+                int kb = b.out.length;
+                for (int mb = 0; mb < b.mBlocks; mb++) {
+                    int nRows = Math.min(mr, kb - mb * mr);
+                    for (int al = 0; al < alpha; al++) {
+                        int aOff = (al * b.mBlocks + mb) * np * mr, src = al * lay.vPlane, o = al * mStride;
+                        if (nRows <= half) {
+                            for (int q = 0; q < ld; q += 2 * nr) kern.shiftTileHalf(np, b.aWinograd, aOff, v, src + q, off, m, o + q, ld);
+                        } else {
+                            for (int q = 0; q < ld; q += nr) kern.shiftTile(np, b.aWinograd, aOff, v, src + q, off, m, o + q, ld);
+                        }
+                    }
+                    for (int i = 0; i < nRows; i++) {
+                        int j = mb * mr + i;
+                        kern.winogradOutput(m, i * ld, mStride, ld, 0f, rows, 0, ld, m4);
+                        float sc = b.scale[j], sh = b.shift[j];
+                        int yc = b.out[j];
+                        for (int t = 0; t < lay.tiles; t++) {
+                            for (int r = 0; r < Math.min(m4, oh - m4 * t); r++) {
+                                for (int img = 0; img < lay.imgs; img++) {
+                                    int yo = (((n0 + img) * cOut + yc) * oh + m4 * t + r) * ow;
+                                    epilogue(rows, r * ld + t * lay.rs + img * lay.wp, y, yo, ow, sc, sh, b.relu, accumulate);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
     }
 }

@@ -70,7 +70,16 @@ public final class Conv2dKernels {
 
     // ------------------------------------------------------------------------------------------ forward
 
+    /** Stride-1 3-row convolutions go to {@link Conv2dWinograd} (half the multiply-adds), the rest run here. */
     static void forward(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
+        if (Conv2dWinograd.applies(g)) {
+            Conv2dWinograd.forward(kern, g, x, w, bias, y);
+        } else {
+            forwardDirect(kern, g, x, w, bias, y);
+        }
+    }
+
+    static void forwardDirect(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
         int mr = kern.mr(), nr = kern.nr();
         int kg = g.kg(), cg = g.cg(), groups = g.groups();
         int np = cg * g.r() * g.s();
@@ -128,7 +137,7 @@ public final class Conv2dKernels {
      * for every group, mr-row block and nr-wide q tile. With {@code slices > 1} the q tiles are split over that
      * many tasks (disjoint columns of out); each element is computed the same way whatever the split.
      */
-    private static void shiftGemm(ConvMicroKernels kern, int groups, int mBlocks, int np, float[] a, float[] src,
+    static void shiftGemm(ConvMicroKernels kern, int groups, int mBlocks, int np, float[] a, float[] src,
                                   int srcGroupStride, int[] off, float[] out, int qRound, int slices) {
         int mr = kern.mr(), nr = kern.nr(), rowsPad = mBlocks * mr, tiles = qRound / nr;
         int per = ceilDiv(tiles, Math.max(1, Math.min(slices, tiles)));
@@ -158,6 +167,14 @@ public final class Conv2dKernels {
     // ------------------------------------------------------------------------------------------ backwardData
 
     static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
+        if (Conv2dWinograd.applies(g) && Conv2dWinograd.applies(Conv2dWinograd.transposed(g))) {
+            Conv2dWinograd.backwardData(kern, g, dy, w, dx);
+        } else {
+            backwardDataDirect(kern, g, dy, w, dx);
+        }
+    }
+
+    static void backwardDataDirect(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
         int mr = kern.mr(), nr = kern.nr();
         int sh = g.strideH(), sw = g.strideW();
         // One packed, flipped sub-kernel per stride phase of dx that has pixels and taps.
@@ -330,6 +347,14 @@ public final class Conv2dKernels {
     // ------------------------------------------------------------------------------------------ backwardWeight
 
     static void backwardWeight(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
+        if (Conv2dWinograd.appliesToWeightGradient(kern, g)) {
+            Conv2dWinograd.backwardWeight(kern, g, x, dy, dw);
+        } else {
+            backwardWeightDirect(kern, g, x, dy, dw);
+        }
+    }
+
+    static void backwardWeightDirect(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
         // Two formulations, both free of cross-lane reductions (whose order differs between the JIT intrinsic and
         // the interpreter on JDK 25, which would make results depend on compilation state):
         // with at least a tile's width of output channels per group, dW^T = shifted input x dy^T as GEMM tiles over

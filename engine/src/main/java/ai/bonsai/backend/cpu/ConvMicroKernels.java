@@ -57,4 +57,27 @@ public interface ConvMicroKernels {
      */
     void gradShiftTile(int nq, float[] src, int srcOff, int[] off, int offIdx, float[] gT, int gOff,
                        float[] dwT, int dOff, int ldd);
+
+    // ------------------------------------------------------------------ Winograd F(4, 3) along rows
+    // The row transforms of {@link Conv2dWinograd}: element-wise over t along a row, so every lane does the same
+    // arithmetic in the same order and the SIMD and scalar versions agree to the last bit of each formula.
+
+    /**
+     * Input transform: {@code v[vOff + a*vStride + t] = sum_i BT[a][i] * p[pOff + i*ld + t]} for a < 6, i < 6,
+     * t < len, with BT of Winograd F(4, 3) (points 0, +-1, +-2, infinity).
+     */
+    void winogradInput(float[] p, int pOff, int ld, int len, float[] v, int vOff, int vStride);
+
+    /**
+     * Output transform: {@code y[yOff + i*ldy + t] = bias + sum_a AT[i][a] * m[mOff + a*mStride + t]} for
+     * i < rows (at most 4), t < len.
+     */
+    void winogradOutput(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows);
+
+    /**
+     * The adjoint of the output transform, for the weight gradient:
+     * {@code d[dOff + a*dStride + t] = sum_{i<rows} AT[i][a] * g[gOff + i*ld + t]} for a < 6, t < len; rows past
+     * {@code rows} (at most 4) count as zero.
+     */
+    void winogradOutputAdjoint(float[] g, int gOff, int ld, int rows, int len, float[] d, int dOff, int dStride);
 }

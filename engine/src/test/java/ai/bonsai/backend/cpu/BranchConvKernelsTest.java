@@ -133,8 +133,14 @@ class BranchConvKernelsTest {
     }
 
     private static float[] run(ConvMicroKernels kern, Case c, BranchConv plan, float[] x, float[] yInit, boolean accumulate) {
+        return run(kern, c, plan, x, yInit, accumulate, true);
+    }
+
+    private static float[] run(ConvMicroKernels kern, Case c, BranchConv plan, float[] x, float[] yInit, boolean accumulate,
+                               boolean winograd) {
         float[] y = yInit.clone();
-        BranchConvKernels.run(kern, plan, BranchConvKernels.prepare(plan, kern.mr(), BE), x, c.n, c.h, c.w, y, accumulate);
+        BranchConvKernels.run(kern, plan, BranchConvKernels.prepare(plan, kern.mr(), BE), x, c.n, c.h, c.w, y, accumulate,
+                winograd);
         return y;
     }
 
@@ -151,7 +157,18 @@ class BranchConvKernelsTest {
             BE.branchConv2d(plan, BE.fromFloats(x), c.n, c.h, c.w, y, false);
             assertClose(ref, BE.toFloats(y), "case " + t + " " + plan + " (backend)");
             assertClose(ref, run(new ScalarConvMicroKernels(), c, plan, x, y0, false), "case " + t + " " + plan + " (scalar)");
+            assertClose(ref, run(Conv2dKernels.kernels(), c, plan, x, y0, false, false), "case " + t + " " + plan + " (direct)");
         }
+    }
+
+    /** The cases must keep exercising both the Winograd and the direct path. */
+    @Test void casesCoverWinogradAndDirect() {
+        int winograd = 0;
+        for (int[] a : CASES) {
+            Case c = of(a);
+            if (Conv2dWinograd.applies(new ConvGeometry(c.n, c.cIn, c.h, c.w, 1, c.k, c.k, c.st, c.st, c.pad, c.pad, 1))) winograd++;
+        }
+        if (Conv2dWinograd.ENABLED) assertTrue(winograd >= 3 && winograd <= CASES.length - 3, winograd + " Winograd cases");
     }
 
     @Test void accumulateAddsOverlappingBranches() {

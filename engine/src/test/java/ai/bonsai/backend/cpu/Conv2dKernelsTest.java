@@ -37,6 +37,14 @@ class Conv2dKernelsTest {
         {3, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1},
         {2, 8, 32, 32, 16, 3, 3, 1, 1, 1, 1, 2},
         {2, 16, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1},
+        // Winograd F(4, 3) along rows (stride 1, r = 3, one group): output heights that are not a multiple of 4,
+        // padding 0 and 2, kernel widths 1, 3 and 5, a single full tile row, and channel counts past one tile.
+        {2, 5, 11, 7, 6, 3, 3, 1, 1, 1, 1, 1},
+        {1, 3, 6, 9, 2, 3, 1, 1, 1, 0, 0, 1},
+        {3, 7, 13, 10, 9, 3, 5, 1, 1, 2, 2, 1},
+        {2, 13, 9, 14, 17, 3, 3, 1, 1, 2, 1, 1},
+        {1, 33, 8, 8, 40, 3, 3, 1, 1, 1, 1, 1},
+        {5, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1, 1},
     };
 
     private static ConvGeometry geometry(int[] a) {
@@ -121,6 +129,12 @@ class Conv2dKernelsTest {
     }
 
     private static float[][] runAll(ConvMicroKernels kern, ConvGeometry g, long seed, boolean withBias, boolean check) {
+        return runAll(kern, g, seed, withBias, check, false);
+    }
+
+    /** With {@code direct}, the implicit-GEMM kernels even where {@link Conv2dWinograd} would take the geometry. */
+    private static float[][] runAll(ConvMicroKernels kern, ConvGeometry g, long seed, boolean withBias, boolean check,
+                                    boolean direct) {
         SplittableRandom rnd = new SplittableRandom(seed);
         float[] x = random(rnd, g.n() * g.c() * g.h() * g.w());
         float[] w = random(rnd, g.k() * g.cg() * g.r() * g.s());
@@ -128,9 +142,15 @@ class Conv2dKernelsTest {
         float[] dy = random(rnd, g.n() * g.k() * g.outH() * g.outW());
         // Outputs start as NaN: every kernel must overwrite all of its output.
         float[] y = poisoned(dy.length), dx = poisoned(x.length), dw = poisoned(w.length);
-        Conv2dKernels.forward(kern, g, x, w, bias, y);
-        Conv2dKernels.backwardData(kern, g, dy, w, dx);
-        Conv2dKernels.backwardWeight(kern, g, x, dy, dw);
+        if (direct) {
+            Conv2dKernels.forwardDirect(kern, g, x, w, bias, y);
+            Conv2dKernels.backwardDataDirect(kern, g, dy, w, dx);
+            Conv2dKernels.backwardWeightDirect(kern, g, x, dy, dw);
+        } else {
+            Conv2dKernels.forward(kern, g, x, w, bias, y);
+            Conv2dKernels.backwardData(kern, g, dy, w, dx);
+            Conv2dKernels.backwardWeight(kern, g, x, dy, dw);
+        }
         if (!check) return new float[][] {y, dx, dw};
         assertClose("forward " + g, refForward(g, x, w, bias), y);
         assertClose("backwardData " + g, refBackwardData(g, dy, w), dx);
@@ -146,6 +166,19 @@ class Conv2dKernelsTest {
     }
 
     @Test
+    void directKernelsMatchNaiveReferenceWhereWinogradWouldApply() {
+        int winograd = 0;
+        for (int t = 0; t < GEOMETRIES.length; t++) {
+            ConvGeometry g = geometry(GEOMETRIES[t]);
+            if (!Conv2dWinograd.applies(g)) continue;
+            winograd++;
+            runAll(Conv2dKernels.kernels(), g, 300 + t, t % 2 == 1, true, true);
+        }
+        // The list must keep exercising the Winograd path (unless it is switched off for this JVM).
+        if (Conv2dWinograd.ENABLED) assertTrue(winograd >= 8, "only " + winograd + " Winograd geometries");
+    }
+
+    @Test
     void scalarKernelsMatchNaiveReference() {
         for (int t = 0; t < GEOMETRIES.length; t += 2) {
             runAll(new ScalarConvMicroKernels(), geometry(GEOMETRIES[t]), 100 + t, true);
@@ -157,7 +190,7 @@ class Conv2dKernelsTest {
         ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
                 "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
         assumeTrue(simd != null, "Vector API not enabled");
-        for (int t : new int[] {1, 2, 12, 16, 17}) {
+        for (int t : new int[] {1, 2, 12, 16, 17, 18, 20, 21}) {
             ConvGeometry g = geometry(GEOMETRIES[t]);
             float[][] a = runAll(simd, g, 7, true), b = runAll(new ScalarConvMicroKernels(), g, 7, true);
             for (int o = 0; o < 3; o++) {
@@ -173,7 +206,7 @@ class Conv2dKernelsTest {
     void singleAndMultiThreadedAreBitwiseIdentical() {
         int saved = Parallel.threads();
         try {
-            for (int t : new int[] {1, 2, 4, 11, 12, 13, 14, 16, 17}) {
+            for (int t : new int[] {1, 2, 4, 11, 12, 13, 14, 16, 17, 18, 20, 21}) {
                 ConvGeometry g = geometry(GEOMETRIES[t]);
                 Parallel.setThreads(1);
                 float[][] one = runAll(Conv2dKernels.kernels(), g, 5, true);

@@ -174,4 +174,100 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
         c70.add(FloatVector.fromArray(S, dwT, o)).intoArray(dwT, o);
         c71.add(FloatVector.fromArray(S, dwT, o + L)).intoArray(dwT, o + L);
     }
+
+    // Winograd row transforms: the same formulas as ScalarConvMicroKernels, lane-wise, then a scalar tail.
+
+    @Override
+    public void winogradInput(float[] p, int pOff, int ld, int len, float[] v, int vOff, int vStride) {
+        int t = 0;
+        for (; t <= len - L; t += L) {
+            int o = pOff + t;
+            FloatVector d0 = FloatVector.fromArray(S, p, o), d1 = FloatVector.fromArray(S, p, o + ld);
+            FloatVector d2 = FloatVector.fromArray(S, p, o + 2 * ld), d3 = FloatVector.fromArray(S, p, o + 3 * ld);
+            FloatVector d4 = FloatVector.fromArray(S, p, o + 4 * ld), d5 = FloatVector.fromArray(S, p, o + 5 * ld);
+            int w = vOff + t;
+            d0.mul(4f).sub(d2.mul(5f)).add(d4).intoArray(v, w);
+            d4.add(d3).sub(d1.add(d2).mul(4f)).intoArray(v, w + vStride);
+            d4.sub(d3).add(d1.sub(d2).mul(4f)).intoArray(v, w + 2 * vStride);
+            FloatVector e = d4.sub(d2), f = d3.sub(d1).mul(2f);
+            e.add(f).intoArray(v, w + 3 * vStride);
+            e.sub(f).intoArray(v, w + 4 * vStride);
+            d1.mul(4f).sub(d3.mul(5f)).add(d5).intoArray(v, w + 5 * vStride);
+        }
+        for (; t < len; t++) {
+            int o = pOff + t;
+            float d0 = p[o], d1 = p[o + ld], d2 = p[o + 2 * ld], d3 = p[o + 3 * ld], d4 = p[o + 4 * ld], d5 = p[o + 5 * ld];
+            int w = vOff + t;
+            v[w] = 4f * d0 - 5f * d2 + d4;
+            v[w + vStride] = (d4 + d3) - 4f * (d1 + d2);
+            v[w + 2 * vStride] = (d4 - d3) + 4f * (d1 - d2);
+            v[w + 3 * vStride] = (d4 - d2) + 2f * (d3 - d1);
+            v[w + 4 * vStride] = (d4 - d2) - 2f * (d3 - d1);
+            v[w + 5 * vStride] = 4f * d1 - 5f * d3 + d5;
+        }
+    }
+
+    @Override
+    public void winogradOutput(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows) {
+        int t = 0;
+        for (; t <= len - L; t += L) {
+            int o = mOff + t;
+            FloatVector m0 = FloatVector.fromArray(S, m, o), m1 = FloatVector.fromArray(S, m, o + mStride);
+            FloatVector m2 = FloatVector.fromArray(S, m, o + 2 * mStride), m3 = FloatVector.fromArray(S, m, o + 3 * mStride);
+            FloatVector m4 = FloatVector.fromArray(S, m, o + 4 * mStride);
+            FloatVector s12 = m1.add(m2), d12 = m1.sub(m2), s34 = m3.add(m4), d34 = m3.sub(m4);
+            int w = yOff + t;
+            m0.add(s12).add(s34).add(bias).intoArray(y, w);
+            if (rows > 1) d12.add(d34.mul(2f)).add(bias).intoArray(y, w + ldy);
+            if (rows > 2) s12.add(s34.mul(4f)).add(bias).intoArray(y, w + 2 * ldy);
+            if (rows > 3) {
+                FloatVector m5 = FloatVector.fromArray(S, m, o + 5 * mStride);
+                d12.add(d34.mul(8f)).add(m5).add(bias).intoArray(y, w + 3 * ldy);
+            }
+        }
+        for (; t < len; t++) {
+            int o = mOff + t;
+            float m0 = m[o], m1 = m[o + mStride], m2 = m[o + 2 * mStride], m3 = m[o + 3 * mStride];
+            float m4 = m[o + 4 * mStride], m5 = m[o + 5 * mStride];
+            float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
+            int w = yOff + t;
+            y[w] = bias + (m0 + s12 + s34);
+            if (rows > 1) y[w + ldy] = bias + (d12 + 2f * d34);
+            if (rows > 2) y[w + 2 * ldy] = bias + (s12 + 4f * s34);
+            if (rows > 3) y[w + 3 * ldy] = bias + (d12 + 8f * d34 + m5);
+        }
+    }
+
+    @Override
+    public void winogradOutputAdjoint(float[] g, int gOff, int ld, int rows, int len, float[] d, int dOff, int dStride) {
+        FloatVector z = FloatVector.zero(S);
+        int t = 0;
+        for (; t <= len - L; t += L) {
+            int o = gOff + t;
+            FloatVector g0 = FloatVector.fromArray(S, g, o);
+            FloatVector g1 = rows > 1 ? FloatVector.fromArray(S, g, o + ld) : z;
+            FloatVector g2 = rows > 2 ? FloatVector.fromArray(S, g, o + 2 * ld) : z;
+            FloatVector g3 = rows > 3 ? FloatVector.fromArray(S, g, o + 3 * ld) : z;
+            FloatVector s02 = g0.add(g2), s13 = g1.add(g3), q02 = g0.add(g2.mul(4f)), q13 = g1.mul(2f).add(g3.mul(8f));
+            int w = dOff + t;
+            g0.intoArray(d, w);
+            s02.add(s13).intoArray(d, w + dStride);
+            s02.sub(s13).intoArray(d, w + 2 * dStride);
+            q02.add(q13).intoArray(d, w + 3 * dStride);
+            q02.sub(q13).intoArray(d, w + 4 * dStride);
+            g3.intoArray(d, w + 5 * dStride);
+        }
+        for (; t < len; t++) {
+            int o = gOff + t;
+            float g0 = g[o], g1 = rows > 1 ? g[o + ld] : 0f, g2 = rows > 2 ? g[o + 2 * ld] : 0f, g3 = rows > 3 ? g[o + 3 * ld] : 0f;
+            float s02 = g0 + g2, s13 = g1 + g3, q02 = g0 + 4f * g2, q13 = 2f * g1 + 8f * g3;
+            int w = dOff + t;
+            d[w] = g0;
+            d[w + dStride] = s02 + s13;
+            d[w + 2 * dStride] = s02 - s13;
+            d[w + 3 * dStride] = q02 + q13;
+            d[w + 4 * dStride] = q02 - q13;
+            d[w + 5 * dStride] = g3;
+        }
+    }
 }

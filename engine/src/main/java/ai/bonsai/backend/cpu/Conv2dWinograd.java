@@ -1,0 +1,391 @@
+package ai.bonsai.backend.cpu;
+
+import static ai.bonsai.backend.cpu.Conv2dKernels.ceilDiv;
+import static ai.bonsai.backend.cpu.Conv2dKernels.roundUp;
+import static ai.bonsai.backend.cpu.Conv2dKernels.zero;
+
+/**
+ * 3-row stride-1 convolutions with Winograd's minimal filtering F(4, 3) along the rows and the direct shift GEMM of
+ * {@link Conv2dKernels} along the columns: half the multiply-adds of the direct method (each 4 output rows cost
+ * 6 products per tap column instead of 12), with no gathers or scatters, because every transform runs along
+ * contiguous rows.
+ *
+ * <p>For output rows {@code 4t .. 4t+3} of one image (a "tile row") and input rows {@code 4t .. 4t+5} of the
+ * zero-padded input P, F(4, 3) gives (Lavin and Gray, 2016; points 0, +-1, +-2, infinity)
+ * <pre>
+ *   y[k][4t+i][j] = sum_a AT[i][a] * M[a][k][t][j],
+ *   M[a][k][t][j] = sum_{c, s} U[a][k][c][s] * V[a][c][t][j + s],
+ *   V[a][c][t][x] = sum_i BT[a][i] * P[c][4t + i][x],      U[a][k][c][s] = sum_r G[a][r] * w[k][c][r][s].
+ * </pre>
+ * The six M are one shift GEMM each, over the reduction (c, s) of length {@code c * s} instead of {@code c * 3 * s}:
+ * {@code Conv2dKernels.shiftGemm} runs them as six "groups". Rows of V keep the padded row length, so reading past
+ * a row's end lands on the next row's left padding (transformed zeros), as in the direct method.
+ *
+ * <p>backwardData is this forward pass on dy with the flipped, transposed weights. backwardWeight uses the adjoint:
+ * {@code dw[k][c][r][s] = sum_a G[a][r] * dU[a][k][c][s]} with
+ * {@code dU[a][k][c][s] = sum_{t, j} D[a][k][t][j] * V[a][c][t][j + s]} and {@code D[a] = sum_i AT[i][a] dy[4t+i]}
+ * (zero at discarded columns and rows), six dot-product GEMMs with the micro-kernels' gradient tiles.
+ *
+ * <p>Threads take whole units of images whose size depends only on the geometry, and the weight gradient adds
+ * per-unit partials in a fixed order, so results are bitwise identical for any thread count. The transforms add a
+ * few ulps of rounding relative to the direct method (the transformed values are sums of up to 10 scaled inputs);
+ * {@code Conv2dWinogradTest} bounds that against double-precision references. Disable with
+ * {@code -Dbonsai.conv.winograd=false} (e.g. to compare the two in {@code benchmarks/run Conv2dBench}).
+ */
+final class Conv2dWinograd {
+    /** Output rows per tile row, and input rows per tile row (m + r - 1). */
+    static final int M = 4, ALPHA = 6;
+    /**
+     * Target floats of one unit's working set (padded input, transformed input, GEMM output), 2 MB. Larger than L2
+     * on purpose: measured on ResNet shapes, longer units amortise the per-unit transforms and tails better than
+     * they lose to cache misses (the GEMM streams each transformed plane once per row block).
+     */
+    private static final int UNIT_FLOATS = 1 << 19;
+    /** q chunk of the weight gradient: its packed D tile (256 x gradNr floats) stays in L1. */
+    private static final int GRAD_T_CHUNK = 256;
+    /** The weight gradient keeps at most this many per-unit partials, however large the batch. */
+    private static final int REDUCE_GROUPS = 16;
+
+    static final boolean ENABLED = !"false".equalsIgnoreCase(System.getProperty("bonsai.conv.winograd", "true"));
+
+    /** G of F(4, 3): U = G w along the kernel rows. */
+    private static final double[][] G = {
+        {1.0 / 4, 0, 0},
+        {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+        {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+        {1.0 / 24, 1.0 / 12, 1.0 / 6},
+        {1.0 / 24, -1.0 / 12, 1.0 / 6},
+        {0, 0, 1},
+    };
+
+    private Conv2dWinograd() {}
+
+    /**
+     * Whether the forward pass of {@code g} runs here: three kernel rows, stride 1, one group, at least one full tile
+     * row of output, and padding the backward pass can express ({@code padH <= 2}, {@code padW < s}).
+     */
+    static boolean applies(ConvGeometry g) {
+        return ENABLED && g.r() == 3 && g.strideH() == 1 && g.strideW() == 1 && g.groups() == 1
+                && g.padH() <= 2 && g.padW() <= g.s() - 1 && g.outH() >= M;
+    }
+
+    /** The geometry whose forward pass is the backward-data pass of {@code g}: dy in, dx out, flipped weights. */
+    static ConvGeometry transposed(ConvGeometry g) {
+        return new ConvGeometry(g.n(), g.k(), g.outH(), g.outW(), g.c(), g.r(), g.s(), 1, 1,
+                g.r() - 1 - g.padH(), g.s() - 1 - g.padW(), 1);
+    }
+
+    // ------------------------------------------------------------------------------------------ layout
+
+    /**
+     * One unit's buffers, with the images of the unit side by side in every row so that each transform runs over
+     * one long contiguous stretch ({@code imgs * wp} floats) instead of many short image rows:
+     * <ul>
+     *   <li>P[c][row][img][col]: padded row {@code row}, padded column {@code col} of image img (zero borders);</li>
+     *   <li>V[a][c][q], q = (t*imgs + img)*wp + x: the row transform of tile row t; each channel's q range is
+     *       followed by zeros, so the GEMM may read {@code s - 1} past the last row;</li>
+     *   <li>M[a][k][q]: the GEMM output, rows of {@code qRound}.</li>
+     * </ul>
+     * A read past a row's end still lands on the left padding of the next image or tile row (transformed zeros).
+     */
+    static final class Layout {
+        final int imgs, tiles, hp, wp, rs, span, pChannel, qCount, qRound, vChannel, vPlane;
+
+        Layout(ConvGeometry g, int imgs, int nr) {
+            this.imgs = imgs;
+            tiles = ceilDiv(g.outH(), M);
+            hp = M * tiles + 2;
+            // wp >= w + padW makes a read past a row's end land on the next row's left padding (see Conv2dKernels).
+            wp = Math.max(g.outW(), g.w() + g.padW());
+            rs = imgs * wp;
+            // Transforms run over whole vectors: up to nr - 1 floats past a tile row, into the next tile row's range
+            // (rewritten afterwards, tile rows go in order) or into the zeroed tail.
+            span = roundUp(rs, nr);
+            pChannel = hp * rs + nr;
+            qCount = tiles * rs;
+            qRound = roundUp(qCount, nr);
+            vChannel = qRound + g.s() + nr;
+            vPlane = g.c() * vChannel;
+        }
+
+        /** Floats of one unit's P, V and M (forward) with {@code kPad} GEMM rows. */
+        static int floatsPerImage(ConvGeometry g, int kPad) {
+            Layout one = new Layout(g, 1, 1);
+            return g.c() * one.pChannel + ALPHA * one.vPlane + ALPHA * kPad * one.qRound;
+        }
+    }
+
+    /** Images per unit: a working set near {@link #UNIT_FLOATS}, and at least 16 units when the batch allows. */
+    static int unitImages(ConvGeometry g, int kPad) {
+        int byMemory = Math.max(1, UNIT_FLOATS / Math.max(1, Layout.floatsPerImage(g, kPad)));
+        return Math.max(1, Math.min(byMemory, ceilDiv(g.n(), 16)));
+    }
+
+    /**
+     * Copies images [n0, n0+imgs) of an (n, xChannels, h, w) array into {@code rows} padded rows ({@code top} zero
+     * rows first, zeros past the image) of {@code imgs * wp} floats, image-interleaved as in {@link Layout}: staged
+     * channel ch (of {@code count}) is x channel {@code channels[ch]} ({@code channels} null: the identity) and
+     * starts at {@code ch * chStride}.
+     */
+    private static void stageRows(float[] x, int xChannels, int[] channels, int count, int h, int w, int n0, int imgs,
+                                  int top, int left, int rows, int wp, float[] p, int chStride) {
+        int rs = imgs * wp, colEnd = left + w;
+        for (int ch = 0; ch < count; ch++) {
+            int pc = ch * chStride, xc = channels == null ? ch : channels[ch];
+            for (int row = 0; row < rows; row++) {
+                int dst = pc + row * rs, hi = row - top;
+                if (hi < 0 || hi >= h) {
+                    zero(p, dst, dst + rs);
+                    continue;
+                }
+                for (int img = 0; img < imgs; img++) {
+                    int d = dst + img * wp;
+                    zero(p, d, d + left);
+                    System.arraycopy(x, (((n0 + img) * xChannels + xc) * h + hi) * w, p, d + left, w);
+                    zero(p, d + colEnd, d + wp);
+                }
+            }
+        }
+    }
+
+    /** Stages images [n0, n0+imgs) of x into P and writes V, the row transform of every tile row. */
+    private static void stageAndTransform(ConvMicroKernels kern, ConvGeometry g, float[] x, int n0, Layout lay,
+                                          float[] p, float[] v) {
+        stageAndTransform(kern, g, x, g.c(), null, n0, lay, p, v);
+    }
+
+    /**
+     * As above with a channel gather folded into the staging: staged channel c (of {@code g.c()}) is channel
+     * {@code channels[c]} of an x with {@code xChannels} channels. The multi-branch convolution transforms only the
+     * channels its branches read, once for all branches.
+     */
+    static void stageAndTransform(ConvMicroKernels kern, ConvGeometry g, float[] x, int xChannels, int[] channels,
+                                  int n0, Layout lay, float[] p, float[] v) {
+        stageRows(x, xChannels, channels, g.c(), g.h(), g.w(), n0, lay.imgs, g.padH(), g.padW(), lay.hp, lay.wp, p,
+                lay.pChannel);
+        for (int c = 0; c < g.c(); c++) {
+            for (int t = 0; t < lay.tiles; t++) {
+                kern.winogradInput(p, c * lay.pChannel + M * t * lay.rs, lay.rs, lay.span,
+                        v, c * lay.vChannel + t * lay.rs, lay.vPlane);
+            }
+            for (int a = 0; a < ALPHA; a++) {
+                int vc = a * lay.vPlane + c * lay.vChannel;
+                zero(v, vc + lay.qCount, vc + lay.vChannel);
+            }
+        }
+    }
+
+    /** off[(c, s)] = c * vChannel + s: where tap column s of channel c sits relative to output position q in V. */
+    private static int[] offsets(ConvGeometry g, Layout lay, int length) {
+        int[] off = new int[length]; // entries past c*s (padding) read offset 0: finite, discarded
+        for (int c = 0; c < g.c(); c++) for (int s = 0; s < g.s(); s++) off[c * g.s() + s] = c * lay.vChannel + s;
+        return off;
+    }
+
+    // ------------------------------------------------------------------------------------------ forward
+
+    /** y = conv(x, w) + bias for a geometry that {@link #applies}. */
+    static void forward(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
+        int mr = kern.mr(), nr = kern.nr();
+        int k = g.k(), np = g.c() * g.s();
+        int mBlocks = ceilDiv(k, mr), kPad = mBlocks * mr;
+        float[] a = packTransformedWeights(g, w, mr, mBlocks);
+        int imgsPerUnit = unitImages(g, kPad);
+        int units = ceilDiv(g.n(), imgsPerUnit);
+        int slices = units >= Parallel.threads() ? 1 : Parallel.threads();
+        int oh = g.outH(), ow = g.outW();
+        Parallel.forEach(units, u -> {
+            int n0 = u * imgsPerUnit;
+            Layout lay = new Layout(g, Math.min(imgsPerUnit, g.n() - n0), nr);
+            float[] p = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, g.c() * lay.pChannel);
+            float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, ALPHA * lay.vPlane);
+            stageAndTransform(kern, g, x, n0, lay, p, v);
+            int qRound = lay.qRound;
+            float[] m = ScratchBuffers.get(ScratchBuffers.CONV_OUT, ALPHA * kPad * qRound);
+            Conv2dKernels.shiftGemm(kern, ALPHA, mBlocks, np, a, v, lay.vPlane, offsets(g, lay, np), m, qRound, slices);
+            // Output transform over the whole unit per channel (long vectors), then plain row copies into y.
+            float[] rowsOut = ScratchBuffers.get(ScratchBuffers.CONV_TMP, M * qRound);
+            for (int kk = 0; kk < k; kk++) {
+                kern.winogradOutput(m, kk * qRound, kPad * qRound, qRound, bias == null ? 0f : bias[kk],
+                        rowsOut, 0, qRound, M);
+                for (int t = 0; t < lay.tiles; t++) {
+                    for (int i = 0; i < Math.min(M, oh - M * t); i++) {
+                        int src = i * qRound + t * lay.rs;
+                        for (int img = 0; img < lay.imgs; img++) {
+                            System.arraycopy(rowsOut, src + img * lay.wp, y, (((n0 + img) * k + kk) * oh + M * t + i) * ow, ow);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /** A[a][mb][p][i] = U[a][mb*mr + i][p] with p = (c, s) and U = G w along r; rows past k are zero. */
+    private static float[] packTransformedWeights(ConvGeometry g, float[] w, int mr, int mBlocks) {
+        return packTransformedWeights(g.k(), g.c(), g.s(), w, mr, mBlocks);
+    }
+
+    /** As above for k filters of shape (c, 3, s). */
+    static float[] packTransformedWeights(int k, int c, int s, float[] w, int mr, int mBlocks) {
+        int np = c * s;
+        float[] a = new float[ALPHA * mBlocks * np * mr];
+        int aStride = mBlocks * np * mr;
+        for (int kk = 0; kk < k; kk++) {
+            int base = (kk / mr) * np * mr + kk % mr;
+            for (int ch = 0; ch < c; ch++) {
+                int wb = (kk * c + ch) * 3 * s;
+                for (int ss = 0; ss < s; ss++) {
+                    double w0 = w[wb + ss], w1 = w[wb + s + ss], w2 = w[wb + 2 * s + ss];
+                    int o = base + (ch * s + ss) * mr;
+                    for (int al = 0; al < ALPHA; al++) {
+                        a[al * aStride + o] = (float) (G[al][0] * w0 + G[al][1] * w1 + G[al][2] * w2);
+                    }
+                }
+            }
+        }
+        return a;
+    }
+
+    // ------------------------------------------------------------------------------------------ backwardData
+
+    /** dx = conv_transpose(dy, w), as the forward pass of {@link #transposed}(g) with w flipped and transposed. */
+    static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
+        int k = g.k(), c = g.c(), r = g.r(), s = g.s();
+        float[] wt = new float[w.length];
+        for (int kk = 0; kk < k; kk++) {
+            for (int ch = 0; ch < c; ch++) {
+                for (int rr = 0; rr < r; rr++) {
+                    for (int ss = 0; ss < s; ss++) {
+                        wt[((ch * k + kk) * r + (r - 1 - rr)) * s + (s - 1 - ss)] = w[((kk * c + ch) * r + rr) * s + ss];
+                    }
+                }
+            }
+        }
+        forward(kern, transposed(g), dy, wt, null, dx);
+    }
+
+    // ------------------------------------------------------------------------------------------ backwardWeight
+
+    /**
+     * Whether the weight gradient of {@code g} runs here: as {@link #applies}, with at least a gradient tile's width
+     * of output channels. With fewer (16-channel ResNet stages) a dot-product formulation over the short Winograd
+     * units measured slower than the direct kernel (0.8-0.9x), so those stay direct.
+     */
+    static boolean appliesToWeightGradient(ConvMicroKernels kern, ConvGeometry g) {
+        return applies(g) && g.k() >= kern.gradNr();
+    }
+
+    /**
+     * dw = correlation of x with dy summed over the batch, for a geometry that {@link #appliesToWeightGradient}:
+     * dU^T = V x D^T as the micro-kernels' transposed gradient tiles over (p, k), with D packed q-major, and no
+     * cross-lane reductions (see Conv2dKernels.backwardWeight).
+     */
+    static void backwardWeight(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
+
+        int gmr = kern.gradMr(), gnr = kern.gradNr(), nr = kern.nr();
+        int k = g.k(), c = g.c(), s = g.s(), np = c * s;
+        int kTiles = ceilDiv(k, gnr), kPad = kTiles * gnr, npPad = roundUp(np, gmr);
+        int partLen = ALPHA * npPad * kPad;
+        int imgsPerUnit = unitImages(g, kPad);
+        int units = ceilDiv(g.n(), imgsPerUnit);
+        int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
+        float[] partials = new float[nGroups * partLen];
+        int slices = nGroups >= Parallel.threads() ? 1 : Parallel.threads();
+        int oh = g.outH(), ow = g.outW();
+        Parallel.forEach(nGroups, grpIdx -> {
+            for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
+                int n0 = u * imgsPerUnit;
+                Layout lay = new Layout(g, Math.min(imgsPerUnit, g.n() - n0), nr);
+                float[] p = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, c * lay.pChannel);
+                float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, ALPHA * lay.vPlane);
+                stageAndTransform(kern, g, x, n0, lay, p, v);
+                int[] off = offsets(g, lay, npPad);
+                // dy staged q-major, gnr channels per q: gs[kt][row][q'][j] = dy(img, kt*gnr + j, row, x) with
+                // q' = img*wp + x, zero past the last output row and column and past k. The adjoint transform is
+                // element-wise, so it runs on this layout as is and leaves D q-major: D[a][kt][q][j].
+                int rowLen = lay.rs * gnr, rowsPerTile = M * lay.tiles;
+                int gsTile = rowsPerTile * rowLen;
+                float[] gs = ScratchBuffers.get(ScratchBuffers.CONV_TMP, kTiles * gsTile);
+                for (int kt = 0; kt < kTiles; kt++) {
+                    for (int row = 0; row < rowsPerTile; row++) {
+                        int dst = kt * gsTile + row * rowLen;
+                        if (row >= oh) {
+                            zero(gs, dst, dst + rowLen);
+                            continue;
+                        }
+                        for (int img = 0; img < lay.imgs; img++) {
+                            int d0 = dst + img * lay.wp * gnr;
+                            for (int j = 0; j < gnr; j++) {
+                                int kk = kt * gnr + j;
+                                if (kk >= k) {
+                                    for (int xx = 0; xx < lay.wp; xx++) gs[d0 + xx * gnr + j] = 0f;
+                                    continue;
+                                }
+                                int src = (((n0 + img) * k + kk) * oh + row) * ow;
+                                for (int xx = 0; xx < ow; xx++) gs[d0 + xx * gnr + j] = dy[src + xx];
+                                for (int xx = ow; xx < lay.wp; xx++) gs[d0 + xx * gnr + j] = 0f;
+                            }
+                        }
+                    }
+                }
+                int dTile = lay.qRound * gnr, dPlane = kTiles * dTile;
+                float[] d = ScratchBuffers.get(ScratchBuffers.CONV_OUT, ALPHA * dPlane);
+                for (int kt = 0; kt < kTiles; kt++) {
+                    for (int t = 0; t < lay.tiles; t++) {
+                        kern.winogradOutputAdjoint(gs, kt * gsTile + M * t * rowLen, rowLen, M, rowLen,
+                                d, kt * dTile + t * rowLen, dPlane);
+                    }
+                    for (int al = 0; al < ALPHA; al++) {
+                        int base = al * dPlane + kt * dTile;
+                        zero(d, base + lay.qCount * gnr, base + dTile);
+                    }
+                }
+                int pOff = grpIdx * partLen;
+                // (a, p tile) pairs own disjoint partial entries, so splitting them over tasks keeps every sum's order.
+                int pTiles = npPad / gmr, jobs = ALPHA * pTiles, per = ceilDiv(jobs, Math.min(slices, jobs));
+                Parallel.forEach(ceilDiv(jobs, per), task -> {
+                    int j0 = task * per, j1 = Math.min(jobs, (task + 1) * per);
+                    for (int q0 = 0; q0 < lay.qRound; q0 += GRAD_T_CHUNK) {
+                        int nq = Math.min(GRAD_T_CHUNK, lay.qRound - q0);
+                        for (int job = j0; job < j1; job++) {
+                            int al = job / pTiles, pt = (job % pTiles) * gmr;
+                            for (int kt = 0; kt < kTiles; kt++) {
+                                kern.gradShiftTile(nq, v, al * lay.vPlane + q0, off, pt, d, al * dPlane + kt * dTile + q0 * gnr,
+                                        partials, pOff + (al * npPad + pt) * kPad + kt * gnr, kPad);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        // Fixed-order reduction over the partials, then dw = G^T dU along r (rows of dw split over threads).
+        Parallel.forRange(k, 1, (from, to) -> {
+            float[] du = new float[ALPHA * np];
+            for (int kk = from; kk < to; kk++) {
+                for (int al = 0; al < ALPHA; al++) {
+                    for (int pp = 0; pp < np; pp++) {
+                        int idx = (al * npPad + pp) * kPad + kk;
+                        float sum = 0;
+                        for (int gi = 0; gi < nGroups; gi++) sum += partials[gi * partLen + idx];
+                        du[al * np + pp] = sum;
+                    }
+                }
+                transformWeightGradient(g, du, np, kk, dw);
+            }
+        });
+    }
+
+    /** dw[kk][c][r][s] = sum_a G[a][r] * du[a][(c, s)]. */
+    private static void transformWeightGradient(ConvGeometry g, float[] du, int np, int kk, float[] dw) {
+        int c = g.c(), s = g.s();
+        for (int ch = 0; ch < c; ch++) {
+            for (int rr = 0; rr < 3; rr++) {
+                for (int ss = 0; ss < s; ss++) {
+                    double sum = 0;
+                    for (int al = 0; al < ALPHA; al++) sum += G[al][rr] * du[al * np + ch * s + ss];
+                    dw[((kk * c + ch) * 3 + rr) * s + ss] = (float) sum;
+                }
+            }
+        }
+    }
+}
