@@ -164,6 +164,9 @@ public interface Backend {
      *   y[:, out_b[j]] = t      when !accumulate   (<b>overwrites</b>; y channels of no branch are left untouched)
      *   y[:, out_b[j]] += t     when accumulate    (<b>accumulates</b>; branches add in plan order)
      * </pre>
+     * then, when the plan has an output stage, for every output channel c (written by a branch or not):
+     * {@code y[:, c] = act(y[:, c] + outputShift[c])} ({@link BranchConv#outputShift()} null: no constant;
+     * act = ReLU when {@link BranchConv#outputRelu()}).
      * Overwriting requires {@link BranchConv#disjointOutputs()}. The gather of in_b is read from x in place; x
      * and y must be different buffers. Deterministic: the result does not depend on the thread count.
      */

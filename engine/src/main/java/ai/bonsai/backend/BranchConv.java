@@ -46,12 +46,27 @@ public final class BranchConv {
     private final int inChannels, outChannels, kernel, stride, padding;
     private final List<Branch> branches;
     private final boolean disjointOutputs;
+    private final Buffer outputShift;
+    private final boolean outputRelu;
 
     /**
      * @param inChannels  channels of the source tensor x (N, inChannels, H, W)
      * @param outChannels channels of the destination y (N, outChannels, outH, outW)
      */
     public BranchConv(int inChannels, int outChannels, int kernel, int stride, int padding, List<Branch> branches) {
+        this(inChannels, outChannels, kernel, stride, padding, branches, null, false);
+    }
+
+    /**
+     * A plan with an output stage, applied after all branches to <b>every</b> channel of y, including channels no
+     * branch writes: {@code y[:, c] = act(y[:, c] + outputShift[c])}. A packed DSP block's conv_b uses it for the
+     * block's residual constant and final ReLU, so they cost no extra pass over the output.
+     *
+     * @param outputShift one float per output channel, or null for none
+     * @param outputRelu  whether the output stage ends with a ReLU
+     */
+    public BranchConv(int inChannels, int outChannels, int kernel, int stride, int padding, List<Branch> branches,
+                      Buffer outputShift, boolean outputRelu) {
         if (inChannels < 1 || outChannels < 1 || kernel < 1 || stride < 1 || padding < 0) {
             throw new IllegalArgumentException("BranchConv: invalid geometry inChannels=" + inChannels + " outChannels=" + outChannels
                     + " kernel=" + kernel + " stride=" + stride + " padding=" + padding);
@@ -84,6 +99,9 @@ public final class BranchConv {
             checkBuffer(where + " shift", br.shift, br.outWidth(), "(" + br.outWidth() + ")");
         }
         this.disjointOutputs = disjoint;
+        if (outputShift != null) checkBuffer("BranchConv outputShift", outputShift, outChannels, "(" + outChannels + ")");
+        this.outputShift = outputShift;
+        this.outputRelu = outputRelu;
     }
 
     /** Every index in [0, limit); with {@code distinct}, no index twice. */
@@ -118,6 +136,15 @@ public final class BranchConv {
 
     public List<Branch> branches() { return branches; }
 
+    /** The output stage's per-channel constant, or null. */
+    public Buffer outputShift() { return outputShift; }
+
+    /** Whether the output stage applies a ReLU to every output channel. */
+    public boolean outputRelu() { return outputRelu; }
+
+    /** True when the plan has an output stage. */
+    public boolean hasOutputStage() { return outputShift != null || outputRelu; }
+
     /** True when no destination channel is written by two branches (required by the overwriting mode). */
     public boolean disjointOutputs() { return disjointOutputs; }
 
@@ -135,6 +162,8 @@ public final class BranchConv {
         StringBuilder sb = new StringBuilder("BranchConv(" + inChannels + " -> " + outChannels + ", k" + kernel + " s" + stride
                 + " p" + padding + ", branches");
         for (Branch b : branches) sb.append(' ').append(b.inWidth()).append("->").append(b.outWidth());
+        if (outputShift != null) sb.append(", output shift");
+        if (outputRelu) sb.append(", output relu");
         return sb.append(')').toString();
     }
 }

@@ -189,7 +189,8 @@ public final class PackedModel extends Module {
                 c.add(new BranchConv.Branch(in, br.out(), be.fromFloats(br.weight()), be.fromFloats(br.bn().scale()),
                         be.fromFloats(br.bn().shift()), false));
             }
-            planB[i] = new BranchConv(width, b.planes(), b.kernel(), 1, b.padding(), c);
+            // The block's residual constant and final ReLU ride on conv_b's output stage: no extra pass over it.
+            planB[i] = new BranchConv(width, b.planes(), b.kernel(), 1, b.padding(), c, residualBias[i], true);
         }
         fcWeight = be.fromFloats(s.classifier().weight());
         fcBias = be.fromFloats(s.classifier().bias());
@@ -291,12 +292,15 @@ public final class PackedModel extends Module {
                 res = ws.get(curSlot, n * b.planes() * bh * bw);
                 be.branchConv2d(planShortcut[i], cur, n, h, w, res, false);
             }
-            if (residualBias[i] != null) {
-                int[] dims = {n, b.planes(), bh, bw};
-                be.binary(BinaryOp.ADD, res, dims, residualBias[i], new int[] {1, b.planes(), 1, 1}, res, dims);
+            if (t != null) {
+                be.branchConv2d(planB[i], t, n, bh, bw, res, true);    // adds conv_b, the constant, then ReLU
+            } else {                                                   // conv_b fully pruned: the residual only
+                if (residualBias[i] != null) {
+                    int[] dims = {n, b.planes(), bh, bw};
+                    be.binary(BinaryOp.ADD, res, dims, residualBias[i], new int[] {1, b.planes(), 1, 1}, res, dims);
+                }
+                be.unary(UnaryOp.RELU, res, res);
             }
-            if (t != null) be.branchConv2d(planB[i], t, n, bh, bw, res, true);
-            be.unary(UnaryOp.RELU, res, res);
             cur = res;
             h = bh;
             w = bw;

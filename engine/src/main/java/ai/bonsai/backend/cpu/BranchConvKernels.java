@@ -32,12 +32,19 @@ final class BranchConvKernels {
         /** x channels that some branch reads, ascending; staged channel i is x channel staged[i]. */
         final int[] staged;
         final PreparedBranch[] branches;
+        /** The plan's output stage: per-channel constant (null: none) and ReLU. */
+        final float[] outputShift;
+        final boolean outputRelu;
 
-        Prepared(int mr, int[] staged, PreparedBranch[] branches) {
+        Prepared(int mr, int[] staged, PreparedBranch[] branches, float[] outputShift, boolean outputRelu) {
             this.mr = mr;
             this.staged = staged;
             this.branches = branches;
+            this.outputShift = outputShift;
+            this.outputRelu = outputRelu;
         }
+
+        boolean hasOutputStage() { return outputShift != null || outputRelu; }
     }
 
     static final class PreparedBranch {
@@ -99,7 +106,8 @@ final class BranchConvKernels {
             out[bi] = new PreparedBranch(inPos, b.outChannels(), a, aw, be.toFloats(b.scale()), be.toFloats(b.shift()),
                     b.relu(), mBlocks, np);
         }
-        return new Prepared(mr, staged, out);
+        return new Prepared(mr, staged, out, plan.outputShift() == null ? null : be.toFloats(plan.outputShift()),
+                plan.outputRelu());
     }
 
     /** Runs the plan; see {@link ai.bonsai.backend.Backend#branchConv2d} for the semantics. */
@@ -112,8 +120,14 @@ final class BranchConvKernels {
     static void run(ConvMicroKernels kern, BranchConv plan, Prepared prep, float[] x, int n, int h, int w, float[] y,
                     boolean accumulate, boolean winograd) {
         assert prep.mr == kern.mr();
-        if (prep.staged.length == 0) return;                  // no branches: nothing is written
         int k = plan.kernel(), st = plan.stride(), pad = plan.padding();
+        if (prep.staged.length == 0) {                        // no branches: only the output stage writes
+            if (prep.hasOutputStage()) {
+                int hw = plan.outSize(h) * plan.outSize(w);
+                Parallel.forEach(n, img -> outputStage(prep, y, img, 1, plan.outChannels(), hw));
+            }
+            return;
+        }
         // The geometry of the staged input: only the channels some branch reads.
         ConvGeometry g = new ConvGeometry(n, prep.staged.length, h, w, 1, k, k, st, st, pad, pad, 1);
         if (winograd && Conv2dWinograd.applies(g)) {
@@ -162,7 +176,26 @@ final class BranchConvKernels {
                     }
                 }
             }
+            if (prep.hasOutputStage()) outputStage(prep, y, n0, imgs, cOut, oh * ow);
         });
+    }
+
+    /**
+     * The plan's output stage on images [n0, n0+imgs), while the unit's output is still in cache:
+     * y[:, c] = act(y[:, c] + outputShift[c]) for every channel.
+     */
+    private static void outputStage(Prepared prep, float[] y, int n0, int imgs, int cOut, int hw) {
+        for (int img = n0; img < n0 + imgs; img++) {
+            for (int c = 0; c < cOut; c++) {
+                int o = (img * cOut + c) * hw;
+                float b = prep.outputShift == null ? 0f : prep.outputShift[c];
+                if (prep.outputRelu) {
+                    for (int j = o; j < o + hw; j++) y[j] = Math.max(y[j] + b, 0f);
+                } else {
+                    for (int j = o; j < o + hw; j++) y[j] += b;
+                }
+            }
+        }
     }
 
     /** y[yo + j] (=|+=) act(acc[o + j] * sc + sh): four plain loops so that C2 vectorises each. */
@@ -231,6 +264,7 @@ final class BranchConvKernels {
                     }
                 }
             }
+            if (prep.hasOutputStage()) outputStage(prep, y, n0, lay.imgs, cOut, oh * ow);
         });
     }
 }

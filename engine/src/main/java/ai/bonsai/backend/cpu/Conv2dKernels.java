@@ -434,17 +434,12 @@ public final class Conv2dKernels {
                 });
             }
         });
-        // Fixed-order reduction over groups: the same sum whatever the thread count (rows of dw split over threads).
+        reducePartials(partials, nGroups, partLen);
         Parallel.forRange(groups * kg, 1, (from, to) -> {
             for (int row = from; row < to; row++) {
                 int grp = row / kg, kk = row % kg;
                 int dRow = row * np;
-                for (int p = 0; p < np; p++) {
-                    int idx = (grp * npPad + p) * kgPad + kk;
-                    float s = 0;
-                    for (int u = 0; u < nGroups; u++) s += partials[u * partLen + idx];
-                    dw[dRow + p] = s;
-                }
+                for (int p = 0; p < np; p++) dw[dRow + p] = partials[(grp * npPad + p) * kgPad + kk];
             }
         });
     }
@@ -519,16 +514,25 @@ public final class Conv2dKernels {
                 });
             }
         });
-        // Fixed-order reduction over groups: the same sum whatever the thread count (rows of dw split over threads).
+        reducePartials(partials, nGroups, partLen);
         Parallel.forRange(groups * kg, 1, (from, to) -> {
             for (int row = from; row < to; row++) {
                 int grp = row / kg, kk = row % kg;
-                int dRow = row * np, pRow = (grp * kgPad + kk) * npPad;
-                for (int p = 0; p < np; p++) {
-                    float s = 0;
-                    for (int u = 0; u < nGroups; u++) s += partials[u * partLen + pRow + p];
-                    dw[dRow + p] = s;
-                }
+                System.arraycopy(partials, (grp * kgPad + kk) * npPad, dw, row * np, np);
+            }
+        });
+    }
+
+    /**
+     * partials[i] = partials[i] + partials[partLen + i] + ... over {@code count} consecutive partials of
+     * {@code partLen}, added in that fixed order whatever the thread count, and in memory order (a strided walk per
+     * output row misses cache on nearly every read once the partials outgrow L2).
+     */
+    static void reducePartials(float[] partials, int count, int partLen) {
+        Parallel.forRange(partLen, 4096, (from, to) -> {
+            for (int gi = 1; gi < count; gi++) {
+                int o = gi * partLen;
+                for (int i = from; i < to; i++) partials[i] += partials[o + i];
             }
         });
     }

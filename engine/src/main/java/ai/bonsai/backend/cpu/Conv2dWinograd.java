@@ -168,9 +168,10 @@ final class Conv2dWinograd {
                 kern.winogradInput(p, c * lay.pChannel + M * t * lay.rs, lay.rs, lay.span,
                         v, c * lay.vChannel + t * lay.rs, lay.vPlane);
             }
+            // The GEMM reads up to qRound + s - 2 of a channel; what lies past that (transform spill) is never read.
             for (int a = 0; a < ALPHA; a++) {
                 int vc = a * lay.vPlane + c * lay.vChannel;
-                zero(v, vc + lay.qCount, vc + lay.vChannel);
+                zero(v, vc + lay.qCount, vc + lay.qRound + g.s());
             }
         }
     }
@@ -359,16 +360,12 @@ final class Conv2dWinograd {
             }
         });
         // Fixed-order reduction over the partials, then dw = G^T dU along r (rows of dw split over threads).
+        Conv2dKernels.reducePartials(partials, nGroups, partLen);
         Parallel.forRange(k, 1, (from, to) -> {
             float[] du = new float[ALPHA * np];
             for (int kk = from; kk < to; kk++) {
                 for (int al = 0; al < ALPHA; al++) {
-                    for (int pp = 0; pp < np; pp++) {
-                        int idx = (al * npPad + pp) * kPad + kk;
-                        float sum = 0;
-                        for (int gi = 0; gi < nGroups; gi++) sum += partials[gi * partLen + idx];
-                        du[al * np + pp] = sum;
-                    }
+                    for (int pp = 0; pp < np; pp++) du[al * np + pp] = partials[(al * npPad + pp) * kPad + kk];
                 }
                 transformWeightGradient(g, du, np, kk, dw);
             }

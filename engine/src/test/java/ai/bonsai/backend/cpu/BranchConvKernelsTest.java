@@ -121,7 +121,55 @@ class BranchConvKernelsTest {
                             y[yi] = accumulate ? y[yi] + t : t;
                         }
         }
+        // The output stage, on every channel.
+        if (plan.hasOutputStage()) {
+            float[] shift = plan.outputShift() == null ? null : BE.toFloats(plan.outputShift());
+            for (int i = 0; i < y.length; i++) {
+                int ch = (i / (oh * ow)) % c.cOut;
+                double v = y[i] + (shift == null ? 0 : shift[ch]);
+                y[i] = plan.outputRelu() ? Math.max(v, 0) : v;
+            }
+        }
         return y;
+    }
+
+    /** {@code base} with an output stage: a per-channel shift (when {@code withShift}) and a ReLU (when {@code relu}). */
+    private static BranchConv withOutputStage(BranchConv base, SplittableRandom rnd, boolean withShift, boolean relu) {
+        Buffer shift = withShift ? BE.fromFloats(random(rnd, base.outChannels())) : null;
+        return new BranchConv(base.inChannels(), base.outChannels(), base.kernel(), base.stride(), base.padding(),
+                base.branches(), shift, relu);
+    }
+
+    @Test void outputStageAppliesToEveryChannelAfterTheBranches() {
+        for (int t = 0; t < CASES.length; t++) {
+            Case c = of(CASES[t]);
+            SplittableRandom rnd = new SplittableRandom(200 + t);
+            BranchConv plan = withOutputStage(plan(c, rnd, false), rnd, t % 3 != 0, t % 3 != 1);
+            float[] x = random(rnd, c.n * c.cIn * c.h * c.w);
+            float[] y0 = random(rnd, c.n * c.cOut * c.oh() * c.ow());
+            double[] ref = reference(c, plan, x, y0, true);
+            Buffer y = BE.fromFloats(y0);
+            BE.branchConv2d(plan, BE.fromFloats(x), c.n, c.h, c.w, y, true);
+            assertClose(ref, BE.toFloats(y), "case " + t + " " + plan + " (backend)");
+            assertClose(ref, run(new ScalarConvMicroKernels(), c, plan, x, y0, true), "case " + t + " " + plan + " (scalar)");
+            assertClose(ref, run(Conv2dKernels.kernels(), c, plan, x, y0, true, false), "case " + t + " " + plan + " (direct)");
+        }
+        // No branches at all: the output stage still runs.
+        Case c = of(CASES[0]);
+        SplittableRandom rnd = new SplittableRandom(7);
+        BranchConv empty = withOutputStage(new BranchConv(c.cIn, c.cOut, c.k, c.st, c.pad, List.of()), rnd, true, true);
+        float[] x = random(rnd, c.n * c.cIn * c.h * c.w), y0 = random(rnd, c.n * c.cOut * c.oh() * c.ow());
+        Buffer y = BE.fromFloats(y0);
+        BE.branchConv2d(empty, BE.fromFloats(x), c.n, c.h, c.w, y, true);
+        assertClose(reference(c, empty, x, y0, true), BE.toFloats(y), "no branches with an output stage");
+    }
+
+    @Test void outputShiftMustHaveOneEntryPerOutputChannel() {
+        Buffer w = BE.fromFloats(new float[4 * 9]), s1 = BE.fromFloats(new float[1]);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new BranchConv(4, 4, 3, 1, 1,
+                List.of(new BranchConv.Branch(new int[] {0, 1, 2, 3}, new int[] {0}, w, s1, s1, false)),
+                BE.fromFloats(new float[3]), true));
+        assertTrue(e.getMessage().contains("outputShift") && e.getMessage().contains("(4)"), e.getMessage());
     }
 
     private static void assertClose(double[] ref, float[] got, String what) {
