@@ -23,7 +23,10 @@ import org.openjdk.jmh.infra.Blackhole;
  * square kernel R (default 3), padding R/2. So {@code 128x16x32x32-32s2} is the 16->32 stride-2 transition and
  * {@code 128x16x32x32-32s2k1} its 1x1 projection shortcut. FLOPs: forward = 2 * macs; forwardBackward (forward,
  * dx and dW) = 6 * macs, with macs = N*K*C*R*R*outH*outW; {@code benchmarks/run} prints GFLOP/s from these.
- * {@code forward} and {@code forwardScalar} differ only in their fork flags. Run: {@code benchmarks/run Conv2dBench}.
+ * {@code forward} and {@code forwardScalar} differ only in their fork flags, and so do {@code forward(Backward)} and
+ * {@code forward(Backward)Direct}: the direct methods switch off the Winograd path ({@code -Dbonsai.conv.winograd=false})
+ * that stride-1 3x3 shapes take by default. FLOPs are counted for the direct method in both, so a Winograd figure is
+ * a direct-equivalent rate (it does about half those multiply-adds). Run: {@code benchmarks/run Conv2dBench}.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -150,5 +153,17 @@ public class Conv2dBench {
     @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "-Xmx4g", "-Dbonsai.simd=false"})
     public float[] forwardScalar() {
         return forward();
+    }
+
+    @Benchmark
+    @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "-Xmx4g", "-Dbonsai.conv.winograd=false"})
+    public float[] forwardDirect() {
+        return forward();
+    }
+
+    @Benchmark
+    @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "-Xmx4g", "-Dbonsai.conv.winograd=false"})
+    public void forwardBackwardDirect(Blackhole bh) {
+        forwardBackward(bh);
     }
 }

@@ -56,6 +56,16 @@ public class TrainStep {
         return lastLoss = step.step();
     }
 
+    /**
+     * The same step with the convolutions on the direct method only ({@code -Dbonsai.conv.winograd=false}), to show
+     * what the Winograd path contributes.
+     */
+    @Benchmark
+    @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "-Xss4m", "-Xmx4g", "-Dbonsai.conv.winograd=false"})
+    public float bonsaiDirectConv() {
+        return bonsai();
+    }
+
     /** Training on for minutes must not have diverged; a NaN here means the timed steps were not real training. */
     @TearDown(Level.Trial)
     public void tearDown() {
