@@ -269,8 +269,9 @@ final class Conv2dWinograd {
 
     /**
      * Whether the weight gradient of {@code g} runs here: as {@link #applies}, with at least a gradient tile's width
-     * of output channels. With fewer (16-channel ResNet stages) a dot-product formulation over the short Winograd
-     * units measured slower than the direct kernel (0.8-0.9x), so those stay direct.
+     * of output channels. Narrower layers (16-channel ResNet stages) stay on the direct kernel's dot-product tiles:
+     * both a padded tile and a 16 x 16 "narrow" tile (tried) measured 0.7-0.9x of the direct kernel there, the
+     * q-major staging of dy costing as much as the multiply-adds saved.
      */
     static boolean appliesToWeightGradient(ConvMicroKernels kern, ConvGeometry g) {
         return applies(g) && g.k() >= kern.gradNr();
@@ -314,18 +315,17 @@ final class Conv2dWinograd {
                             zero(gs, dst, dst + rowLen);
                             continue;
                         }
+                        int kn = Math.min(gnr, k - kt * gnr);
                         for (int img = 0; img < lay.imgs; img++) {
                             int d0 = dst + img * lay.wp * gnr;
-                            for (int j = 0; j < gnr; j++) {
-                                int kk = kt * gnr + j;
-                                if (kk >= k) {
-                                    for (int xx = 0; xx < lay.wp; xx++) gs[d0 + xx * gnr + j] = 0f;
-                                    continue;
-                                }
-                                int src = (((n0 + img) * k + kk) * oh + row) * ow;
-                                for (int xx = 0; xx < ow; xx++) gs[d0 + xx * gnr + j] = dy[src + xx];
-                                for (int xx = ow; xx < lay.wp; xx++) gs[d0 + xx * gnr + j] = 0f;
+                            int src = (((n0 + img) * k + kt * gnr) * oh + row) * ow, plane = oh * ow;
+                            // q-major stores run contiguously; the kn loads per q come from kn sequential rows.
+                            for (int xx = 0; xx < ow; xx++) {
+                                int d = d0 + xx * gnr, sx = src + xx;
+                                for (int j = 0; j < kn; j++) gs[d + j] = dy[sx + j * plane];
+                                for (int j = kn; j < gnr; j++) gs[d + j] = 0f;
                             }
+                            zero(gs, d0 + ow * gnr, d0 + lay.wp * gnr);
                         }
                     }
                 }
@@ -351,8 +351,9 @@ final class Conv2dWinograd {
                         for (int job = j0; job < j1; job++) {
                             int al = job / pTiles, pt = (job % pTiles) * gmr;
                             for (int kt = 0; kt < kTiles; kt++) {
-                                kern.gradShiftTile(nq, v, al * lay.vPlane + q0, off, pt, d, al * dPlane + kt * dTile + q0 * gnr,
-                                        partials, pOff + (al * npPad + pt) * kPad + kt * gnr, kPad);
+                                int vOff = al * lay.vPlane + q0, dOff = al * dPlane + kt * dTile + q0 * gnr;
+                                int partOff = pOff + (al * npPad + pt) * kPad + kt * gnr;
+                                kern.gradShiftTile(nq, v, vOff, off, pt, d, dOff, partials, partOff, kPad);
                             }
                         }
                     }

@@ -45,6 +45,9 @@ class Conv2dKernelsTest {
         {2, 13, 9, 14, 17, 3, 3, 1, 1, 2, 1, 1},
         {1, 33, 8, 8, 40, 3, 3, 1, 1, 1, 1, 1},
         {5, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1, 1},
+        // Winograd forward with a direct weight gradient (16 filters: below the SIMD gradient tile), and 4 filters.
+        {2, 9, 10, 7, 16, 3, 3, 1, 1, 1, 1, 1},
+        {3, 5, 7, 9, 4, 3, 1, 1, 1, 1, 0, 1},
     };
 
     private static ConvGeometry geometry(int[] a) {
@@ -190,7 +193,7 @@ class Conv2dKernelsTest {
         ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
                 "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
         assumeTrue(simd != null, "Vector API not enabled");
-        for (int t : new int[] {1, 2, 12, 16, 17, 18, 20, 21}) {
+        for (int t : new int[] {1, 2, 12, 16, 17, 18, 20, 21, 24, 25}) {
             ConvGeometry g = geometry(GEOMETRIES[t]);
             float[][] a = runAll(simd, g, 7, true), b = runAll(new ScalarConvMicroKernels(), g, 7, true);
             for (int o = 0; o < 3; o++) {
@@ -206,7 +209,7 @@ class Conv2dKernelsTest {
     void singleAndMultiThreadedAreBitwiseIdentical() {
         int saved = Parallel.threads();
         try {
-            for (int t : new int[] {1, 2, 4, 11, 12, 13, 14, 16, 17, 18, 20, 21}) {
+            for (int t : new int[] {1, 2, 4, 11, 12, 13, 14, 16, 17, 18, 20, 21, 24, 25}) {
                 ConvGeometry g = geometry(GEOMETRIES[t]);
                 Parallel.setThreads(1);
                 float[][] one = runAll(Conv2dKernels.kernels(), g, 5, true);
