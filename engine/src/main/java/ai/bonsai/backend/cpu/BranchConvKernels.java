@@ -113,12 +113,12 @@ final class BranchConvKernels {
     /** Runs the plan; see {@link ai.bonsai.backend.Backend#branchConv2d} for the semantics. */
     static void run(ConvMicroKernels kern, BranchConv plan, Prepared prep, float[] x, int n, int h, int w, float[] y,
                     boolean accumulate) {
-        run(kern, plan, prep, x, n, h, w, y, accumulate, true);
+        run(kern, plan, prep, x, n, h, w, y, accumulate, ConvMethod.AUTO);
     }
 
-    /** With {@code winograd} false, the direct shift GEMM even where Conv2dWinograd applies (for tests). */
+    /** As above with the convolution method chosen by the caller (tests run both on every plan). */
     static void run(ConvMicroKernels kern, BranchConv plan, Prepared prep, float[] x, int n, int h, int w, float[] y,
-                    boolean accumulate, boolean winograd) {
+                    boolean accumulate, ConvMethod method) {
         assert prep.mr == kern.mr();
         int k = plan.kernel(), st = plan.stride(), pad = plan.padding();
         if (prep.staged.length == 0) {                        // no branches: only the output stage writes
@@ -130,7 +130,7 @@ final class BranchConvKernels {
         }
         // The geometry of the staged input: only the channels some branch reads.
         ConvGeometry g = new ConvGeometry(n, prep.staged.length, h, w, 1, k, k, st, st, pad, pad, 1);
-        if (winograd && Conv2dWinograd.applies(g)) {
+        if (method.winograd(g)) {
             runWinograd(kern, plan, prep, g, x, y, accumulate);
             return;
         }

@@ -72,7 +72,7 @@ public final class Conv2dKernels {
 
     /** Stride-1 3-row convolutions go to {@link Conv2dWinograd} (half the multiply-adds), the rest run here. */
     static void forward(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
-        if (Conv2dWinograd.applies(g)) {
+        if (Conv2dWinograd.preferred(g)) {
             Conv2dWinograd.forward(kern, g, x, w, bias, y);
         } else {
             forwardDirect(kern, g, x, w, bias, y);
@@ -167,7 +167,7 @@ public final class Conv2dKernels {
     // ------------------------------------------------------------------------------------------ backwardData
 
     static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
-        if (Conv2dWinograd.applies(g) && Conv2dWinograd.applies(Conv2dWinograd.transposed(g))) {
+        if (Conv2dWinograd.preferred(g) && Conv2dWinograd.applies(Conv2dWinograd.transposed(g))) {
             Conv2dWinograd.backwardData(kern, g, dy, w, dx);
         } else {
             backwardDataDirect(kern, g, dy, w, dx);
@@ -347,7 +347,7 @@ public final class Conv2dKernels {
     // ------------------------------------------------------------------------------------------ backwardWeight
 
     static void backwardWeight(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
-        if (Conv2dWinograd.appliesToWeightGradient(kern, g)) {
+        if (Conv2dWinograd.preferred(g) && Conv2dWinograd.appliesToWeightGradient(kern, g)) {
             Conv2dWinograd.backwardWeight(kern, g, x, dy, dw);
         } else {
             backwardWeightDirect(kern, g, x, dy, dw);

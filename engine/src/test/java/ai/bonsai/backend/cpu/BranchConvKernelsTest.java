@@ -151,8 +151,7 @@ class BranchConvKernelsTest {
             Buffer y = BE.fromFloats(y0);
             BE.branchConv2d(plan, BE.fromFloats(x), c.n, c.h, c.w, y, true);
             assertClose(ref, BE.toFloats(y), "case " + t + " " + plan + " (backend)");
-            assertClose(ref, run(new ScalarConvMicroKernels(), c, plan, x, y0, true), "case " + t + " " + plan + " (scalar)");
-            assertClose(ref, run(Conv2dKernels.kernels(), c, plan, x, y0, true, false), "case " + t + " " + plan + " (direct)");
+            checkBothMethods(ref, c, plan, x, y0, true, "case " + t + " " + plan);
         }
         // No branches at all: the output stage still runs.
         Case c = of(CASES[0]);
@@ -181,15 +180,23 @@ class BranchConvKernelsTest {
     }
 
     private static float[] run(ConvMicroKernels kern, Case c, BranchConv plan, float[] x, float[] yInit, boolean accumulate) {
-        return run(kern, c, plan, x, yInit, accumulate, true);
+        return run(kern, c, plan, x, yInit, accumulate, ConvMethod.AUTO);
     }
 
     private static float[] run(ConvMicroKernels kern, Case c, BranchConv plan, float[] x, float[] yInit, boolean accumulate,
-                               boolean winograd) {
+                               ConvMethod method) {
         float[] y = yInit.clone();
         BranchConvKernels.run(kern, plan, BranchConvKernels.prepare(plan, kern.mr(), BE), x, c.n, c.h, c.w, y, accumulate,
-                winograd);
+                method);
         return y;
+    }
+
+    /** Every plan through both methods, SIMD and scalar kernels (the Winograd one where it applies). */
+    private static void checkBothMethods(double[] ref, Case c, BranchConv plan, float[] x, float[] y0, boolean accumulate, String what) {
+        for (ConvMethod m : new ConvMethod[] {ConvMethod.DIRECT, ConvMethod.WINOGRAD}) {
+            assertClose(ref, run(Conv2dKernels.kernels(), c, plan, x, y0, accumulate, m), what + " (" + m + ")");
+            assertClose(ref, run(new ScalarConvMicroKernels(), c, plan, x, y0, accumulate, m), what + " (scalar, " + m + ")");
+        }
     }
 
     @Test void overwriteMatchesReferenceAndLeavesOtherChannels() {
@@ -204,8 +211,7 @@ class BranchConvKernelsTest {
             Buffer y = BE.fromFloats(y0);
             BE.branchConv2d(plan, BE.fromFloats(x), c.n, c.h, c.w, y, false);
             assertClose(ref, BE.toFloats(y), "case " + t + " " + plan + " (backend)");
-            assertClose(ref, run(new ScalarConvMicroKernels(), c, plan, x, y0, false), "case " + t + " " + plan + " (scalar)");
-            assertClose(ref, run(Conv2dKernels.kernels(), c, plan, x, y0, false, false), "case " + t + " " + plan + " (direct)");
+            checkBothMethods(ref, c, plan, x, y0, false, "case " + t + " " + plan);
         }
     }
 
@@ -216,7 +222,7 @@ class BranchConvKernelsTest {
             Case c = of(a);
             if (Conv2dWinograd.applies(new ConvGeometry(c.n, c.cIn, c.h, c.w, 1, c.k, c.k, c.st, c.st, c.pad, c.pad, 1))) winograd++;
         }
-        if (Conv2dWinograd.ENABLED) assertTrue(winograd >= 3 && winograd <= CASES.length - 3, winograd + " Winograd cases");
+        assertTrue(winograd >= 3 && winograd <= CASES.length - 3, winograd + " Winograd cases");
     }
 
     @Test void accumulateAddsOverlappingBranches() {
@@ -230,7 +236,7 @@ class BranchConvKernelsTest {
             Buffer y = BE.fromFloats(y0);
             BE.branchConv2d(plan, BE.fromFloats(x), c.n, c.h, c.w, y, true);
             assertClose(ref, BE.toFloats(y), "case " + t + " " + plan + " (backend)");
-            assertClose(ref, run(new ScalarConvMicroKernels(), c, plan, x, y0, true), "case " + t + " " + plan + " (scalar)");
+            checkBothMethods(ref, c, plan, x, y0, true, "case " + t + " " + plan);
         }
     }
 
@@ -241,11 +247,13 @@ class BranchConvKernelsTest {
         float[] x = random(rnd, c.n * c.cIn * c.h * c.w), y0 = random(rnd, c.n * c.cOut * c.oh() * c.ow());
         int before = Parallel.threads();
         try {
-            Parallel.setThreads(1);
-            float[] one = run(Conv2dKernels.kernels(), c, plan, x, y0, true);
-            Parallel.setThreads(3);
-            float[] many = run(Conv2dKernels.kernels(), c, plan, x, y0, true);
-            assertArrayEquals(one, many);
+            for (ConvMethod m : new ConvMethod[] {ConvMethod.DIRECT, ConvMethod.WINOGRAD}) {
+                Parallel.setThreads(1);
+                float[] one = run(Conv2dKernels.kernels(), c, plan, x, y0, true, m);
+                Parallel.setThreads(3);
+                float[] many = run(Conv2dKernels.kernels(), c, plan, x, y0, true, m);
+                assertArrayEquals(one, many, m.toString());
+            }
         } finally {
             Parallel.setThreads(before);
         }

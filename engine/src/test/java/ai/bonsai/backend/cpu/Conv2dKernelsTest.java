@@ -132,12 +132,15 @@ class Conv2dKernelsTest {
     }
 
     private static float[][] runAll(ConvMicroKernels kern, ConvGeometry g, long seed, boolean withBias, boolean check) {
-        return runAll(kern, g, seed, withBias, check, false);
+        return runAll(kern, g, seed, withBias, check, ConvMethod.AUTO);
     }
 
-    /** With {@code direct}, the implicit-GEMM kernels even where {@link Conv2dWinograd} would take the geometry. */
+    /**
+     * With {@link ConvMethod#DIRECT}, the implicit-GEMM kernels; with {@link ConvMethod#WINOGRAD}, {@link Conv2dWinograd}
+     * for each of the three passes it can compute (whatever the batch size), the direct kernel for the others.
+     */
     private static float[][] runAll(ConvMicroKernels kern, ConvGeometry g, long seed, boolean withBias, boolean check,
-                                    boolean direct) {
+                                    ConvMethod method) {
         SplittableRandom rnd = new SplittableRandom(seed);
         float[] x = random(rnd, g.n() * g.c() * g.h() * g.w());
         float[] w = random(rnd, g.k() * g.cg() * g.r() * g.s());
@@ -145,10 +148,20 @@ class Conv2dKernelsTest {
         float[] dy = random(rnd, g.n() * g.k() * g.outH() * g.outW());
         // Outputs start as NaN: every kernel must overwrite all of its output.
         float[] y = poisoned(dy.length), dx = poisoned(x.length), dw = poisoned(w.length);
-        if (direct) {
+        if (method == ConvMethod.DIRECT) {
             Conv2dKernels.forwardDirect(kern, g, x, w, bias, y);
             Conv2dKernels.backwardDataDirect(kern, g, dy, w, dx);
             Conv2dKernels.backwardWeightDirect(kern, g, x, dy, dw);
+        } else if (method == ConvMethod.WINOGRAD) {
+            if (Conv2dWinograd.applies(g)) Conv2dWinograd.forward(kern, g, x, w, bias, y);
+            else Conv2dKernels.forwardDirect(kern, g, x, w, bias, y);
+            if (Conv2dWinograd.applies(g) && Conv2dWinograd.applies(Conv2dWinograd.transposed(g))) {
+                Conv2dWinograd.backwardData(kern, g, dy, w, dx);
+            } else {
+                Conv2dKernels.backwardDataDirect(kern, g, dy, w, dx);
+            }
+            if (Conv2dWinograd.appliesToWeightGradient(kern, g)) Conv2dWinograd.backwardWeight(kern, g, x, dy, dw);
+            else Conv2dKernels.backwardWeightDirect(kern, g, x, dy, dw);
         } else {
             Conv2dKernels.forward(kern, g, x, w, bias, y);
             Conv2dKernels.backwardData(kern, g, dy, w, dx);
@@ -169,16 +182,39 @@ class Conv2dKernelsTest {
     }
 
     @Test
-    void directKernelsMatchNaiveReferenceWhereWinogradWouldApply() {
-        int winograd = 0;
+    void bothMethodsMatchNaiveReferenceWhereWinogradApplies() {
+        int winograd = 0, weightGradients = 0;
         for (int t = 0; t < GEOMETRIES.length; t++) {
             ConvGeometry g = geometry(GEOMETRIES[t]);
             if (!Conv2dWinograd.applies(g)) continue;
             winograd++;
-            runAll(Conv2dKernels.kernels(), g, 300 + t, t % 2 == 1, true, true);
+            if (Conv2dWinograd.appliesToWeightGradient(Conv2dKernels.kernels(), g)) weightGradients++;
+            for (ConvMethod m : new ConvMethod[] {ConvMethod.DIRECT, ConvMethod.WINOGRAD}) {
+                runAll(Conv2dKernels.kernels(), g, 300 + t, t % 2 == 1, true, m);
+                runAll(new ScalarConvMicroKernels(), g, 400 + t, t % 2 == 0, true, m);
+            }
         }
-        // The list must keep exercising the Winograd path (unless it is switched off for this JVM).
-        if (Conv2dWinograd.ENABLED) assertTrue(winograd >= 8, "only " + winograd + " Winograd geometries");
+        // The list must keep exercising the Winograd path, its weight gradient included.
+        assertTrue(winograd >= 8, "only " + winograd + " Winograd geometries");
+        assertTrue(weightGradients >= 1, "no Winograd weight gradient with the SIMD kernels");
+    }
+
+    @Test
+    void winogradIsBitwiseIdenticalForAnyThreadCount() {
+        int saved = Parallel.threads();
+        try {
+            for (int t : new int[] {15, 18, 19, 20, 22, 24}) {
+                ConvGeometry g = geometry(GEOMETRIES[t]);
+                assertTrue(Conv2dWinograd.applies(g), g.toString());
+                Parallel.setThreads(1);
+                float[][] one = runAll(Conv2dKernels.kernels(), g, 9, true, false, ConvMethod.WINOGRAD);
+                Parallel.setThreads(3);
+                float[][] many = runAll(Conv2dKernels.kernels(), g, 9, true, false, ConvMethod.WINOGRAD);
+                for (int o = 0; o < 3; o++) assertArrayEquals(one[o], many[o], g + " output " + o);
+            }
+        } finally {
+            Parallel.setThreads(saved);
+        }
     }
 
     @Test
