@@ -347,7 +347,7 @@ public final class Conv2dKernels {
     // ------------------------------------------------------------------------------------------ backwardWeight
 
     static void backwardWeight(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
-        if (Conv2dWinograd.preferred(g) && Conv2dWinograd.appliesToWeightGradient(kern, g)) {
+        if (Conv2dWinograd.preferred(g)) {
             Conv2dWinograd.backwardWeight(kern, g, x, dy, dw);
         } else {
             backwardWeightDirect(kern, g, x, dy, dw);

@@ -299,22 +299,20 @@ final class Conv2dWinograd {
     // ------------------------------------------------------------------------------------------ backwardWeight
 
     /**
-     * Whether the weight gradient of {@code g} runs here: as {@link #applies}, with at least a gradient tile's width
-     * of output channels. Narrower layers (16-channel ResNet stages) stay on the direct kernel's dot-product tiles:
-     * both a padded tile and a 16 x 16 "narrow" tile (tried) measured 0.7-0.9x of the direct kernel there, the
-     * q-major staging of dy costing as much as the multiply-adds saved.
-     */
-    static boolean appliesToWeightGradient(ConvMicroKernels kern, ConvGeometry g) {
-        return applies(g) && g.k() >= kern.gradNr();
-    }
-
-    /**
-     * dw = correlation of x with dy summed over the batch, for a geometry that {@link #appliesToWeightGradient}:
-     * dU^T = V x D^T as the micro-kernels' transposed gradient tiles over (p, k), with D packed q-major, and no
-     * cross-lane reductions (see Conv2dKernels.backwardWeight).
+     * dw = correlation of x with dy summed over the batch, for a geometry that {@link #applies}. As
+     * in Conv2dKernels, two formulations without cross-lane reductions in the inner loop: with at least a tile's
+     * width of output channels, transposed GEMM tiles over (p, k); with fewer, dot-product tiles over q.
      */
     static void backwardWeight(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
+        if (g.k() >= kern.gradNr()) {
+            backwardWeightByChannels(kern, g, x, dy, dw);
+        } else {
+            backwardWeightByPixels(kern, g, x, dy, dw);
+        }
+    }
 
+    /** dU^T = V x D^T as transposed gradient tiles over (p, k), D packed q-major. */
+    private static void backwardWeightByChannels(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
         int gmr = kern.gradMr(), gnr = kern.gradNr(), nr = kern.nr();
         int k = g.k(), c = g.c(), s = g.s(), np = c * s;
         int kTiles = ceilDiv(k, gnr), kPad = kTiles * gnr, npPad = roundUp(np, gmr);
@@ -398,6 +396,73 @@ final class Conv2dWinograd {
             for (int kk = from; kk < to; kk++) {
                 for (int al = 0; al < ALPHA; al++) {
                     for (int pp = 0; pp < np; pp++) du[al * np + pp] = partials[(al * npPad + pp) * kPad + kk];
+                }
+                transformWeightGradient(g, du, np, kk, dw);
+            }
+        });
+    }
+
+    /**
+     * dU = D x V^T as dot-product tiles over q, for layers narrower than a transposed tile: D keeps the row layout
+     * of V, and each tile walks a whole unit's q (long enough to amortise its lane sums).
+     */
+    private static void backwardWeightByPixels(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
+        final int gr = ConvMicroKernels.GRAD_ROWS, gc = ConvMicroKernels.GRAD_COLS;
+        int nr = kern.nr();
+        int k = g.k(), c = g.c(), s = g.s(), np = c * s;
+        int kPad = roundUp(k, gr), npPad = roundUp(np, gc), pBlocks = npPad / gc;
+        int partLen = ALPHA * kPad * npPad;
+        int imgsPerUnit = unitImages(g, kPad);
+        int units = ceilDiv(g.n(), imgsPerUnit);
+        int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
+        float[] partials = new float[nGroups * partLen];
+        int slices = nGroups >= Parallel.threads() ? 1 : Parallel.threads();
+        int oh = g.outH(), ow = g.outW();
+        Parallel.forEach(nGroups, grpIdx -> {
+            for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
+                int n0 = u * imgsPerUnit;
+                Layout lay = new Layout(g, Math.min(imgsPerUnit, g.n() - n0), nr);
+                float[] p = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, c * lay.pChannel);
+                float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, ALPHA * lay.vPlane);
+                stageAndTransform(kern, g, x, n0, lay, p, v);
+                int[] off = offsets(g, lay, npPad);
+                // dy staged like P (4 rows per tile row, zero past the last output row and column), then
+                // D[a][kk][q] = sum_i AT[i][a] dy[4t + i], the adjoint of the output transform.
+                int dyChannel = M * lay.tiles * lay.rs + nr;
+                float[] gs = ScratchBuffers.get(ScratchBuffers.CONV_TMP, k * dyChannel);
+                stageRows(dy, k, null, k, oh, ow, n0, lay.imgs, 0, 0, M * lay.tiles, lay.wp, gs, dyChannel);
+                int ld = lay.qRound + nr, dPlane = kPad * ld;
+                float[] d = ScratchBuffers.get(ScratchBuffers.CONV_OUT, ALPHA * dPlane);
+                for (int kk = 0; kk < kPad; kk++) {
+                    if (kk < k) {
+                        for (int t = 0; t < lay.tiles; t++) {
+                            kern.winogradOutputAdjoint(gs, kk * dyChannel + M * t * lay.rs, lay.rs, M, lay.span,
+                                    d, kk * ld + t * lay.rs, dPlane);
+                        }
+                    }
+                    int from = kk < k ? lay.qCount : 0;
+                    for (int al = 0; al < ALPHA; al++) zero(d, al * dPlane + kk * ld + from, al * dPlane + (kk + 1) * ld);
+                }
+                int pOff = grpIdx * partLen;
+                // (a, p block) pairs own disjoint partial entries, so splitting them over tasks keeps every sum's order.
+                int jobs = ALPHA * pBlocks, per = ceilDiv(jobs, Math.min(slices, jobs));
+                Parallel.forEach(ceilDiv(jobs, per), task -> {
+                    for (int job = task * per; job < Math.min(jobs, (task + 1) * per); job++) {
+                        int al = job / pBlocks, pb = (job % pBlocks) * gc;
+                        for (int kb = 0; kb < kPad; kb += gr) {
+                            kern.gradTile(lay.qRound, d, al * dPlane + kb * ld, ld, v, al * lay.vPlane, off, pb,
+                                    partials, pOff + (al * kPad + kb) * npPad + pb, npPad);
+                        }
+                    }
+                });
+            }
+        });
+        Conv2dKernels.reducePartials(partials, nGroups, partLen);
+        Parallel.forRange(k, 1, (from, to) -> {
+            float[] du = new float[ALPHA * np];
+            for (int kk = from; kk < to; kk++) {
+                for (int al = 0; al < ALPHA; al++) {
+                    System.arraycopy(partials, (al * kPad + kk) * npPad, du, al * np, np);
                 }
                 transformWeightGradient(g, du, np, kk, dw);
             }
