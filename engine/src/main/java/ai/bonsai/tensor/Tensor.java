@@ -194,23 +194,42 @@ public final class Tensor {
         backward(Tensor.full(1f, shape.dims()).to(device()));
     }
 
-    /** Back-propagates {@code gradOutput} (same shape as this) through the recorded graph. */
-    public void backward(Tensor gradOutput) {
+    /**
+     * Back-propagates {@code gradOutput} (same shape as this) through the recorded graph, then frees it: each node
+     * drops its saved tensors as soon as its backward has run, so activations can be collected during the pass (a
+     * second backward through the same graph fails; see {@link #backward(Tensor, boolean)}).
+     */
+    public void backward(Tensor gradOutput) { backward(gradOutput, false); }
+
+    /**
+     * Back-propagates {@code gradOutput}; with {@code retainGraph} the graph is kept, so that another backward
+     * can go through it again (PyTorch's {@code retain_graph}).
+     */
+    public void backward(Tensor gradOutput, boolean retainGraph) {
         if (!requiresGrad) throw new IllegalStateException("backward: tensor does not require grad (no input requires grad, or it was computed under noGrad)");
         checkSameShape("backward", gradOutput);
-        List<Tensor> order = topologicalOrder();
+        Tensor[] order = topologicalOrder();
         Map<Tensor, Tensor> grads = new IdentityHashMap<>();
         grads.put(this, gradOutput);
         try (var scope = GradMode.noGrad()) {
-            for (Tensor t : order) {
+            for (int k = 0; k < order.length; k++) {
+                Tensor t = order[k];
+                // Every consumer of t in this graph comes before it, so once t is reached nothing here needs the
+                // slot any more; clearing it (and releasing t's node below) lets t's buffer go as soon as its
+                // gradient has been passed on.
+                if (!retainGraph && t != this) order[k] = null;
                 Tensor g = grads.remove(t);
-                if (g == null) continue;
+                if (g == null) {
+                    if (!retainGraph && t.gradFn != null) t.gradFn.release();
+                    continue;
+                }
                 if (t.gradFn == null) {
                     if (t.requiresGrad) t.grad = t.grad == null ? g.copy() : t.grad.addi(g);
                     continue;
                 }
                 Tensor[] ins = t.gradFn.inputs();
                 Tensor[] gs = t.gradFn.backward(g);
+                if (!retainGraph) t.gradFn.release();
                 for (int i = 0; i < ins.length; i++) {
                     Tensor in = ins[i];
                     if (in == null || !in.requiresGrad || gs[i] == null) continue;
@@ -225,7 +244,7 @@ public final class Tensor {
     }
 
     /** Nodes reachable from this tensor, outputs before inputs. Iterative so deep graphs cannot overflow the stack. */
-    private List<Tensor> topologicalOrder() {
+    private Tensor[] topologicalOrder() {
         List<Tensor> post = new ArrayList<>();
         Map<Tensor, Boolean> seen = new IdentityHashMap<>();
         ArrayDeque<Object[]> stack = new ArrayDeque<>();
@@ -235,7 +254,7 @@ public final class Tensor {
             Object[] frame = stack.peek();
             Tensor t = (Tensor) frame[0];
             int i = (int) frame[1];
-            Tensor[] ins = t.gradFn == null ? new Tensor[0] : t.gradFn.inputs();
+            Tensor[] ins = t.gradFn == null ? NO_INPUTS : t.gradFn.inputs();
             if (i < ins.length) {
                 frame[1] = i + 1;
                 Tensor in = ins[i];
@@ -246,8 +265,10 @@ public final class Tensor {
             }
         }
         Collections.reverse(post);
-        return post;
+        return post.toArray(new Tensor[0]);
     }
+
+    private static final Tensor[] NO_INPUTS = new Tensor[0];
 
     // =============================================================== device and copies
 

@@ -64,6 +64,41 @@ class AutogradTest {
     }
 
     @Test
+    void backwardFreesTheGraphUnlessAskedToRetainIt() {
+        Tensor x = Tensor.of(new float[] {1, 2}, 2).requiresGrad(true);
+        Tensor y = x.mul(x);
+        Tensor loss = y.sum();
+        loss.backward();
+        assertArrayEquals(new float[] {2, 4}, x.grad().toFloatArray());
+        assertTrue(y.gradFn().released());
+        assertEquals(0, y.gradFn().inputs().length);                    // the saved inputs are dropped
+        IllegalStateException e = assertThrows(IllegalStateException.class, loss::backward);
+        assertTrue(e.getMessage().contains("already back-propagated"), e.getMessage());
+        // Building on a freed graph fails the same way, as in PyTorch.
+        assertThrows(IllegalStateException.class, () -> y.mul(2f).sum().backward());
+
+        x.zeroGrad();
+        Tensor z = x.mul(x);
+        Tensor kept = z.sum();
+        kept.backward(Tensor.ones(), true);
+        kept.backward(Tensor.ones(), true);                              // twice through the retained graph
+        z.mul(3f).sum().backward();                                      // then once more, freeing it
+        assertArrayEquals(new float[] {2 * 2 + 6, 4 * 2 + 12}, x.grad().toFloatArray());
+        assertTrue(z.gradFn().released());
+    }
+
+    @Test
+    void branchesThatReceiveNoGradientAreReleasedToo() {
+        Tensor x = Tensor.of(new float[] {1, 2}, 2).requiresGrad(true);
+        Tensor w = Tensor.of(new float[] {3, 4}, 2).requiresGrad(true);
+        Tensor a = x.mul(w);
+        Tensor loss = a.max(new int[] {0}, false);                    // the gradient of x.mul(w) is 0 on one side
+        loss.backward();
+        assertArrayEquals(new float[] {0, 4}, x.grad().toFloatArray());
+        assertTrue(a.gradFn().released());
+    }
+
+    @Test
     void inPlaceChangeOfALeafThatRequiresGradIsRefused() {
         Tensor w = Tensor.ones(3).requiresGrad(true);
         assertThrows(IllegalStateException.class, () -> w.addi(Tensor.ones(3)));

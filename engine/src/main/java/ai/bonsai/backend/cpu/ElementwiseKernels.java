@@ -2,7 +2,8 @@ package ai.bonsai.backend.cpu;
 
 /**
  * Memory-bound inner loops that the JIT does not vectorise by itself: a select (ReLU's backward pass) and
- * float sums (batch norm's statistics, where strict float ordering stops auto-vectorisation). The SIMD
+ * float sums (batch norm's statistics and backward reductions, where strict float ordering stops
+ * auto-vectorisation). The SIMD
  * version is {@code simd.VectorElementwise}; {@link #get()} picks it through {@link VectorizationProvider}.
  *
  * <p>Sums are accumulated in a fixed order for a given implementation, so results are deterministic; the
@@ -15,14 +16,19 @@ public interface ElementwiseKernels {
     /** out[i] = x[i] > 0 ? g[i] : 0 for i in [from, to). */
     void reluBackward(float[] g, float[] x, float[] out, int from, int to);
 
-    /** Sum of a[off .. off+len). */
-    double sum(float[] a, int off, int len);
+    /**
+     * out[o] = sum of (a[i] - shift) and out[o + 1] = sum of (a[i] - shift)^2 over the {@code rows} rows
+     * a[off + r * stride .. + len), r in [0, rows): one channel of an (n, c, hw) tensor is rows = n, len = hw,
+     * stride = c * hw. Each row is summed into its own double and the rows are added in order, so results are
+     * deterministic and do not depend on how channels are spread over threads.
+     */
+    void shiftedMoments(float[] a, int off, int rows, int len, int stride, float shift, double[] out, int o);
 
-    /** Sum of (a[i] - mean)^2 over a[off .. off+len). */
-    double sumSquaredDeviation(float[] a, int off, int len, float mean);
-
-    /** Sum of g[i] * (x[i] - mean) over [off, off+len). */
-    double sumProductCentered(float[] g, float[] x, int off, int len, float mean);
+    /**
+     * Batch norm's two backward reductions in one read, over the same rows and in the same order as
+     * {@link #shiftedMoments}: out[o] = sum of g[i] and out[o + 1] = sum of g[i] * (x[i] - mean).
+     */
+    void gradMoments(float[] g, float[] x, int off, int rows, int len, int stride, float mean, double[] out, int o);
 
     /** y[i] = x[i] * scale + shift over [off, off+len). */
     void affine(float[] x, float[] y, int off, int len, float scale, float shift);

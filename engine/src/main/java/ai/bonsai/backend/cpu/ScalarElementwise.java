@@ -7,25 +7,37 @@ public final class ScalarElementwise implements ElementwiseKernels {
         for (int i = from; i < to; i++) out[i] = x[i] > 0f ? g[i] : 0f;
     }
 
-    @Override public double sum(float[] a, int off, int len) {
-        double s = 0;
-        for (int i = off; i < off + len; i++) s += a[i];
-        return s;
-    }
-
-    @Override public double sumSquaredDeviation(float[] a, int off, int len, float mean) {
-        double s = 0;
-        for (int i = off; i < off + len; i++) {
-            double d = a[i] - mean;
-            s += d * d;
+    @Override public void shiftedMoments(float[] a, int off, int rows, int len, int stride, float shift, double[] out, int o) {
+        double s1 = 0, s2 = 0;
+        for (int r = 0; r < rows; r++) {           // per-row subtotals: the summation order of the SIMD version
+            int base = off + r * stride;
+            double r1 = 0, r2 = 0;
+            for (int i = base; i < base + len; i++) {
+                double d = a[i] - shift;
+                r1 += d;
+                r2 += d * d;
+            }
+            s1 += r1;
+            s2 += r2;
         }
-        return s;
+        out[o] = s1;
+        out[o + 1] = s2;
     }
 
-    @Override public double sumProductCentered(float[] g, float[] x, int off, int len, float mean) {
-        double s = 0;
-        for (int i = off; i < off + len; i++) s += (double) g[i] * (x[i] - mean);
-        return s;
+    @Override public void gradMoments(float[] g, float[] x, int off, int rows, int len, int stride, float mean, double[] out, int o) {
+        double s = 0, sp = 0;
+        for (int r = 0; r < rows; r++) {
+            int base = off + r * stride;
+            double rs = 0, rp = 0;
+            for (int i = base; i < base + len; i++) {
+                rs += g[i];
+                rp += (double) g[i] * (x[i] - mean);
+            }
+            s += rs;
+            sp += rp;
+        }
+        out[o] = s;
+        out[o + 1] = sp;
     }
 
     @Override public void affine(float[] x, float[] y, int off, int len, float scale, float shift) {

@@ -3,6 +3,7 @@ package ai.bonsai.backend.cpu;
 import ai.bonsai.backend.cpu.simd.VectorElementwise;
 import ai.bonsai.tensor.Generator;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -29,14 +30,73 @@ class ElementwiseKernelsTest {
         simd.reluBackward(x, y, b, off, off + len);
         assertArrayEquals(a, b);
         double tol = 1e-5 * n;
-        assertEquals(scalar.sum(x, off, len), simd.sum(x, off, len), tol);
-        assertEquals(scalar.sumSquaredDeviation(x, off, len, 0.3f), simd.sumSquaredDeviation(x, off, len, 0.3f), tol);
-        assertEquals(scalar.sumProductCentered(x, y, off, len, -0.2f), simd.sumProductCentered(x, y, off, len, -0.2f), tol);
+        double[] ms = new double[3], mv = new double[3];
+        scalar.shiftedMoments(x, off, 1, len, len, 0.3f, ms, 1);
+        simd.shiftedMoments(x, off, 1, len, len, 0.3f, mv, 1);
+        assertEquals(0, ms[0]);
+        assertEquals(ms[1], mv[1], tol);
+        assertEquals(ms[2], mv[2], tol);
+        scalar.gradMoments(x, y, off, 1, len, len, -0.2f, ms, 0);
+        simd.gradMoments(x, y, off, 1, len, len, -0.2f, mv, 0);
+        assertEquals(ms[0], mv[0], tol);
+        assertEquals(ms[1], mv[1], tol);
         scalar.affine(x, a, off, len, 1.5f, -0.25f);
         simd.affine(x, b, off, len, 1.5f, -0.25f);
         assertArrayEquals(a, b, 1e-6f);
         scalar.batchNormInputGrad(x, y, a, off, len, 0.7f, 0.1f, 0.2f, 0.3f);
         simd.batchNormInputGrad(x, y, b, off, len, 0.7f, 0.1f, 0.2f, 0.3f);
         assertArrayEquals(a, b, 1e-5f);
+    }
+
+    /**
+     * The fused reductions against double-precision loops over the same strided rows (one channel of an (n, c, hw)
+     * tensor), both implementations; rows of awkward lengths, and enough of them that the SIMD version folds its
+     * partial sums mid-row and between rows.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,1,1", "3,2,13", "13,3,17", "207,2,3", "5,4,207", "40,3,64", "3,1,5000"})
+    void momentsMatchDefinitions(int rows, int channels, int len) {
+        Generator g = new Generator(100L * rows + len);
+        int off = 2, stride = channels * len, ch = channels - 1;
+        float[] x = random(g, off + rows * stride), y = random(g, off + rows * stride);
+        double s1 = 0, s2 = 0, sg = 0, sgx = 0;
+        for (int r = 0; r < rows; r++) {
+            for (int i = off + ch * len + r * stride, e = i + len; i < e; i++) {
+                double d = (double) x[i] - 0.4;
+                s1 += d;
+                s2 += d * d;
+                sg += y[i];
+                sgx += (double) y[i] * ((double) x[i] + 0.1);
+            }
+        }
+        double tol = 1e-5 * rows * len;
+        for (ElementwiseKernels k : new ElementwiseKernels[] {scalar, simd}) {
+            double[] out = new double[2];
+            k.shiftedMoments(x, off + ch * len, rows, len, stride, 0.4f, out, 0);
+            assertEquals(s1, out[0], tol);
+            assertEquals(s2, out[1], tol);
+            k.gradMoments(y, x, off + ch * len, rows, len, stride, -0.1f, out, 0);
+            assertEquals(sg, out[0], tol);
+            assertEquals(sgx, out[1], tol);
+        }
+    }
+
+    /** ReLU's backward is a select: bitwise the scalar rule on signed zeros, infinities, NaNs and subnormals. */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 3, 13, 17, 207})
+    void reluBackwardSpecialValues(int n) {
+        float[] specials = {0f, -0f, Float.NaN, -Float.NaN, Float.intBitsToFloat(0xffc00001), Float.POSITIVE_INFINITY,
+                Float.NEGATIVE_INFINITY, Float.MIN_VALUE, -Float.MIN_VALUE, Float.MAX_VALUE, -Float.MAX_VALUE, 1f, -1f};
+        Generator gen = new Generator(n);
+        float[] x = new float[n], g = random(gen, n);
+        for (int i = 0; i < n; i++) x[i] = specials[(i * 7 + n) % specials.length];
+        g[0] = Float.NaN;
+        float[] a = new float[n], b = new float[n];
+        scalar.reluBackward(g, x, a, 0, n);
+        simd.reluBackward(g, x, b, 0, n);
+        for (int i = 0; i < n; i++) {
+            assertEquals(Float.floatToRawIntBits(x[i] > 0f ? g[i] : 0f), Float.floatToRawIntBits(a[i]), "scalar at " + i);
+            assertEquals(Float.floatToRawIntBits(a[i]), Float.floatToRawIntBits(b[i]), "simd at " + i + " for x = " + x[i]);
+        }
     }
 }
