@@ -33,7 +33,10 @@ class PipelineTest {
         assertArrayEquals(new int[] {4, 16}, groups.tensors().get("stage_1.0.conv_a.group").dims());
         assertArrayEquals(new int[] {64, 64}, pruned.tensors().get("stage_3.2.conv_b.mask").dims());
         double flops = Double.parseDouble(pruned.require("prunedFlopsPercent"));
-        assertEquals(50.0, flops, 0.5, "pruned FLOPs of the final model");
+        // The reference's 10 bisection rounds stop wherever the step function of beta puts them: on this briefly
+        // trained model that has been 50.0 and 50.51 depending on the last bits of the convolutions (direct vs
+        // Winograd). The bisection's precision itself is PruneBisectionTest's subject; here: the requested rate.
+        assertEquals(50.0, flops, 1.0, "pruned FLOPs of the final model");
         // The final accuracy is reported next to the dense model's.
         assertTrue(fine.out().contains("dense "), fine.out());
         double denseAcc = Double.parseDouble(dense.require("bestAccuracy")), prunedAcc = Double.parseDouble(pruned.require("bestAccuracy"));
