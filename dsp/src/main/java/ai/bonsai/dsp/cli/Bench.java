@@ -49,6 +49,13 @@ public final class Bench implements Callable<Integer> {
     @Option(names = "--warmup", defaultValue = "5", paramLabel = "N", description = "Untimed runs first, for the JIT (default: ${DEFAULT-VALUE}).")
     int warmup;
 
+    @Option(names = "--warmup-seconds", defaultValue = "20", paramLabel = "S",
+            description = "Warm up for at least this many seconds too (default: ${DEFAULT-VALUE}); then on until the "
+                    + "median times of successive windows of runs agree within 5 % (at most 80 s). On 2 cores the "
+                    + "compute threads starve the JIT's compiler threads: at batch 1 dense ResNet-20 took 12-16 ms "
+                    + "per image for the first 10 s and 1.8 ms after 15 s.")
+    double warmupSeconds;
+
     @Option(names = "--json", description = "Print one JSON object instead of text.")
     boolean json;
 
@@ -66,7 +73,20 @@ public final class Bench implements Callable<Integer> {
      * values), the masked network when given, and the packed one, interleaved within each repeat so that
      * machine noise hits all three alike; {@code stageNanos} (stem, blocks, pool + classifier) is summed over the repeats.
      */
+    /** Warm-up windows: runs per window, and the longest the settling phase may take. */
+    private static final int WARMUP_WINDOW = 8;
+    private static final double WARMUP_CAP_SECONDS = 80;
+
     public static Timing measure(CifarResNet masked, PackedModel packed, int batch, int warmup, int repeats) {
+        return measure(masked, packed, batch, warmup, 0, repeats);
+    }
+
+    /**
+     * As above, warming up for at least {@code warmup} rounds <b>and</b> {@code warmupSeconds} seconds, then until
+     * the dense and packed medians of two successive windows agree within 5 % (at most 80 s in all).
+     */
+    public static Timing measure(CifarResNet masked, PackedModel packed, int batch, int warmup, double warmupSeconds,
+                                 int repeats) {
         PackedModel.Structure s = packed.structure();
         CifarResNet dense = new CifarResNet(s.depth(), s.classifier().classes(), new Generator(0));
         dense.eval();
@@ -74,10 +94,30 @@ public final class Bench implements Callable<Integer> {
         long[] stageNanos = new long[s.blocks().size() + 2];
         double[] dMs = new double[repeats], mMs = new double[repeats], pMs = new double[repeats];
         try (var scope = GradMode.noGrad()) {
-            for (int i = 0; i < warmup; i++) {
+            long start = System.nanoTime(), until = start + (long) (warmupSeconds * 1e9);
+            for (int i = 0; i < warmup || System.nanoTime() < until; i++) {
                 dense.forward(x);
                 if (masked != null) masked.forward(x);
                 packed.forward(x);
+            }
+            // Then until the JIT has settled: windows of runs whose median times agree with the previous window's
+            // within 5 %, for at most WARMUP_CAP_SECONDS from the start.
+            double prevD = Double.NaN, prevP = Double.NaN;
+            long cap = start + (long) (WARMUP_CAP_SECONDS * 1e9);
+            while (System.nanoTime() < cap) {
+                double[] d = new double[WARMUP_WINDOW], p = new double[WARMUP_WINDOW];
+                for (int i = 0; i < WARMUP_WINDOW; i++) {
+                    d[i] = time(dense, x);
+                    if (masked != null) masked.forward(x);
+                    long t = System.nanoTime();
+                    packed.forward(x);
+                    p[i] = (System.nanoTime() - t) / 1e6;
+                }
+                double md = median(d), mp = median(p);
+                boolean settled = Math.abs(md - prevD) <= 0.05 * prevD && Math.abs(mp - prevP) <= 0.05 * prevP;
+                prevD = md;
+                prevP = mp;
+                if (settled) break;
             }
             for (int r = 0; r < repeats; r++) {
                 dMs[r] = time(dense, x);
@@ -95,6 +135,7 @@ public final class Bench implements Callable<Integer> {
         if (batch < 1) throw new IllegalArgumentException("--batch: expected a positive number, got " + batch);
         if (repeats < 1) throw new IllegalArgumentException("--repeats: expected a positive number, got " + repeats);
         if (warmup < 0) throw new IllegalArgumentException("--warmup: expected zero or more, got " + warmup);
+        if (!(warmupSeconds >= 0)) throw new IllegalArgumentException("--warmup-seconds: expected zero or more, got " + warmupSeconds);
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         CifarResNet masked = null;
         PackedModel packed;
@@ -114,7 +155,7 @@ public final class Bench implements Callable<Integer> {
         if (!s.architecture().equals("cifar_resnet")) {
             throw new IllegalArgumentException("--ckpt " + ckpt + ": architecture '" + s.architecture() + "' has no dense counterpart to time (expected cifar_resnet)");
         }
-        Timing t = measure(masked, packed, batch, warmup, repeats);
+        Timing t = measure(masked, packed, batch, warmup, warmupSeconds, repeats);
         double denseMs = t.denseMs(), maskedMs = t.maskedMs(), packedMs = t.packedMs();
         long[] stageNanos = t.stageNanos();
         int blocks = s.blocks().size();

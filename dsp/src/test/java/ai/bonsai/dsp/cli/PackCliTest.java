@@ -55,13 +55,13 @@ class PackCliTest {
         assertEquals(dense, packed.get("denseMacs").asLong());
         assertTrue(packed.get("prunedFlopsPercent").asDouble() > 30, ep.out());
 
-        CliTest.Run b = CliTest.run(new Bonsai(), "bench", "--ckpt", ck.toString(), "--batch", "2", "--repeats", "2", "--warmup", "1", "--json");
+        CliTest.Run b = CliTest.run(new Bonsai(), "bench", "--ckpt", ck.toString(), "--batch", "2", "--repeats", "2", "--warmup", "1", "--warmup-seconds", "0", "--json");
         assertEquals(0, b.code(), b.err());
         JsonNode bj = json.readTree(b.out());
         for (String k : new String[] {"batch", "denseMs", "maskedMs", "packedMs", "speedup", "macRatio"}) assertTrue(bj.has(k), "bench --json lacks " + k);
         assertEquals(2, bj.get("batch").asInt());
         assertTrue(bj.get("macRatio").asDouble() > 1.3, b.out());
-        CliTest.Run bt = CliTest.run(new Bonsai(), "bench", "--ckpt", out.toString(), "--repeats", "2", "--warmup", "0");
+        CliTest.Run bt = CliTest.run(new Bonsai(), "bench", "--ckpt", out.toString(), "--repeats", "2", "--warmup", "0", "--warmup-seconds", "0");
         assertEquals(0, bt.code(), bt.err());
         assertTrue(bt.out().contains("where time goes") && bt.out().contains("stage_2.0") && bt.out().contains("masked        n/a"), bt.out());
     }
