@@ -24,12 +24,13 @@ import static ai.bonsai.backend.cpu.Conv2dKernels.zero;
  * <p>backwardData is this forward pass on dy with the flipped, transposed weights. backwardWeight uses the adjoint:
  * {@code dw[k][c][r][s] = sum_a G[a][r] * dU[a][k][c][s]} with
  * {@code dU[a][k][c][s] = sum_{t, j} D[a][k][t][j] * V[a][c][t][j + s]} and {@code D[a] = sum_i AT[i][a] dy[4t+i]}
- * (zero at discarded columns and rows), six dot-product GEMMs with the micro-kernels' gradient tiles.
+ * (zero at discarded columns and rows): six GEMMs per unit, as transposed gradient tiles with D packed q-major for
+ * layers of at least a tile's width of filters, else as dot-product tiles over the unit's whole q range.
  *
  * <p>Threads take whole units of images whose size depends only on the geometry, and the weight gradient adds
  * per-unit partials in a fixed order, so results are bitwise identical for any thread count. The transforms add a
  * few ulps of rounding relative to the direct method (the transformed values are sums of up to 10 scaled inputs);
- * {@code Conv2dWinogradTest} bounds that against double-precision references. Disable with
+ * {@code Conv2dKernelsTest} holds it to the same double-precision references as the direct method. Disable with
  * {@code -Dbonsai.conv.winograd=false} (e.g. to compare the two in {@code benchmarks/run Conv2dBench}).
  */
 final class Conv2dWinograd {
