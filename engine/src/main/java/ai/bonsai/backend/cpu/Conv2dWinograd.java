@@ -312,86 +312,105 @@ final class Conv2dWinograd {
         }
     }
 
-    /** dU^T = V x D^T as transposed gradient tiles over (p, k), D packed q-major. */
-    private static void backwardWeightByChannels(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
-        int gmr = kern.gradMr(), gnr = kern.gradNr(), nr = kern.nr();
-        int k = g.k(), c = g.c(), s = g.s(), np = c * s;
-        int kTiles = ceilDiv(k, gnr), kPad = kTiles * gnr, npPad = roundUp(np, gmr);
-        int partLen = ALPHA * npPad * kPad;
+    /** One unit of a weight gradient, its input staged and transformed into v, writing at pOff of the partials. */
+    private interface GradientUnit {
+        void run(int n0, Layout lay, float[] v, float[] partials, int pOff, int slices);
+    }
+
+    /**
+     * The unit loop both weight-gradient formulations share: units are dealt, in order, to at most
+     * {@link #REDUCE_GROUPS} partials of {@code partLen} (a group adds its units one after another); each unit's
+     * input is staged and row-transformed before {@code body} runs on it ({@code slices}: how many tasks the body
+     * may split into). Returns the partials reduced in a fixed order into their first {@code partLen} entries, so
+     * the sums do not depend on the thread count.
+     */
+    private static float[] accumulateUnits(ConvMicroKernels kern, ConvGeometry g, float[] x, int kPad, int partLen,
+                                           GradientUnit body) {
         int imgsPerUnit = unitImages(g, kPad);
         int units = ceilDiv(g.n(), imgsPerUnit);
         int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
         float[] partials = new float[nGroups * partLen];
         int slices = nGroups >= Parallel.threads() ? 1 : Parallel.threads();
-        int oh = g.outH(), ow = g.outW();
         Parallel.forEach(nGroups, grpIdx -> {
             for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
                 int n0 = u * imgsPerUnit;
-                Layout lay = new Layout(g, Math.min(imgsPerUnit, g.n() - n0), nr);
-                float[] p = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, c * lay.pChannel);
+                Layout lay = new Layout(g, Math.min(imgsPerUnit, g.n() - n0), kern.nr());
+                float[] p = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, g.c() * lay.pChannel);
                 float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, ALPHA * lay.vPlane);
                 stageAndTransform(kern, g, x, n0, lay, p, v);
-                int[] off = offsets(g, lay, npPad);
-                // dy staged q-major, gnr channels per q: gs[kt][row][q'][j] = dy(img, kt*gnr + j, row, x) with
-                // q' = img*wp + x, zero past the last output row and column and past k. The adjoint transform is
-                // element-wise, so it runs on this layout as is and leaves D q-major: D[a][kt][q][j].
-                int rowLen = lay.rs * gnr, rowsPerTile = M * lay.tiles;
-                int gsTile = rowsPerTile * rowLen;
-                float[] gs = ScratchBuffers.get(ScratchBuffers.CONV_TMP, kTiles * gsTile);
-                for (int kt = 0; kt < kTiles; kt++) {
-                    for (int row = 0; row < rowsPerTile; row++) {
-                        int dst = kt * gsTile + row * rowLen;
-                        if (row >= oh) {
-                            zero(gs, dst, dst + rowLen);
-                            continue;
-                        }
-                        int kn = Math.min(gnr, k - kt * gnr);
-                        for (int img = 0; img < lay.imgs; img++) {
-                            int d0 = dst + img * lay.wp * gnr;
-                            int src = (((n0 + img) * k + kt * gnr) * oh + row) * ow, plane = oh * ow;
-                            // q-major stores run contiguously; the kn loads per q come from kn sequential rows.
-                            for (int xx = 0; xx < ow; xx++) {
-                                int d = d0 + xx * gnr, sx = src + xx;
-                                for (int j = 0; j < kn; j++) gs[d + j] = dy[sx + j * plane];
-                                for (int j = kn; j < gnr; j++) gs[d + j] = 0f;
-                            }
-                            zero(gs, d0 + ow * gnr, d0 + lay.wp * gnr);
-                        }
-                    }
-                }
-                int dTile = lay.qRound * gnr, dPlane = kTiles * dTile;
-                float[] d = ScratchBuffers.get(ScratchBuffers.CONV_OUT, ALPHA * dPlane);
-                for (int kt = 0; kt < kTiles; kt++) {
-                    for (int t = 0; t < lay.tiles; t++) {
-                        kern.winogradOutputAdjoint(gs, kt * gsTile + M * t * rowLen, rowLen, M, rowLen,
-                                d, kt * dTile + t * rowLen, dPlane);
-                    }
-                    for (int al = 0; al < ALPHA; al++) {
-                        int base = al * dPlane + kt * dTile;
-                        zero(d, base + lay.qCount * gnr, base + dTile);
-                    }
-                }
-                int pOff = grpIdx * partLen;
-                // (a, p tile) pairs own disjoint partial entries, so splitting them over tasks keeps every sum's order.
-                int pTiles = npPad / gmr, jobs = ALPHA * pTiles, per = ceilDiv(jobs, Math.min(slices, jobs));
-                Parallel.forEach(ceilDiv(jobs, per), task -> {
-                    int j0 = task * per, j1 = Math.min(jobs, (task + 1) * per);
-                    for (int q0 = 0; q0 < lay.qRound; q0 += GRAD_T_CHUNK) {
-                        int nq = Math.min(GRAD_T_CHUNK, lay.qRound - q0);
-                        for (int job = j0; job < j1; job++) {
-                            int al = job / pTiles, pt = (job % pTiles) * gmr;
-                            for (int kt = 0; kt < kTiles; kt++) {
-                                int vOff = al * lay.vPlane + q0, dOff = al * dPlane + kt * dTile + q0 * gnr;
-                                int partOff = pOff + (al * npPad + pt) * kPad + kt * gnr;
-                                kern.gradShiftTile(nq, v, vOff, off, pt, d, dOff, partials, partOff, kPad);
-                            }
-                        }
-                    }
-                });
+                body.run(n0, lay, v, partials, grpIdx * partLen, slices);
             }
         });
-        // Fixed-order reduction over the partials, then dw = G^T dU along r (rows of dw split over threads).
         Conv2dKernels.reducePartials(partials, nGroups, partLen);
+        return partials;
+    }
+
+    /** dU^T = V x D^T as transposed gradient tiles over (p, k), D packed q-major. */
+    private static void backwardWeightByChannels(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
+        int gmr = kern.gradMr(), gnr = kern.gradNr();
+        int k = g.k(), c = g.c(), s = g.s(), np = c * s;
+        int kTiles = ceilDiv(k, gnr), kPad = kTiles * gnr, npPad = roundUp(np, gmr);
+        int partLen = ALPHA * npPad * kPad;
+        int oh = g.outH(), ow = g.outW();
+        float[] partials = accumulateUnits(kern, g, x, kPad, partLen, (n0, lay, v, parts, pOff, slices) -> {
+            int[] off = offsets(g, lay, npPad);
+            // dy staged q-major, gnr channels per q: gs[kt][row][q'][j] = dy(img, kt*gnr + j, row, x) with
+            // q' = img*wp + x, zero past the last output row and column and past k. The adjoint transform is
+            // element-wise, so it runs on this layout as is and leaves D q-major: D[a][kt][q][j].
+            int rowLen = lay.rs * gnr, rowsPerTile = M * lay.tiles;
+            int gsTile = rowsPerTile * rowLen;
+            float[] gs = ScratchBuffers.get(ScratchBuffers.CONV_TMP, kTiles * gsTile);
+            for (int kt = 0; kt < kTiles; kt++) {
+                for (int row = 0; row < rowsPerTile; row++) {
+                    int dst = kt * gsTile + row * rowLen;
+                    if (row >= oh) {
+                        zero(gs, dst, dst + rowLen);
+                        continue;
+                    }
+                    int kn = Math.min(gnr, k - kt * gnr);
+                    for (int img = 0; img < lay.imgs; img++) {
+                        int d0 = dst + img * lay.wp * gnr;
+                        int src = (((n0 + img) * k + kt * gnr) * oh + row) * ow, plane = oh * ow;
+                        // q-major stores run contiguously; the kn loads per q come from kn sequential rows.
+                        for (int xx = 0; xx < ow; xx++) {
+                            int d = d0 + xx * gnr, sx = src + xx;
+                            for (int j = 0; j < kn; j++) gs[d + j] = dy[sx + j * plane];
+                            for (int j = kn; j < gnr; j++) gs[d + j] = 0f;
+                        }
+                        zero(gs, d0 + ow * gnr, d0 + lay.wp * gnr);
+                    }
+                }
+            }
+            int dTile = lay.qRound * gnr, dPlane = kTiles * dTile;
+            float[] d = ScratchBuffers.get(ScratchBuffers.CONV_OUT, ALPHA * dPlane);
+            for (int kt = 0; kt < kTiles; kt++) {
+                for (int t = 0; t < lay.tiles; t++) {
+                    kern.winogradOutputAdjoint(gs, kt * gsTile + M * t * rowLen, rowLen, M, rowLen,
+                            d, kt * dTile + t * rowLen, dPlane);
+                }
+                for (int al = 0; al < ALPHA; al++) {
+                    int base = al * dPlane + kt * dTile;
+                    zero(d, base + lay.qCount * gnr, base + dTile);
+                }
+            }
+            // (a, p tile) pairs own disjoint partial entries, so splitting them over tasks keeps every sum's order.
+            int pTiles = npPad / gmr, jobs = ALPHA * pTiles, per = ceilDiv(jobs, Math.min(slices, jobs));
+            Parallel.forEach(ceilDiv(jobs, per), task -> {
+                int j0 = task * per, j1 = Math.min(jobs, (task + 1) * per);
+                for (int q0 = 0; q0 < lay.qRound; q0 += GRAD_T_CHUNK) {
+                    int nq = Math.min(GRAD_T_CHUNK, lay.qRound - q0);
+                    for (int job = j0; job < j1; job++) {
+                        int al = job / pTiles, pt = (job % pTiles) * gmr;
+                        for (int kt = 0; kt < kTiles; kt++) {
+                            int vOff = al * lay.vPlane + q0, dOff = al * dPlane + kt * dTile + q0 * gnr;
+                            int partOff = pOff + (al * npPad + pt) * kPad + kt * gnr;
+                            kern.gradShiftTile(nq, v, vOff, off, pt, d, dOff, parts, partOff, kPad);
+                        }
+                    }
+                }
+            });
+        });
+        // dw = G^T dU along r (rows of dw split over threads).
         Parallel.forRange(k, 1, (from, to) -> {
             float[] du = new float[ALPHA * np];
             for (int kk = from; kk < to; kk++) {
@@ -413,52 +432,38 @@ final class Conv2dWinograd {
         int k = g.k(), c = g.c(), s = g.s(), np = c * s;
         int kPad = roundUp(k, gr), npPad = roundUp(np, gc), pBlocks = npPad / gc;
         int partLen = ALPHA * kPad * npPad;
-        int imgsPerUnit = unitImages(g, kPad);
-        int units = ceilDiv(g.n(), imgsPerUnit);
-        int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
-        float[] partials = new float[nGroups * partLen];
-        int slices = nGroups >= Parallel.threads() ? 1 : Parallel.threads();
         int oh = g.outH(), ow = g.outW();
-        Parallel.forEach(nGroups, grpIdx -> {
-            for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
-                int n0 = u * imgsPerUnit;
-                Layout lay = new Layout(g, Math.min(imgsPerUnit, g.n() - n0), nr);
-                float[] p = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, c * lay.pChannel);
-                float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, ALPHA * lay.vPlane);
-                stageAndTransform(kern, g, x, n0, lay, p, v);
-                int[] off = offsets(g, lay, npPad);
-                // dy staged like P (4 rows per tile row, zero past the last output row and column), then
-                // D[a][kk][q] = sum_i AT[i][a] dy[4t + i], the adjoint of the output transform.
-                int dyChannel = M * lay.tiles * lay.rs + nr;
-                float[] gs = ScratchBuffers.get(ScratchBuffers.CONV_TMP, k * dyChannel);
-                stageRows(dy, k, null, k, oh, ow, n0, lay.imgs, 0, 0, M * lay.tiles, lay.wp, gs, dyChannel);
-                int ld = lay.qRound + nr, dPlane = kPad * ld;
-                float[] d = ScratchBuffers.get(ScratchBuffers.CONV_OUT, ALPHA * dPlane);
-                for (int kk = 0; kk < kPad; kk++) {
-                    if (kk < k) {
-                        for (int t = 0; t < lay.tiles; t++) {
-                            kern.winogradOutputAdjoint(gs, kk * dyChannel + M * t * lay.rs, lay.rs, M, lay.span,
-                                    d, kk * ld + t * lay.rs, dPlane);
-                        }
+        float[] partials = accumulateUnits(kern, g, x, kPad, partLen, (n0, lay, v, parts, pOff, slices) -> {
+            int[] off = offsets(g, lay, npPad);
+            // dy staged like P (4 rows per tile row, zero past the last output row and column), then
+            // D[a][kk][q] = sum_i AT[i][a] dy[4t + i], the adjoint of the output transform.
+            int dyChannel = M * lay.tiles * lay.rs + nr;
+            float[] gs = ScratchBuffers.get(ScratchBuffers.CONV_TMP, k * dyChannel);
+            stageRows(dy, k, null, k, oh, ow, n0, lay.imgs, 0, 0, M * lay.tiles, lay.wp, gs, dyChannel);
+            int ld = lay.qRound + nr, dPlane = kPad * ld;
+            float[] d = ScratchBuffers.get(ScratchBuffers.CONV_OUT, ALPHA * dPlane);
+            for (int kk = 0; kk < kPad; kk++) {
+                if (kk < k) {
+                    for (int t = 0; t < lay.tiles; t++) {
+                        kern.winogradOutputAdjoint(gs, kk * dyChannel + M * t * lay.rs, lay.rs, M, lay.span,
+                                d, kk * ld + t * lay.rs, dPlane);
                     }
-                    int from = kk < k ? lay.qCount : 0;
-                    for (int al = 0; al < ALPHA; al++) zero(d, al * dPlane + kk * ld + from, al * dPlane + (kk + 1) * ld);
                 }
-                int pOff = grpIdx * partLen;
-                // (a, p block) pairs own disjoint partial entries, so splitting them over tasks keeps every sum's order.
-                int jobs = ALPHA * pBlocks, per = ceilDiv(jobs, Math.min(slices, jobs));
-                Parallel.forEach(ceilDiv(jobs, per), task -> {
-                    for (int job = task * per; job < Math.min(jobs, (task + 1) * per); job++) {
-                        int al = job / pBlocks, pb = (job % pBlocks) * gc;
-                        for (int kb = 0; kb < kPad; kb += gr) {
-                            kern.gradTile(lay.qRound, d, al * dPlane + kb * ld, ld, v, al * lay.vPlane, off, pb,
-                                    partials, pOff + (al * kPad + kb) * npPad + pb, npPad);
-                        }
-                    }
-                });
+                int from = kk < k ? lay.qCount : 0;
+                for (int al = 0; al < ALPHA; al++) zero(d, al * dPlane + kk * ld + from, al * dPlane + (kk + 1) * ld);
             }
+            // (a, p block) pairs own disjoint partial entries, so splitting them over tasks keeps every sum's order.
+            int jobs = ALPHA * pBlocks, per = ceilDiv(jobs, Math.min(slices, jobs));
+            Parallel.forEach(ceilDiv(jobs, per), task -> {
+                for (int job = task * per; job < Math.min(jobs, (task + 1) * per); job++) {
+                    int al = job / pBlocks, pb = (job % pBlocks) * gc;
+                    for (int kb = 0; kb < kPad; kb += gr) {
+                        kern.gradTile(lay.qRound, d, al * dPlane + kb * ld, ld, v, al * lay.vPlane, off, pb,
+                                parts, pOff + (al * kPad + kb) * npPad + pb, npPad);
+                    }
+                }
+            });
         });
-        Conv2dKernels.reducePartials(partials, nGroups, partLen);
         Parallel.forRange(k, 1, (from, to) -> {
             float[] du = new float[ALPHA * np];
             for (int kk = from; kk < to; kk++) {

@@ -1,6 +1,7 @@
 package ai.bonsai.backend.cpu.simd;
 
 import ai.bonsai.backend.cpu.ConvMicroKernels;
+import ai.bonsai.backend.cpu.ScalarConvMicroKernels;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -175,7 +176,9 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
         c71.add(FloatVector.fromArray(S, dwT, o + L)).intoArray(dwT, o + L);
     }
 
-    // Winograd row transforms: the same formulas as ScalarConvMicroKernels, lane-wise, then a scalar tail.
+    // Winograd row transforms: the same formulas as ScalarConvMicroKernels, lane-wise, which also does the tail (the
+    // operations match one for one, so every element gets the same bits either way).
+    private static final ScalarConvMicroKernels TAIL = new ScalarConvMicroKernels();
 
     @Override
     public void winogradInput(float[] p, int pOff, int ld, int len, float[] v, int vOff, int vStride) {
@@ -194,17 +197,7 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
             e.sub(f).intoArray(v, w + 4 * vStride);
             d1.mul(4f).sub(d3.mul(5f)).add(d5).intoArray(v, w + 5 * vStride);
         }
-        for (; t < len; t++) {
-            int o = pOff + t;
-            float d0 = p[o], d1 = p[o + ld], d2 = p[o + 2 * ld], d3 = p[o + 3 * ld], d4 = p[o + 4 * ld], d5 = p[o + 5 * ld];
-            int w = vOff + t;
-            v[w] = 4f * d0 - 5f * d2 + d4;
-            v[w + vStride] = (d4 + d3) - 4f * (d1 + d2);
-            v[w + 2 * vStride] = (d4 - d3) + 4f * (d1 - d2);
-            v[w + 3 * vStride] = (d4 - d2) + 2f * (d3 - d1);
-            v[w + 4 * vStride] = (d4 - d2) - 2f * (d3 - d1);
-            v[w + 5 * vStride] = 4f * d1 - 5f * d3 + d5;
-        }
+        TAIL.winogradInput(p, pOff + t, ld, len - t, v, vOff + t, vStride);
     }
 
     @Override
@@ -225,17 +218,7 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
                 d12.add(d34.mul(8f)).add(m5).add(bias).intoArray(y, w + 3 * ldy);
             }
         }
-        for (; t < len; t++) {
-            int o = mOff + t;
-            float m0 = m[o], m1 = m[o + mStride], m2 = m[o + 2 * mStride], m3 = m[o + 3 * mStride];
-            float m4 = m[o + 4 * mStride], m5 = m[o + 5 * mStride];
-            float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
-            int w = yOff + t;
-            y[w] = bias + (m0 + s12 + s34);
-            if (rows > 1) y[w + ldy] = bias + (d12 + 2f * d34);
-            if (rows > 2) y[w + 2 * ldy] = bias + (s12 + 4f * s34);
-            if (rows > 3) y[w + 3 * ldy] = bias + (d12 + 8f * d34 + m5);
-        }
+        TAIL.winogradOutput(m, mOff + t, mStride, len - t, bias, y, yOff + t, ldy, rows);
     }
 
     @Override
@@ -257,17 +240,6 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
             q02.sub(q13).intoArray(d, w + 4 * dStride);
             g3.intoArray(d, w + 5 * dStride);
         }
-        for (; t < len; t++) {
-            int o = gOff + t;
-            float g0 = g[o], g1 = rows > 1 ? g[o + ld] : 0f, g2 = rows > 2 ? g[o + 2 * ld] : 0f, g3 = rows > 3 ? g[o + 3 * ld] : 0f;
-            float s02 = g0 + g2, s13 = g1 + g3, q02 = g0 + 4f * g2, q13 = 2f * g1 + 8f * g3;
-            int w = dOff + t;
-            d[w] = g0;
-            d[w + dStride] = s02 + s13;
-            d[w + 2 * dStride] = s02 - s13;
-            d[w + 3 * dStride] = q02 + q13;
-            d[w + 4 * dStride] = q02 - q13;
-            d[w + 5 * dStride] = g3;
-        }
+        TAIL.winogradOutputAdjoint(g, gOff + t, ld, rows, len - t, d, dOff + t, dStride);
     }
 }
