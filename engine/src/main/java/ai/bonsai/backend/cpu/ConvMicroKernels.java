@@ -37,6 +37,16 @@ public interface ConvMicroKernels {
     void shiftTileHalf(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo);
 
     /**
+     * A tile of {@code rows} rows, {@code 1 <= rows < mr() / 2}, by {@code 2 * nr()} columns, {@code a} packed as for
+     * {@link #shiftTile}: {@code out[outOff + i*ldo + j] = sum_p a[aOff + p*mr() + i] * src[srcOff + off[p] + j]},
+     * i < rows, j < 2*nr. Packed branches of 1-3 filters (and the 5-7 filter ones, as a half tile plus this) are
+     * common; a half tile there computes up to 4x the rows it keeps. With one load of B per p shared by all rows,
+     * these do nearly as many multiply-adds per load as the half tile.
+     */
+    void shiftTileRows(int rows, int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff,
+                       int ldo);
+
+    /**
      * Accumulates a {@code GRAD_ROWS x GRAD_COLS} block of dot products:
      * {@code dw[dwOff + i*ldw + j] += sum_{q<nq} g[gOff + i*ldg + q] * src[srcOff + off[offIdx + j] + q]}.
      * {@code nq} is a multiple of {@link #nr()}.

@@ -41,6 +41,23 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
     }
 
     @Override
+    public void shiftTileRows(int rows, int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out,
+                              int outOff, int ldo) {
+        if (rows < 1 || rows >= MR / 2) throw new IllegalArgumentException("shiftTileRows: rows must be in [1, " + MR / 2 + "), got " + rows);
+        final int cols = 2 * NR;
+        float[] acc = new float[rows * cols];
+        for (int p = 0; p < np; p++) {
+            int s = srcOff + off[p], ai = aOff + p * MR;
+            for (int i = 0; i < rows; i++) {
+                float av = a[ai + i];
+                int base = i * cols;
+                for (int j = 0; j < cols; j++) acc[base + j] += av * src[s + j];
+            }
+        }
+        for (int i = 0; i < rows; i++) System.arraycopy(acc, i * cols, out, outOff + i * ldo, cols);
+    }
+
+    @Override
     public void gradTile(int nq, float[] g, int gOff, int ldg, float[] src, int srcOff, int[] off, int offIdx,
                          float[] dw, int dwOff, int ldw) {
         for (int i = 0; i < GRAD_ROWS; i++) {

@@ -85,6 +85,73 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
     }
 
     @Override
+    public void shiftTileRows(int rows, int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out,
+                              int outOff, int ldo) {
+        // One method per height so that every accumulator is a local C2 keeps in a register.
+        switch (rows) {
+            case 1 -> shiftTile1(np, a, aOff, src, srcOff, off, out, outOff);
+            case 2 -> shiftTile2(np, a, aOff, src, srcOff, off, out, outOff, ldo);
+            case 3 -> shiftTile3(np, a, aOff, src, srcOff, off, out, outOff, ldo);
+            default -> throw new IllegalArgumentException("shiftTileRows: rows must be in [1, " + MR / 2 + "), got " + rows);
+        }
+    }
+
+    private static void shiftTile1(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c02 = z, c03 = z;
+        int ai = aOff;
+        for (int p = 0; p < np; p++, ai += MR) {
+            int s = srcOff + off[p];
+            FloatVector x = FloatVector.broadcast(S, a[ai]);
+            c00 = x.fma(FloatVector.fromArray(S, src, s), c00);
+            c01 = x.fma(FloatVector.fromArray(S, src, s + L), c01);
+            c02 = x.fma(FloatVector.fromArray(S, src, s + 2 * L), c02);
+            c03 = x.fma(FloatVector.fromArray(S, src, s + 3 * L), c03);
+        }
+        c00.intoArray(out, outOff); c01.intoArray(out, outOff + L); c02.intoArray(out, outOff + 2 * L); c03.intoArray(out, outOff + 3 * L);
+    }
+
+    private static void shiftTile2(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
+        int ai = aOff;
+        for (int p = 0; p < np; p++, ai += MR) {
+            int s = srcOff + off[p];
+            FloatVector b0 = FloatVector.fromArray(S, src, s), b1 = FloatVector.fromArray(S, src, s + L);
+            FloatVector b2 = FloatVector.fromArray(S, src, s + 2 * L), b3 = FloatVector.fromArray(S, src, s + 3 * L);
+            FloatVector x = FloatVector.broadcast(S, a[ai]);
+            c00 = x.fma(b0, c00); c01 = x.fma(b1, c01); c02 = x.fma(b2, c02); c03 = x.fma(b3, c03);
+            x = FloatVector.broadcast(S, a[ai + 1]);
+            c10 = x.fma(b0, c10); c11 = x.fma(b1, c11); c12 = x.fma(b2, c12); c13 = x.fma(b3, c13);
+        }
+        int o = outOff;
+        c00.intoArray(out, o); c01.intoArray(out, o + L); c02.intoArray(out, o + 2 * L); c03.intoArray(out, o + 3 * L); o += ldo;
+        c10.intoArray(out, o); c11.intoArray(out, o + L); c12.intoArray(out, o + 2 * L); c13.intoArray(out, o + 3 * L);
+    }
+
+    private static void shiftTile3(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
+        FloatVector z = FloatVector.zero(S);
+        FloatVector c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
+        FloatVector c20 = z, c21 = z, c22 = z, c23 = z;
+        int ai = aOff;
+        for (int p = 0; p < np; p++, ai += MR) {
+            int s = srcOff + off[p];
+            FloatVector b0 = FloatVector.fromArray(S, src, s), b1 = FloatVector.fromArray(S, src, s + L);
+            FloatVector b2 = FloatVector.fromArray(S, src, s + 2 * L), b3 = FloatVector.fromArray(S, src, s + 3 * L);
+            FloatVector x = FloatVector.broadcast(S, a[ai]);
+            c00 = x.fma(b0, c00); c01 = x.fma(b1, c01); c02 = x.fma(b2, c02); c03 = x.fma(b3, c03);
+            x = FloatVector.broadcast(S, a[ai + 1]);
+            c10 = x.fma(b0, c10); c11 = x.fma(b1, c11); c12 = x.fma(b2, c12); c13 = x.fma(b3, c13);
+            x = FloatVector.broadcast(S, a[ai + 2]);
+            c20 = x.fma(b0, c20); c21 = x.fma(b1, c21); c22 = x.fma(b2, c22); c23 = x.fma(b3, c23);
+        }
+        int o = outOff;
+        c00.intoArray(out, o); c01.intoArray(out, o + L); c02.intoArray(out, o + 2 * L); c03.intoArray(out, o + 3 * L); o += ldo;
+        c10.intoArray(out, o); c11.intoArray(out, o + L); c12.intoArray(out, o + 2 * L); c13.intoArray(out, o + 3 * L); o += ldo;
+        c20.intoArray(out, o); c21.intoArray(out, o + L); c22.intoArray(out, o + 2 * L); c23.intoArray(out, o + 3 * L);
+    }
+
+    @Override
     public void gradTile(int nq, float[] g, int gOff, int ldg, float[] src, int srcOff, int[] off, int offIdx,
                          float[] dw, int dwOff, int ldw) {
         FloatVector z = FloatVector.zero(S);
