@@ -45,7 +45,27 @@ final class BranchConvKernels {
         }
 
         boolean hasOutputStage() { return outputShift != null || outputRelu; }
+
+        /** Input channels per filter, averaged over the plan's filters (what decides Winograd's worth, see run). */
+        double meanInputWidth() {
+            long filters = 0, inputs = 0;
+            for (PreparedBranch b : branches) {
+                filters += b.out.length;
+                inputs += (long) b.out.length * b.inPos.length;
+            }
+            return filters == 0 ? 0 : (double) inputs / filters;
+        }
     }
+
+    /**
+     * Under {@link ConvMethod#AUTO} a plan takes the Winograd path only if its filters read at least this many input
+     * channels on average. Winograd halves the multiply-adds per input channel but adds a fixed cost per filter (the
+     * output transform) and per staged channel (the input transform); narrow branches do not earn it back. Measured
+     * in place on the packed ResNet-56 stand-in (one JVM, the two methods alternating, benchmarks/RESULTS-packed.md):
+     * direct was 15 % faster on stage 1 (about 8 inputs per filter), 10 % on stage 2 (about 16), and Winograd 20 %
+     * faster on stage 3 (about 32).
+     */
+    static final int WINOGRAD_MIN_INPUT_WIDTH = 24;
 
     static final class PreparedBranch {
         /** Staged position of each input channel, in the branch's order. */
@@ -130,7 +150,9 @@ final class BranchConvKernels {
         }
         // The geometry of the staged input: only the channels some branch reads.
         ConvGeometry g = new ConvGeometry(n, prep.staged.length, h, w, 1, k, k, st, st, pad, pad, 1);
-        if (method.winograd(g)) {
+        boolean winograd = method == ConvMethod.AUTO
+                ? prep.meanInputWidth() >= WINOGRAD_MIN_INPUT_WIDTH && method.winograd(g) : method.winograd(g);
+        if (winograd) {
             runWinograd(kern, plan, prep, g, x, y, accumulate);
             return;
         }

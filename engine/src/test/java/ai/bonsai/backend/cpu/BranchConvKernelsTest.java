@@ -259,6 +259,17 @@ class BranchConvKernelsTest {
         }
     }
 
+    /** AUTO's Winograd choice reads the filter-weighted input width: two 3-input filters and one 6-input filter give 4. */
+    @Test void meanInputWidthIsWeightedByFilters() {
+        Buffer w1 = BE.fromFloats(new float[2 * 3 * 9]), w2 = BE.fromFloats(new float[6 * 9]);
+        Buffer s2 = BE.fromFloats(new float[2]), s1 = BE.fromFloats(new float[1]);
+        BranchConv plan = new BranchConv(8, 3, 3, 1, 1, List.of(
+                new BranchConv.Branch(new int[] {0, 1, 2}, new int[] {0, 1}, w1, s2, s2, false),
+                new BranchConv.Branch(new int[] {2, 3, 4, 5, 6, 7}, new int[] {2}, w2, s1, s1, false)));
+        assertEquals(4.0, BranchConvKernels.prepare(plan, Conv2dKernels.kernels().mr(), BE).meanInputWidth(), 1e-12);
+        assertEquals(0.0, BranchConvKernels.prepare(new BranchConv(8, 3, 3, 1, 1, List.of()), 8, BE).meanInputWidth());
+    }
+
     @Test void planValidationNamesBranchAndField() {
         Buffer w = BE.fromFloats(new float[2 * 2 * 9]), s2 = BE.fromFloats(new float[2]);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new BranchConv(4, 4, 3, 1, 1,
