@@ -172,6 +172,29 @@ public interface Backend {
      */
     void branchConv2d(BranchConv plan, Buffer x, int n, int h, int w, Buffer y, boolean accumulate);
 
+    /**
+     * Two multi-branch convolutions in sequence, as a packed block's conv_a and conv_b: exactly
+     * <pre>
+     *   t = new (n, first.outChannels, first.outSize(h), first.outSize(w))
+     *   branchConv2d(first, x, n, h, w, t, false)
+     *   branchConv2d(second, t, n, first.outSize(h), first.outSize(w), y, accumulate)
+     * </pre>
+     * with {@link BranchConv#requireChainable} holding (so t's initial contents never matter). x and y may be the
+     * same buffer (a packed block adding conv_b into its own input, the identity residual): t is computed from x
+     * before y is written, image by image at least. This default does
+     * just that; a backend may override it to keep t out of memory (the CPU backend runs both plans per unit of
+     * images, t in a per-thread scratch array).
+     */
+    default void branchConv2dPair(BranchConv first, BranchConv second, Buffer x, int n, int h, int w, Buffer y,
+                                  boolean accumulate) {
+        BranchConv.requireChainable(first, second);
+        int th = first.outSize(h), tw = first.outSize(w);
+        if (th < 1 || tw < 1) throw new IllegalArgumentException("branchConv2dPair: input " + h + "x" + w + " is smaller than the kernel of " + first);
+        Buffer t = allocate(ai.bonsai.tensor.DType.FLOAT32, Math.multiplyExact(n, first.outChannels() * th * tw));
+        branchConv2d(first, x, n, h, w, t, false);
+        branchConv2d(second, t, n, th, tw, y, accumulate);
+    }
+
     // ---------------------------------------------------------------- DSP group-channel regulariser
 
     /**

@@ -148,6 +148,32 @@ public final class BranchConv {
     /** True when no destination channel is written by two branches (required by the overwriting mode). */
     public boolean disjointOutputs() { return disjointOutputs; }
 
+    /**
+     * Checks that {@code second} can run on the output of {@code first} as {@link Backend#branchConv2dPair} does:
+     * its input channels are {@code first}'s output channels, {@code first} may overwrite (disjoint outputs), and
+     * every channel {@code second} reads is written by a branch of {@code first} (so the intermediate needs no
+     * initial value). Errors name the plan, the channel and the branch.
+     */
+    public static void requireChainable(BranchConv first, BranchConv second) {
+        if (second.inChannels != first.outChannels) {
+            throw new IllegalArgumentException("branchConv2dPair: second plan reads " + second.inChannels
+                    + " channels but the first writes " + first.outChannels + " (" + first + " then " + second + ")");
+        }
+        if (!first.disjointOutputs) {
+            throw new IllegalArgumentException("branchConv2dPair: the first plan overwrites the intermediate, so its branch outputs must be disjoint: " + first);
+        }
+        boolean[] written = new boolean[first.outChannels];
+        for (Branch b : first.branches) for (int c : b.outChannels) written[c] = true;
+        for (int bi = 0; bi < second.branches.size(); bi++) {
+            for (int c : second.branches.get(bi).inChannels) {
+                if (!written[c]) {
+                    throw new IllegalArgumentException("branchConv2dPair: branch " + bi + " of the second plan reads channel " + c
+                            + ", which no branch of the first plan writes (" + first + " then " + second + ")");
+                }
+            }
+        }
+    }
+
     /** Output height (or width) for an input of this size. */
     public int outSize(int inSize) { return (inSize + 2 * padding - kernel) / stride + 1; }
 

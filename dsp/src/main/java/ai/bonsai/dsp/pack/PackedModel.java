@@ -137,10 +137,10 @@ public final class PackedModel extends Module {
     private final AtomicReference<Workspace> spare = new AtomicReference<>();
 
     /**
-     * The activations and conv_a outputs of one forward, by length and slot, reused across forwards: every
-     * intermediate is fully overwritten before it is read (the stem, conv_a and shortcut plans write all their
+     * The block activations of one forward, by length and slot, reused across forwards: every
+     * intermediate is fully overwritten before it is read (the stem and shortcut plans write all their
      * output channels), so stale contents never matter and nothing needs zeroing. Slots 0 and 1 hold the block
-     * activations (the current one and a projection's output), slot 2 conv_a's concatenation.
+     * activations (the current one and a projection's output).
      */
     private final class Workspace {
         private final Map<Long, Buffer> buffers = new HashMap<>();
@@ -281,19 +281,16 @@ public final class PackedModel extends Module {
             Block b = structure.blocks().get(i);
             int bh = outSize(h, b.kernel(), b.stride(), b.padding()), bw = outSize(w, b.kernel(), b.stride(), b.padding());
             if (bh < 1 || bw < 1) throw new IllegalArgumentException("PackedModel.forward: input " + x.shape() + " is too small for block " + b.name());
-            Buffer t = null;
-            if (planA[i] != null) {
-                t = ws.get(2, n * planA[i].outChannels() * bh * bw);
-                be.branchConv2d(planA[i], cur, n, h, w, t, false);
-            }
             Buffer res = cur;                     // identity: accumulate into the block input, which is ours
             if (planShortcut[i] != null) {
                 curSlot = 1 - curSlot;
                 res = ws.get(curSlot, n * b.planes() * bh * bw);
                 be.branchConv2d(planShortcut[i], cur, n, h, w, res, false);
             }
-            if (t != null) {
-                be.branchConv2d(planB[i], t, n, bh, bw, res, true);    // adds conv_b, the constant, then ReLU
+            if (planA[i] != null) {
+                // conv_a then conv_b (which adds, then the block's constant and ReLU); conv_a's output t only ever
+                // exists one unit of images at a time.
+                be.branchConv2dPair(planA[i], planB[i], cur, n, h, w, res, true);
             } else {                                                   // conv_b fully pruned: the residual only
                 if (residualBias[i] != null) {
                     int[] dims = {n, b.planes(), bh, bw};

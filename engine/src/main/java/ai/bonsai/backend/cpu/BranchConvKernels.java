@@ -140,58 +140,104 @@ final class BranchConvKernels {
     static void run(ConvMicroKernels kern, BranchConv plan, Prepared prep, float[] x, int n, int h, int w, float[] y,
                     boolean accumulate, ConvMethod method) {
         assert prep.mr == kern.mr();
-        int k = plan.kernel(), st = plan.stride(), pad = plan.padding();
-        if (prep.staged.length == 0) {                        // no branches: only the output stage writes
-            if (prep.hasOutputStage()) {
-                int hw = plan.outSize(h) * plan.outSize(w);
-                Parallel.forEach(n, img -> outputStage(prep, y, img, 1, plan.outChannels(), hw));
-            }
-            return;
-        }
-        // The geometry of the staged input: only the channels some branch reads.
-        ConvGeometry g = new ConvGeometry(n, prep.staged.length, h, w, 1, k, k, st, st, pad, pad, 1);
-        boolean winograd = method == ConvMethod.AUTO
-                ? prep.meanInputWidth() >= WINOGRAD_MIN_INPUT_WIDTH && method.winograd(g) : method.winograd(g);
-        if (winograd) {
-            runWinograd(kern, plan, prep, g, x, y, accumulate);
-            return;
-        }
-        int mr = kern.mr(), nr = kern.nr();
-        int oh = g.outH(), ow = g.outW(), cIn = plan.inChannels(), cOut = plan.outChannels();
-        int imgsPerUnit = Conv2dKernels.unitImages(g);
-        int units = Conv2dKernels.ceilDiv(n, imgsPerUnit);
-        Parallel.forEach(units, u -> {
-            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, n - n0);
-            // Columns rounded to the half tile's width (2 nr), so both tile shapes cover [0, qRound) exactly.
-            Conv2dKernels.InputLayout lay = new Conv2dKernels.InputLayout(g, imgs, 2 * nr);
-            float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
-            Conv2dKernels.stageInput(g, x, cIn, prep.staged, n0, imgs, lay, src);
-            int ld = lay.qRound;
-            float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, mr * ld);
-            for (PreparedBranch b : prep.branches) {
-                int[] off = new int[b.np];
-                for (int i = 0; i < b.inPos.length; i++) {
-                    for (int r = 0; r < k; r++) {
-                        for (int s = 0; s < k; s++) off[(i * k + r) * k + s] = lay.offset(g, b.inPos[i], r, s);
-                    }
-                }
-                int kb = b.out.length;
-                for (int mb = 0; mb < b.mBlocks; mb++) {
-                    int rows = Math.min(mr, kb - mb * mr);
-                    blockTiles(kern, rows, b.np, b.a, mb * b.np * mr, src, 0, off, out, 0, ld);
-                    for (int i = 0; i < rows; i++) {
-                        int j = mb * mr + i;
-                        affine(out, i * ld, lay.qCount, b.scale[j], b.shift[j], b.relu);
-                        for (int img = 0; img < imgs; img++) {
-                            int yBase = ((n0 + img) * cOut + b.out[j]) * oh * ow;
-                            int row = i * ld + img * lay.hq * lay.wq;
-                            for (int oi = 0; oi < oh; oi++) copyRow(out, row + oi * lay.wq, y, yBase + oi * ow, ow, accumulate);
-                        }
-                    }
-                }
-            }
-            if (prep.hasOutputStage()) outputStage(prep, y, n0, imgs, cOut, oh * ow);
+        Step s = new Step(plan, prep, n, h, w, method);
+        int imgsPerUnit = s.unitImages(kern.mr());
+        Parallel.forEach(Conv2dKernels.ceilDiv(n, imgsPerUnit), u -> {
+            int n0 = u * imgsPerUnit;
+            s.unit(kern, x, n0, Math.min(imgsPerUnit, n - n0), y, n0, accumulate);
         });
+    }
+
+    /**
+     * Runs {@code first} then {@code second} per unit of images, the intermediate t held in a per-thread scratch
+     * array of one unit's images instead of a whole-batch tensor: t goes from conv_a's copy-out to conv_b's
+     * staging while it is in cache. See {@link ai.bonsai.backend.Backend#branchConv2dPair} for the semantics.
+     */
+    static void runPair(ConvMicroKernels kern, BranchConv first, Prepared prepFirst, BranchConv second, Prepared prepSecond,
+                        float[] x, int n, int h, int w, float[] y, boolean accumulate, ConvMethod method) {
+        Step a = new Step(first, prepFirst, n, h, w, method);
+        Step b = new Step(second, prepSecond, n, first.outSize(h), first.outSize(w), method);
+        int imgsPerUnit = Math.min(a.unitImages(kern.mr()), b.unitImages(kern.mr()));
+        int tImage = first.outChannels() * b.h * b.w;
+        Parallel.forEach(Conv2dKernels.ceilDiv(n, imgsPerUnit), u -> {
+            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, n - n0);
+            float[] t = ScratchBuffers.get(ScratchBuffers.BRANCH_PAIR, imgs * tImage);
+            a.unit(kern, x, n0, imgs, t, 0, false);
+            b.unit(kern, t, 0, imgs, y, n0, accumulate);
+        });
+    }
+
+    /** One plan on one input size: the staged geometry and the method, fixed for every unit of a call. */
+    private static final class Step {
+        final BranchConv plan;
+        final Prepared prep;
+        final int h, w;
+        /** Geometry of the staged input (only the channels some branch reads); null when no branch reads any. */
+        final ConvGeometry g;
+        final boolean winograd;
+
+        Step(BranchConv plan, Prepared prep, int n, int h, int w, ConvMethod method) {
+            this.plan = plan;
+            this.prep = prep;
+            this.h = h;
+            this.w = w;
+            int k = plan.kernel(), st = plan.stride(), pad = plan.padding();
+            g = prep.staged.length == 0 ? null : new ConvGeometry(n, prep.staged.length, h, w, 1, k, k, st, st, pad, pad, 1);
+            winograd = g != null && (method == ConvMethod.AUTO
+                    ? prep.meanInputWidth() >= WINOGRAD_MIN_INPUT_WIDTH && method.winograd(g) : method.winograd(g));
+        }
+
+        /** Images per unit: the rule of the method's own kernels (from the geometry only, so bits do not depend on threads). */
+        int unitImages(int mr) {
+            if (g == null) return 1;
+            return winograd ? Conv2dWinograd.unitImages(g, mr) : Conv2dKernels.unitImages(g);
+        }
+
+        /** Images [n0, n0+imgs) of x to images [yImg0, yImg0+imgs) of y, then the output stage on those. */
+        void unit(ConvMicroKernels kern, float[] x, int n0, int imgs, float[] y, int yImg0, boolean accumulate) {
+            if (g != null) {
+                if (winograd) unitWinograd(kern, this, x, n0, imgs, y, yImg0, accumulate);
+                else unitDirect(kern, this, x, n0, imgs, y, yImg0, accumulate);
+            }
+            if (prep.hasOutputStage()) outputStage(prep, y, yImg0, imgs, plan.outChannels(), plan.outSize(h) * plan.outSize(w));
+        }
+    }
+
+    /** The direct method on one unit (see the class comment). */
+    private static void unitDirect(ConvMicroKernels kern, Step st, float[] x, int n0, int imgs, float[] y, int yImg0,
+                                   boolean accumulate) {
+        ConvGeometry g = st.g;
+        Prepared prep = st.prep;
+        int mr = kern.mr(), nr = kern.nr(), k = g.r();
+        int oh = g.outH(), ow = g.outW(), cIn = st.plan.inChannels(), cOut = st.plan.outChannels();
+        // Columns rounded to the half tile's width (2 nr), so every tile shape covers [0, qRound) exactly.
+        Conv2dKernels.InputLayout lay = new Conv2dKernels.InputLayout(g, imgs, 2 * nr);
+        float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
+        Conv2dKernels.stageInput(g, x, cIn, prep.staged, n0, imgs, lay, src);
+        int ld = lay.qRound;
+        float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, mr * ld);
+        for (PreparedBranch b : prep.branches) {
+            int[] off = new int[b.np];
+            for (int i = 0; i < b.inPos.length; i++) {
+                for (int r = 0; r < k; r++) {
+                    for (int s = 0; s < k; s++) off[(i * k + r) * k + s] = lay.offset(g, b.inPos[i], r, s);
+                }
+            }
+            int kb = b.out.length;
+            for (int mb = 0; mb < b.mBlocks; mb++) {
+                int rows = Math.min(mr, kb - mb * mr);
+                blockTiles(kern, rows, b.np, b.a, mb * b.np * mr, src, 0, off, out, 0, ld);
+                for (int i = 0; i < rows; i++) {
+                    int j = mb * mr + i;
+                    affine(out, i * ld, lay.qCount, b.scale[j], b.shift[j], b.relu);
+                    for (int img = 0; img < imgs; img++) {
+                        int yBase = ((yImg0 + img) * cOut + b.out[j]) * oh * ow;
+                        int row = i * ld + img * lay.hq * lay.wq;
+                        for (int oi = 0; oi < oh; oi++) copyRow(out, row + oi * lay.wq, y, yBase + oi * ow, ow, accumulate);
+                    }
+                }
+            }
+        }
     }
 
     /**
@@ -260,57 +306,53 @@ final class BranchConvKernels {
     }
 
     /**
-     * The Winograd version ({@link Conv2dWinograd}): the staged channels are row-transformed once per unit for all
-     * branches; each branch then runs six shift GEMMs over its channels' transformed planes (its shift table is
-     * again the gather), one output transform per filter, and the same BN, ReLU and copy-out as the direct path.
+     * The Winograd version ({@link Conv2dWinograd}) of {@link #unitDirect}: the staged channels are row-transformed
+     * once per unit for all branches; each branch then runs six shift GEMMs over its channels' transformed planes
+     * (its shift table is again the gather), one output transform per filter, and the same BN, ReLU and copy-out.
      */
-    private static void runWinograd(ConvMicroKernels kern, BranchConv plan, Prepared prep, ConvGeometry g, float[] x,
-                                    float[] y, boolean accumulate) {
+    private static void unitWinograd(ConvMicroKernels kern, Step st, float[] x, int n0, int imgs, float[] y, int yImg0,
+                                     boolean accumulate) {
         final int alpha = Conv2dWinograd.ALPHA, m4 = Conv2dWinograd.M;
-        int mr = kern.mr(), nr = kern.nr(), n = g.n();
-        int oh = g.outH(), ow = g.outW(), cIn = plan.inChannels(), cOut = plan.outChannels();
-        int imgsPerUnit = Conv2dWinograd.unitImages(g, mr);
-        int units = Conv2dKernels.ceilDiv(n, imgsPerUnit);
-        Parallel.forEach(units, u -> {
-            int n0 = u * imgsPerUnit;
-            // Columns rounded to the half tile's width (2 nr), so both tile shapes cover [0, qRound) exactly.
-            Conv2dWinograd.Layout lay = new Conv2dWinograd.Layout(g, Math.min(imgsPerUnit, n - n0), 2 * nr);
-            float[] p = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, g.c() * lay.pChannel);
-            float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, alpha * lay.vPlane);
-            Conv2dWinograd.stageAndTransform(kern, g, x, cIn, prep.staged, n0, lay, p, v);
-            int ld = lay.qRound, mStride = mr * ld;
-            float[] m = ScratchBuffers.get(ScratchBuffers.CONV_OUT, alpha * mStride);
-            float[] rows = ScratchBuffers.get(ScratchBuffers.CONV_TMP, m4 * ld);
-            for (PreparedBranch b : prep.branches) {
-                int cb = b.inPos.length, np = cb * 3;
-                int[] off = new int[np];
-                for (int i = 0; i < cb; i++) {
-                    for (int s = 0; s < 3; s++) off[i * 3 + s] = b.inPos[i] * lay.vChannel + s;
+        ConvGeometry g = st.g;
+        Prepared prep = st.prep;
+        int mr = kern.mr(), nr = kern.nr();
+        int oh = g.outH(), ow = g.outW(), cIn = st.plan.inChannels(), cOut = st.plan.outChannels();
+        // Columns rounded to the half tile's width (2 nr), so every tile shape covers [0, qRound) exactly.
+        Conv2dWinograd.Layout lay = new Conv2dWinograd.Layout(g, imgs, 2 * nr);
+        float[] p = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, g.c() * lay.pChannel);
+        float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, alpha * lay.vPlane);
+        Conv2dWinograd.stageAndTransform(kern, g, x, cIn, prep.staged, n0, lay, p, v);
+        int ld = lay.qRound, mStride = mr * ld;
+        float[] m = ScratchBuffers.get(ScratchBuffers.CONV_OUT, alpha * mStride);
+        float[] rows = ScratchBuffers.get(ScratchBuffers.CONV_TMP, m4 * ld);
+        for (PreparedBranch b : prep.branches) {
+            int cb = b.inPos.length, np = cb * 3;
+            int[] off = new int[np];
+            for (int i = 0; i < cb; i++) {
+                for (int s = 0; s < 3; s++) off[i * 3 + s] = b.inPos[i] * lay.vChannel + s;
+            }
+            int kb = b.out.length;
+            for (int mb = 0; mb < b.mBlocks; mb++) {
+                int nRows = Math.min(mr, kb - mb * mr);
+                for (int al = 0; al < alpha; al++) {
+                    blockTiles(kern, nRows, np, b.aWinograd, (al * b.mBlocks + mb) * np * mr, v, al * lay.vPlane, off,
+                            m, al * mStride, ld);
                 }
-                int kb = b.out.length;
-                for (int mb = 0; mb < b.mBlocks; mb++) {
-                    int nRows = Math.min(mr, kb - mb * mr);
-                    for (int al = 0; al < alpha; al++) {
-                        blockTiles(kern, nRows, np, b.aWinograd, (al * b.mBlocks + mb) * np * mr, v, al * lay.vPlane, off,
-                                m, al * mStride, ld);
-                    }
-                    for (int i = 0; i < nRows; i++) {
-                        int j = mb * mr + i;
-                        kern.winogradOutput(m, i * ld, mStride, ld, 0f, rows, 0, ld, m4);
-                        affine(rows, 0, m4 * ld, b.scale[j], b.shift[j], b.relu);
-                        int yc = b.out[j];
-                        for (int t = 0; t < lay.tiles; t++) {
-                            for (int r = 0; r < Math.min(m4, oh - m4 * t); r++) {
-                                for (int img = 0; img < lay.imgs; img++) {
-                                    int yo = (((n0 + img) * cOut + yc) * oh + m4 * t + r) * ow;
-                                    copyRow(rows, r * ld + t * lay.rs + img * lay.wp, y, yo, ow, accumulate);
-                                }
+                for (int i = 0; i < nRows; i++) {
+                    int j = mb * mr + i;
+                    kern.winogradOutput(m, i * ld, mStride, ld, 0f, rows, 0, ld, m4);
+                    affine(rows, 0, m4 * ld, b.scale[j], b.shift[j], b.relu);
+                    int yc = b.out[j];
+                    for (int t = 0; t < lay.tiles; t++) {
+                        for (int r = 0; r < Math.min(m4, oh - m4 * t); r++) {
+                            for (int img = 0; img < lay.imgs; img++) {
+                                int yo = (((yImg0 + img) * cOut + yc) * oh + m4 * t + r) * ow;
+                                copyRow(rows, r * ld + t * lay.rs + img * lay.wp, y, yo, ow, accumulate);
                             }
                         }
                     }
                 }
             }
-            if (prep.hasOutputStage()) outputStage(prep, y, n0, lay.imgs, cOut, oh * ow);
-        });
+        }
     }
 }

@@ -640,12 +640,38 @@ public final class CpuBackend implements Backend {
                     + xNeed + " and y of " + yNeed + " floats, got " + xs.length + " and " + ys.length);
         }
         ConvMicroKernels kern = Conv2dKernels.kernels();
+        BranchConvKernels.run(kern, plan, prepared(plan, kern), xs, n, h, w, ys, accumulate);
+    }
+
+    /** The plan's weights in register-tile order, built on first use and kept while the plan lives. */
+    private BranchConvKernels.Prepared prepared(BranchConv plan, ConvMicroKernels kern) {
         BranchConvKernels.Prepared prep = prepared.get(plan);
         if (prep == null) {
             prep = BranchConvKernels.prepare(plan, kern.mr(), this);
             prepared.put(plan, prep);
         }
-        BranchConvKernels.run(kern, plan, prep, xs, n, h, w, ys, accumulate);
+        return prep;
+    }
+
+    @Override public void branchConv2dPair(BranchConv first, BranchConv second, Buffer x, int n, int h, int w, Buffer y,
+                                           boolean accumulate) {
+        if (n < 1 || h < 1 || w < 1) throw new IllegalArgumentException("branchConv2dPair: invalid input size n=" + n + " h=" + h + " w=" + w);
+        BranchConv.requireChainable(first, second);
+        if (!accumulate && !second.disjointOutputs()) {
+            throw new IllegalArgumentException("branchConv2dPair: overwriting needs disjoint branch outputs, but two branches of " + second + " write the same channel");
+        }
+        float[] xs = f(x), ys = f(y);      // x == y is allowed: each unit reads its images of x before writing them
+        int th = first.outSize(h), tw = first.outSize(w);
+        int oh = th < 1 || tw < 1 ? 0 : second.outSize(th), ow = th < 1 || tw < 1 ? 0 : second.outSize(tw);
+        if (oh < 1 || ow < 1) throw new IllegalArgumentException("branchConv2dPair: input " + h + "x" + w + " is too small for " + first + " then " + second);
+        long xNeed = (long) n * first.inChannels() * h * w, yNeed = (long) n * second.outChannels() * oh * ow;
+        if (xs.length != xNeed || ys.length != yNeed) {
+            throw new IllegalArgumentException("branchConv2dPair: " + first + " then " + second + " on (" + n + "," + first.inChannels()
+                    + "," + h + "," + w + ") needs x of " + xNeed + " and y of " + yNeed + " floats, got " + xs.length + " and " + ys.length);
+        }
+        ConvMicroKernels kern = Conv2dKernels.kernels();
+        BranchConvKernels.runPair(kern, first, prepared(first, kern), second, prepared(second, kern), xs, n, h, w, ys,
+                accumulate, ConvMethod.AUTO);
     }
 
     @Override public void groupRegularizer(Buffer w, Buffer p, int groups, int filters, int channels, int kernelArea,

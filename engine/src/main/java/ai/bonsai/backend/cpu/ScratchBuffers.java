@@ -8,8 +8,8 @@ package ai.bonsai.backend.cpu;
  * the previous use: callers must write every element they later read.
  */
 final class ScratchBuffers {
-    static final int GEMM_A = 0, GEMM_B = 1, GEMM_EDGE = 2, CONV_SRC = 3, CONV_OUT = 4, CONV_GRAD = 5, CONV_TMP = 6;
-    private static final int SLOTS = 7;
+    static final int GEMM_A = 0, GEMM_B = 1, GEMM_EDGE = 2, CONV_SRC = 3, CONV_OUT = 4, CONV_GRAD = 5, CONV_TMP = 6, BRANCH_PAIR = 7;
+    private static final int SLOTS = 8;
     private static final ThreadLocal<float[][]> BUFFERS = ThreadLocal.withInitial(() -> new float[SLOTS][]);
 
     private ScratchBuffers() {}

@@ -259,6 +259,106 @@ class BranchConvKernelsTest {
         }
     }
 
+    /** Random branches of a second plan over the channels {@code first} writes (what branchConv2dPair requires). */
+    private static BranchConv secondPlan(BranchConv first, int cOut, int k, SplittableRandom rnd, boolean disjoint) {
+        List<Integer> written = new ArrayList<>();
+        for (BranchConv.Branch b : first.branches()) for (int c : b.outChannels()) written.add(c);
+        List<BranchConv.Branch> branches = new ArrayList<>();
+        int[] outPerm = subset(rnd, cOut, cOut);
+        int used = 0, count = 1 + rnd.nextInt(4);
+        for (int b = 0; b < count && used < cOut; b++) {
+            int width = disjoint ? 1 + rnd.nextInt(cOut - used) : 1 + rnd.nextInt(cOut);
+            int[] out = disjoint ? Arrays.copyOfRange(outPerm, used, used + width) : subset(rnd, cOut, width);
+            used += disjoint ? width : 0;
+            int[] pick = subset(rnd, written.size(), 1 + rnd.nextInt(written.size()));
+            int[] in = new int[pick.length];
+            for (int i = 0; i < in.length; i++) in[i] = written.get(pick[i]);
+            branches.add(new BranchConv.Branch(in, out, BE.fromFloats(random(rnd, width * in.length * k * k)),
+                    BE.fromFloats(random(rnd, width)), BE.fromFloats(random(rnd, width)), rnd.nextBoolean()));
+        }
+        Buffer shift = rnd.nextBoolean() ? BE.fromFloats(random(rnd, cOut)) : null;
+        return new BranchConv(first.outChannels(), cOut, k, 1, k / 2, branches, shift, rnd.nextBoolean());
+    }
+
+    /**
+     * The fused pair (t per unit in scratch) gives the same bits as the two plans run one after the other through a
+     * whole-batch t, for both methods, stride-2 first plans included, and for any thread count.
+     */
+    @Test void pairEqualsTwoStepsBitForBit() {
+        int[][] cases = {   // n, cIn, cMid, cOut, h, w, k, firstStride
+            {9, 16, 14, 16, 12, 12, 3, 1},
+            {3, 7, 9, 5, 11, 6, 3, 2},
+            {13, 8, 19, 8, 8, 8, 3, 1},
+            {2, 5, 6, 4, 5, 7, 1, 1},
+        };
+        int before = Parallel.threads(), inPlace = 0;
+        try {
+            for (int t = 0; t < cases.length; t++) {
+                int[] a = cases[t];
+                int n = a[0], cIn = a[1], cMid = a[2], cOut = a[3], h = a[4], w = a[5], k = a[6], st = a[7];
+                SplittableRandom rnd = new SplittableRandom(300 + t);
+                BranchConv first = plan(new Case(n, cIn, cMid, h, w, k, st, k / 2), rnd, true);
+                BranchConv second = secondPlan(first, cOut, k, rnd, t % 2 == 0);
+                boolean accumulate = t % 2 == 1 || !second.disjointOutputs();
+                int th = first.outSize(h), tw = first.outSize(w);
+                float[] x = random(rnd, n * cIn * h * w), y0 = random(rnd, n * cOut * second.outSize(th) * second.outSize(tw));
+                ConvMicroKernels kern = Conv2dKernels.kernels();
+                var pa = BranchConvKernels.prepare(first, kern.mr(), BE);
+                var pb = BranchConvKernels.prepare(second, kern.mr(), BE);
+                for (ConvMethod m : ConvMethod.values()) {
+                    float[] tt = new float[n * cMid * th * tw], expect = y0.clone();
+                    BranchConvKernels.run(kern, first, pa, x, n, h, w, tt, false, m);
+                    BranchConvKernels.run(kern, second, pb, tt, n, th, tw, expect, accumulate, m);
+                    for (int threads : new int[] {1, 3}) {
+                        Parallel.setThreads(threads);
+                        float[] got = y0.clone();
+                        BranchConvKernels.runPair(kern, first, pa, second, pb, x, n, h, w, got, accumulate, m);
+                        assertArrayEquals(expect, got, "case " + t + " " + first + " then " + second + ", " + m + ", " + threads + " threads");
+                    }
+                }
+                // And through the backend (AUTO, validation), against the interface's default two-step version.
+                Buffer y = BE.fromFloats(y0), yRef = BE.fromFloats(y0);
+                BE.branchConv2dPair(first, second, BE.fromFloats(x), n, h, w, y, accumulate);
+                Buffer tRef = BE.allocate(ai.bonsai.tensor.DType.FLOAT32, n * cMid * th * tw);
+                BE.branchConv2d(first, BE.fromFloats(x), n, h, w, tRef, false);
+                BE.branchConv2d(second, tRef, n, th, tw, yRef, accumulate);
+                assertArrayEquals(BE.toFloats(yRef), BE.toFloats(y), "case " + t + " through the backend");
+                if (cIn == cOut && st == 1) {
+                    // In place, as a packed block with an identity residual runs it: y starts as x and is x.
+                    Buffer xy = BE.fromFloats(x), inPlaceRef = BE.fromFloats(x);
+                    BE.branchConv2dPair(first, second, xy, n, h, w, xy, true);
+                    BE.branchConv2d(first, BE.fromFloats(x), n, h, w, tRef, false);
+                    BE.branchConv2d(second, tRef, n, th, tw, inPlaceRef, true);
+                    assertArrayEquals(BE.toFloats(inPlaceRef), BE.toFloats(xy), "case " + t + " in place");
+                    inPlace++;
+                }
+            }
+            assertTrue(inPlace >= 1, "no in-place case ran");
+        } finally {
+            Parallel.setThreads(before);
+        }
+    }
+
+    @Test void pairValidationNamesTheProblem() {
+        Buffer w = BE.fromFloats(new float[2 * 9]), s1 = BE.fromFloats(new float[1]);
+        BranchConv first = new BranchConv(4, 3, 3, 1, 1, List.of(
+                new BranchConv.Branch(new int[] {0, 1}, new int[] {0}, w, s1, s1, true)));
+        BranchConv readsUnwritten = new BranchConv(3, 4, 3, 1, 1, List.of(
+                new BranchConv.Branch(new int[] {0, 2}, new int[] {1}, w, s1, s1, false)));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> BE.branchConv2dPair(first, readsUnwritten,
+                BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64), 1, 4, 4, BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64), true));
+        assertTrue(e.getMessage().contains("branch 0 of the second plan reads channel 2, which no branch of the first plan writes"), e.getMessage());
+        BranchConv wrongWidth = new BranchConv(5, 4, 3, 1, 1, List.of(
+                new BranchConv.Branch(new int[] {0, 1}, new int[] {1}, w, s1, s1, false)));
+        e = assertThrows(IllegalArgumentException.class, () -> BranchConv.requireChainable(first, wrongWidth));
+        assertTrue(e.getMessage().contains("second plan reads 5 channels but the first writes 3"), e.getMessage());
+        BranchConv ok = new BranchConv(3, 4, 3, 1, 1, List.of(new BranchConv.Branch(new int[] {0}, new int[] {1},
+                BE.fromFloats(new float[9]), s1, s1, false)));
+        e = assertThrows(IllegalArgumentException.class, () -> BE.branchConv2dPair(first, ok,
+                BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64), 1, 4, 4, BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 60), true));
+        assertTrue(e.getMessage().contains("needs x of 64 and y of 64 floats, got 64 and 60"), e.getMessage());
+    }
+
     /** AUTO's Winograd choice reads the filter-weighted input width: two 3-input filters and one 6-input filter give 4. */
     @Test void meanInputWidthIsWeightedByFilters() {
         Buffer w1 = BE.fromFloats(new float[2 * 3 * 9]), w2 = BE.fromFloats(new float[6 * 9]);
