@@ -51,7 +51,7 @@ public final class Bench implements Callable<Integer> {
 
     @Option(names = "--warmup-seconds", defaultValue = "20", paramLabel = "S",
             description = "Warm up for at least this many seconds too (default: ${DEFAULT-VALUE}); then on until the "
-                    + "median times of successive windows of runs agree within 5 % (at most 80 s). On 2 cores the "
+                    + "median times of successive windows of runs agree within 5 %% (at most 80 s). On 2 cores the "
                     + "compute threads starve the JIT's compiler threads: at batch 1 dense ResNet-20 took 12-16 ms "
                     + "per image for the first 10 s and 1.8 ms after 15 s.")
     double warmupSeconds;

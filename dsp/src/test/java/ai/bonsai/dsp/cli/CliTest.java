@@ -47,6 +47,16 @@ class CliTest {
         }
         Run top = run(new Bonsai(), "--help");
         for (String sub : new String[] {"demo", "download", "pretrain", "eval"}) assertTrue(top.out().contains(sub), top.out());
+        // Every registered subcommand, with nothing on stderr: picocli warns there (and prints the raw text) when
+        // a description has a bare '%', as bench's "within 5 %" once did.
+        var subs = new picocli.CommandLine(new Bonsai()).getSubcommands();
+        assertTrue(subs.keySet().containsAll(List.of("pack", "bench", "dsp", "finetune")), subs.keySet().toString());
+        for (var e : subs.entrySet()) {
+            Run r = run(e.getValue().getCommand(), "--help");
+            assertEquals(0, r.code(), e.getKey());
+            assertTrue(r.out().contains("Usage:"), e.getKey() + ": " + r.out());
+            assertEquals("", r.err(), e.getKey() + " --help wrote to stderr");
+        }
         Run pre = run(new CifarPretrain(), "--help");
         for (String flag : new String[] {"--layers", "--save-dir", "--epochs", "--batch-size", "--lr", "--momentum", "--wd", "--data",
                 "--seed", "--threads", "--device", "--resume", "--limit-train"}) {
