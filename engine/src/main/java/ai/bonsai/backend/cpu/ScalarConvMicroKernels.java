@@ -13,38 +13,24 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
 
     @Override
     public void shiftTile(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
-        float[] acc = new float[MR * NR];
-        for (int p = 0; p < np; p++) {
-            int s = srcOff + off[p], ai = aOff + p * MR;
-            for (int i = 0; i < MR; i++) {
-                float av = a[ai + i];
-                int base = i * NR;
-                for (int j = 0; j < NR; j++) acc[base + j] += av * src[s + j];
-            }
-        }
-        for (int i = 0; i < MR; i++) System.arraycopy(acc, i * NR, out, outOff + i * ldo, NR);
+        tile(MR, NR, np, a, aOff, src, srcOff, off, out, outOff, ldo);
     }
 
     @Override
     public void shiftTileHalf(int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out, int outOff, int ldo) {
-        final int rows = MR / 2, cols = 2 * NR;
-        float[] acc = new float[rows * cols];
-        for (int p = 0; p < np; p++) {
-            int s = srcOff + off[p], ai = aOff + p * MR;
-            for (int i = 0; i < rows; i++) {
-                float av = a[ai + i];
-                int base = i * cols;
-                for (int j = 0; j < cols; j++) acc[base + j] += av * src[s + j];
-            }
-        }
-        for (int i = 0; i < rows; i++) System.arraycopy(acc, i * cols, out, outOff + i * ldo, cols);
+        tile(MR / 2, 2 * NR, np, a, aOff, src, srcOff, off, out, outOff, ldo);
     }
 
     @Override
     public void shiftTileRows(int rows, int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out,
                               int outOff, int ldo) {
         if (rows < 1 || rows >= MR / 2) throw new IllegalArgumentException("shiftTileRows: rows must be in [1, " + MR / 2 + "), got " + rows);
-        final int cols = 2 * NR;
+        tile(rows, 2 * NR, np, a, aOff, src, srcOff, off, out, outOff, ldo);
+    }
+
+    /** The three tile shapes in one loop nest (plain Java gains nothing from spelling each out): rows x cols, a at stride MR. */
+    private static void tile(int rows, int cols, int np, float[] a, int aOff, float[] src, int srcOff, int[] off, float[] out,
+                             int outOff, int ldo) {
         float[] acc = new float[rows * cols];
         for (int p = 0; p < np; p++) {
             int s = srcOff + off[p], ai = aOff + p * MR;

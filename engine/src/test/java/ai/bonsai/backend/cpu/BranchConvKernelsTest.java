@@ -21,6 +21,8 @@ import static org.junit.jupiter.api.Assertions.fail;
  * inputs; kernels 1, 3, 5; strides 1 to 3), branch widths 1 to 19 (both tile shapes, remainders), overlapping
  * input sets, unused input channels, overwrite (untouched channels keep their values) and accumulate (overlapping
  * outputs add up); SIMD against scalar tiles; 1 against N threads bit for bit; and the plan's validation messages.
+ * Also the 1-3 row tiles against their definition, and the fused conv_a -> conv_b pair against the two plans run
+ * one after the other (bit for bit, in place included).
  */
 class BranchConvKernelsTest {
     private static final CpuBackend BE = CpuBackend.get();
@@ -357,6 +359,32 @@ class BranchConvKernelsTest {
         e = assertThrows(IllegalArgumentException.class, () -> BE.branchConv2dPair(first, ok,
                 BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64), 1, 4, 4, BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 60), true));
         assertTrue(e.getMessage().contains("needs x of 64 and y of 64 floats, got 64 and 60"), e.getMessage());
+    }
+
+    /** Every narrow tile height of both kernel sets against its definition, with an offset A block (rows past 0). */
+    @Test void narrowTilesMatchTheirDefinition() {
+        SplittableRandom rnd = new SplittableRandom(77);
+        for (ConvMicroKernels kern : new ConvMicroKernels[] {Conv2dKernels.kernels(), new ScalarConvMicroKernels()}) {
+            int mr = kern.mr(), cols = 2 * kern.nr(), np = 13, ld = cols + 5;
+            float[] a = random(rnd, np * mr + mr), src = random(rnd, 400);
+            int[] off = new int[np];
+            for (int p = 0; p < np; p++) off[p] = rnd.nextInt(300);
+            for (int rows = 1; rows < mr / 2; rows++) {
+                for (int first = 0; first + rows <= mr; first += Math.max(1, mr / 2)) {
+                    float[] out = new float[3 + rows * ld];
+                    kern.shiftTileRows(rows, np, a, first, src, 7, off, out, 3, ld);
+                    for (int i = 0; i < rows; i++) {
+                        for (int j = 0; j < cols; j++) {
+                            double ref = 0;
+                            for (int p = 0; p < np; p++) ref += (double) a[first + p * mr + i] * src[7 + off[p] + j];
+                            assertEquals(ref, out[3 + i * ld + j], 1e-5, kern.getClass().getSimpleName() + " rows " + rows + " i " + i + " j " + j);
+                        }
+                    }
+                }
+            }
+            int bad = mr / 2;
+            assertThrows(IllegalArgumentException.class, () -> kern.shiftTileRows(bad, np, a, 0, src, 0, off, new float[1000], 0, ld));
+        }
     }
 
     /** AUTO's Winograd choice reads the filter-weighted input width: two 3-input filters and one 6-input filter give 4. */
