@@ -29,14 +29,16 @@ public final class VectorElementwise implements ElementwiseKernels {
     }
 
     /**
-     * Rows are reduced one at a time (in BLOCK-sized pieces) into a per-row double that is then added to the total,
-     * the order of the earlier one-row kernels, so results are bitwise what they were. (Keeping the vector partial
-     * sums live across the row loop as well was 3-10x slower on JDK 17, whose C2 then fails to keep the vectors in
-     * registers.)
+     * Rows are reduced one at a time (in BLOCK-sized pieces) into a per-row double that is then added to the total.
+     * (Keeping the vector partial sums live across the row loop as well was 3-10x slower on JDK 17, whose C2 then
+     * fails to keep the vectors in registers.) The lanes of a piece are summed in lane order by {@link #laneSum}, not
+     * by reduceLanes: its JIT intrinsic and its interpreted fallback add the lanes in different orders, which on
+     * JDK 25 made a training run's bits depend on how far the JIT had got (CliTest.resumeContinuesBitExactly).
      */
     @Override public void shiftedMoments(float[] a, int off, int rows, int len, int stride, float shift, double[] out, int o) {
         double s1 = 0, s2 = 0;
         FloatVector k = FloatVector.broadcast(S, shift);
+        float[] lanes = new float[L];
         for (int r = 0; r < rows; r++) {
             int i = off + r * stride, end = i + len;
             double r1 = 0, r2 = 0;
@@ -48,8 +50,10 @@ public final class VectorElementwise implements ElementwiseKernels {
                     acc1 = acc1.add(d);
                     acc2 = d.fma(d, acc2);
                 }
-                r1 += acc1.reduceLanes(VectorOperators.ADD);
-                r2 += acc2.reduceLanes(VectorOperators.ADD);
+                acc1.intoArray(lanes, 0);
+                r1 += laneSum(lanes);
+                acc2.intoArray(lanes, 0);
+                r2 += laneSum(lanes);
             }
             for (; i < end; i++) {
                 double d = a[i] - shift;
@@ -67,6 +71,7 @@ public final class VectorElementwise implements ElementwiseKernels {
     @Override public void gradMoments(float[] g, float[] x, int off, int rows, int len, int stride, float mean, double[] out, int o) {
         double s = 0, sp = 0;
         FloatVector m = FloatVector.broadcast(S, mean);
+        float[] lanes = new float[L];
         for (int r = 0; r < rows; r++) {
             int i = off + r * stride, end = i + len;
             double rs = 0, rp = 0;
@@ -78,8 +83,10 @@ public final class VectorElementwise implements ElementwiseKernels {
                     acc = acc.add(gv);
                     accP = FloatVector.fromArray(S, x, i).sub(m).fma(gv, accP);
                 }
-                rs += acc.reduceLanes(VectorOperators.ADD);
-                rp += accP.reduceLanes(VectorOperators.ADD);
+                acc.intoArray(lanes, 0);
+                rs += laneSum(lanes);
+                accP.intoArray(lanes, 0);
+                rp += laneSum(lanes);
             }
             for (; i < end; i++) {
                 rs += g[i];
@@ -90,6 +97,13 @@ public final class VectorElementwise implements ElementwiseKernels {
         }
         out[o] = s;
         out[o + 1] = sp;
+    }
+
+    /** The lanes added in lane order, in float (what reduceLanes computes, in one fixed order). */
+    private static float laneSum(float[] lanes) {
+        float sum = 0;
+        for (float v : lanes) sum += v;
+        return sum;
     }
 
     @Override public void affine(float[] x, float[] y, int off, int len, float scale, float shift) {
