@@ -9,17 +9,20 @@ import java.util.List;
  * {@link Conv2dKernels} with the channel gather folded into its staging and its shift tables, and batch norm,
  * ReLU and the concatenation or residual scatter-add folded into the copy-out.
  *
- * <p>Per unit of images (the same unit size rule as Conv2dKernels, so threads take whole images and results do not
- * depend on the thread count):
+ * <p>Per unit of images (the unit size rule of the method's own kernels, so threads take whole images and results
+ * do not depend on the thread count):
  * <ol>
  *   <li>stage the union of the channels any branch reads, straight from x, once (overlapping branches share it);</li>
  *   <li>per branch, build a shift table whose channel part points at each input channel's staged plane: that
  *       table <i>is</i> the gather, so no gathered copy of x exists;</li>
  *   <li>per block of {@code mr} filters, run the register tiles over the unit's output columns (a partial block
  *       takes a half tile and a 1-3 row tile, {@link #blockTiles}: packed branches are often 1-7 filters wide),
- *       then write or add {@code act(scale * acc + shift)} into y at the branch's output channels while the block
- *       is still in cache.</li>
+ *       then apply {@code act(scale * acc + shift)} to each filter's unit row and write or add it into y at the
+ *       branch's output channels while the block is still in cache.</li>
  * </ol>
+ * A plan runs each unit by the direct method or by Winograd ({@link #unitWinograd}), chosen per plan
+ * ({@link #WINOGRAD_MIN_INPUT_WIDTH}). {@link #runPair} runs two plans (a block's conv_a, then conv_b) unit by unit,
+ * so the intermediate exists only one unit of images at a time.
  * The packed weights of a plan are built once by {@link #prepare} and cached by the backend.
  * Reference: {@code BranchConvKernelsTest} (naive loops). Benchmark: {@code benchmarks/run PackedInferenceBench}.
  */
