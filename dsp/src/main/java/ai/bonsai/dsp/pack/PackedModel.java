@@ -21,7 +21,8 @@ import java.util.Locale;
 
 /**
  * A packed CIFAR ResNet (spec section 6): an inference-only network whose pruned basic blocks are multi-branch
- * convolutions, running on {@link Backend#branchConv2d}. Built by {@link Packer} from a masked model, by
+ * convolutions, running on {@link Backend#branchConv2d} (stem, projections) and {@link Backend#branchConv2dPair}
+ * (each block's conv_a then conv_b). Built by {@link Packer} from a masked model, by
  * {@link #load(Path)} from a packed file ({@link PackedFormat}), or by an importer from plain arrays through
  * {@link #of(Structure)}; all three go through the same validation.
  *
