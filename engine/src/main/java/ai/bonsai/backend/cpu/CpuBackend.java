@@ -626,21 +626,32 @@ public final class CpuBackend implements Backend {
     // ---------------------------------------------------------------- DSP group regulariser
 
     @Override public void branchConv2d(BranchConv plan, Buffer x, int n, int h, int w, Buffer y, boolean accumulate) {
-        if (n < 1 || h < 1 || w < 1) throw new IllegalArgumentException("branchConv2d: invalid input size n=" + n + " h=" + h + " w=" + w);
-        if (!accumulate && !plan.disjointOutputs()) {
-            throw new IllegalArgumentException("branchConv2d: overwriting needs disjoint branch outputs, but two branches of " + plan + " write the same channel");
-        }
+        checkBranchCall("branchConv2d", n, h, w, plan, accumulate);
         float[] xs = f(x), ys = f(y);
         if (xs == ys) throw new IllegalArgumentException("branchConv2d: x and y must be different buffers");
         int oh = plan.outSize(h), ow = plan.outSize(w);
         if (oh < 1 || ow < 1) throw new IllegalArgumentException("branchConv2d: input " + h + "x" + w + " is smaller than the kernel of " + plan);
-        long xNeed = (long) n * plan.inChannels() * h * w, yNeed = (long) n * plan.outChannels() * oh * ow;
-        if (xs.length != xNeed || ys.length != yNeed) {
-            throw new IllegalArgumentException("branchConv2d: " + plan + " on (" + n + "," + plan.inChannels() + "," + h + "," + w + ") needs x of "
-                    + xNeed + " and y of " + yNeed + " floats, got " + xs.length + " and " + ys.length);
-        }
+        checkBranchLengths("branchConv2d", plan.toString(), xs, n, plan.inChannels(), h, w, ys, plan.outChannels(), oh, ow);
         ConvMicroKernels kern = Conv2dKernels.kernels();
         BranchConvKernels.run(kern, plan, prepared(plan, kern), xs, n, h, w, ys, accumulate);
+    }
+
+    /** The checks both branch-convolution entry points make first: a positive size, and overwriting only disjoint outputs. */
+    private static void checkBranchCall(String op, int n, int h, int w, BranchConv writer, boolean accumulate) {
+        if (n < 1 || h < 1 || w < 1) throw new IllegalArgumentException(op + ": invalid input size n=" + n + " h=" + h + " w=" + w);
+        if (!accumulate && !writer.disjointOutputs()) {
+            throw new IllegalArgumentException(op + ": overwriting needs disjoint branch outputs, but two branches of " + writer + " write the same channel");
+        }
+    }
+
+    /** x must hold (n, cIn, h, w) and y (n, cOut, oh, ow) floats exactly; {@code what} names the plan(s) in the message. */
+    private static void checkBranchLengths(String op, String what, float[] xs, int n, int cIn, int h, int w, float[] ys, int cOut,
+                                           int oh, int ow) {
+        long xNeed = (long) n * cIn * h * w, yNeed = (long) n * cOut * oh * ow;
+        if (xs.length != xNeed || ys.length != yNeed) {
+            throw new IllegalArgumentException(op + ": " + what + " on (" + n + "," + cIn + "," + h + "," + w + ") needs x of "
+                    + xNeed + " and y of " + yNeed + " floats, got " + xs.length + " and " + ys.length);
+        }
     }
 
     /** The plan's weights in register-tile order, built on first use and kept while the plan lives. */
@@ -655,20 +666,13 @@ public final class CpuBackend implements Backend {
 
     @Override public void branchConv2dPair(BranchConv first, BranchConv second, Buffer x, int n, int h, int w, Buffer y,
                                            boolean accumulate) {
-        if (n < 1 || h < 1 || w < 1) throw new IllegalArgumentException("branchConv2dPair: invalid input size n=" + n + " h=" + h + " w=" + w);
+        checkBranchCall("branchConv2dPair", n, h, w, second, accumulate);
         BranchConv.requireChainable(first, second);
-        if (!accumulate && !second.disjointOutputs()) {
-            throw new IllegalArgumentException("branchConv2dPair: overwriting needs disjoint branch outputs, but two branches of " + second + " write the same channel");
-        }
         float[] xs = f(x), ys = f(y);      // x == y is allowed: each unit reads its images of x before writing them
         int th = first.outSize(h), tw = first.outSize(w);
         int oh = th < 1 || tw < 1 ? 0 : second.outSize(th), ow = th < 1 || tw < 1 ? 0 : second.outSize(tw);
         if (oh < 1 || ow < 1) throw new IllegalArgumentException("branchConv2dPair: input " + h + "x" + w + " is too small for " + first + " then " + second);
-        long xNeed = (long) n * first.inChannels() * h * w, yNeed = (long) n * second.outChannels() * oh * ow;
-        if (xs.length != xNeed || ys.length != yNeed) {
-            throw new IllegalArgumentException("branchConv2dPair: " + first + " then " + second + " on (" + n + "," + first.inChannels()
-                    + "," + h + "," + w + ") needs x of " + xNeed + " and y of " + yNeed + " floats, got " + xs.length + " and " + ys.length);
-        }
+        checkBranchLengths("branchConv2dPair", first + " then " + second, xs, n, first.inChannels(), h, w, ys, second.outChannels(), oh, ow);
         ConvMicroKernels kern = Conv2dKernels.kernels();
         BranchConvKernels.runPair(kern, first, prepared(first, kern), second, prepared(second, kern), xs, n, h, w, ys,
                 accumulate, ConvMethod.AUTO);
