@@ -36,12 +36,14 @@ import java.util.TreeMap;
  * Reads a packed DSP CIFAR ResNet (the {@code Compactblock} models the reference implementation publishes as
  * TorchScript) into a {@link PackedResNet}. Everything is derived from the archive: the number of stages and
  * blocks from the module tree ({@code stage_<k>} sequentials of blocks {@code 0..n-1}); per block, the
- * branches from {@code layers_a} / {@code layers_b}; and the wiring from the {@code code/}:
+ * branches and their wiring from the data flow of the {@code code/}, never from module names or branch counts:
  *
  * <ul>
- *   <li>the block's {@code forward}: which sampler output feeds which branch, the concatenation, the
- *       shortcut ({@code downsample} or the input itself) and the residual call, checked to be exactly
- *       relu(residual(shortcut, b_0(sampler_b(concat_a(a_0(sampler_a(x)), ...))), ...));</li>
+ *   <li>the block's {@code forward}, evaluated symbolically: which sub-module is called on which value. The
+ *       block must return relu(R(shortcut, b_0, ..., b_m)); each conv_b branch b_q reads a gather of the conv_a
+ *       output (one conv_a branch, or a concatenation of several); each conv_a branch reads a gather of the
+ *       input. Any number of branches, one included, on either side; values nothing reads are ignored (a
+ *       block packed into one conv_a branch still calls its concat, with no arguments);</li>
  *   <li>the samplers: {@code v = torch.take_along_dim(x, CONSTANTS.c<i>, 1)} (or
  *       {@code torch.index_select(x, 1, CONSTANTS.c<i>)}) per output, returned as a tuple or alone;</li>
  *   <li>the concat: {@code torch.cat([...], 1)} of its arguments;</li>
@@ -114,103 +116,191 @@ public final class TorchPackedImporter {
 
     // ------------------------------------------------------------------------------------ one block
 
+    /**
+     * What a value in a block's forward is, found by evaluating the forward symbolically: the block input, a
+     * sub-module, the result of calling a sub-module on some values, one element of a tuple result, or a ReLU.
+     */
     private sealed interface Sym permits In, Mod, Out, Item, Relu {}
 
-    private record In() implements Sym {}
+    private record In() implements Sym {
+        @Override public String toString() { return "input"; }
+    }
 
     private record Mod(String path) implements Sym {}
 
-    private record Out(String module, List<Sym> args) implements Sym {}
+    /**
+     * One call of the sub-module at {@code module} on {@code args}. Equality is identity: two calls are the same
+     * value only if they are the same call, and a hostile forward that reuses values cannot make comparing or
+     * printing them exponential.
+     */
+    private record Out(String module, List<Sym> args) implements Sym {
+        @Override public boolean equals(Object o) { return this == o; }
 
-    private record Item(Out call, int index) implements Sym {}
+        @Override public int hashCode() { return System.identityHashCode(this); }
 
-    private record Relu(Sym x) implements Sym {}
+        @Override public String toString() { return describe(this, 3); }
+    }
 
+    private record Item(Out call, int index) implements Sym {
+        @Override public String toString() { return describe(this, 3); }
+    }
+
+    private record Relu(Sym x) implements Sym {
+        @Override public String toString() { return describe(this, 3); }
+    }
+
+    /** A value for messages, nested at most {@code depth} calls deep. */
+    private static String describe(Sym s, int depth) {
+        if (depth < 0) return "...";
+        if (s instanceof Out o) {
+            StringBuilder sb = new StringBuilder(o.module()).append('(');
+            for (int i = 0; i < o.args().size(); i++) sb.append(i == 0 ? "" : ", ").append(describe(o.args().get(i), depth - 1));
+            return sb.append(')').toString();
+        }
+        if (s instanceof Item it) return describe(it.call(), depth) + "[" + it.index() + "]";
+        if (s instanceof Relu r) return "relu(" + describe(r.x(), depth - 1) + ")";
+        if (s instanceof Mod m) return "self." + m.path();
+        return "input";
+    }
+
+    /** Output {@code index} of one call of a sampler module; -1 when the sampler returns a single tensor, not a tuple. */
+    private record Gather(Out call, int index) {}
+
+    /**
+     * One block, its wiring read from the data flow of its {@code forward}, whatever the names and the number of
+     * branches: the block returns relu(R(shortcut, b_0, ..., b_m)); R's code is a chain of index_adds; the
+     * shortcut is the input or a projection (conv + BN) of it; each b_q is a conv_b branch (conv + BN) applied
+     * to a gather of the conv_a output, which is one conv_a branch or a concatenation of several (a concat
+     * module's code gives the order); each conv_a branch (conv + BN + ReLU) is applied to a gather of the block
+     * input. Values that nothing reads (such as the concat of a single branch, which tracing prints as a call
+     * with no arguments) are ignored.
+     */
     private Block block(TorchModule bm, int inChannels, int inSize) throws TorchFormatException {
         requireClass(bm, "Compactblock");
         String name = bm.path();
         Forward f = forward(bm);
         Sym result = evaluate(f, bm);
-        // relu(residual(shortcut, b_0(...), b_1(...), ...))
-        if (!(result instanceof Relu r) || !(r.x() instanceof Out res) || !res.module().equals("residual") || res.args().size() < 2) {
+        if (!(result instanceof Relu r) || !(r.x() instanceof Out res) || res.args().size() < 2) {
             throw f.error("block " + name + " does not return relu(residual(shortcut, branch, ...)); it returns " + result);
         }
-        Sym sc = res.args().get(0);
-        ConvBn shortcut = null;
-        if (sc instanceof Out d && d.module().equals("downsample") && d.args().equals(List.of(new In()))) {
-            TorchModule ds = bm.child("downsample");
-            requireClass(ds, "Sequential");
-            if (ds.children().size() != 2) throw fail(ds.path() + " has " + ds.children().keySet() + ", expected a Conv2d 0 and a BatchNorm2d 1");
-            shortcut = convBn(ds.child("0"), ds.child("1"));
-        } else if (!(sc instanceof In)) {
-            throw f.error("the residual's first argument is " + sc + ", expected the block input or downsample(input)");
-        }
-        // conv_b branches: layers_b.k(Item(sampler_b(concat), j)); all from one sampler_b call.
-        Out samplerB = null;
-        List<int[]> bWiring = new ArrayList<>();          // {layers_b index, sampler_b output}
-        for (Sym s : res.args().subList(1, res.args().size())) {
-            int[] w = branchCall(f, s, "layers_b");
-            Out call = samplerCall(f, s);
-            if (samplerB == null) samplerB = call;
-            else if (!samplerB.equals(call)) throw f.error("conv_b branches read from different sampler calls");
-            bWiring.add(w);
-        }
-        if (samplerB == null || !samplerB.module().equals("sampler_b") || samplerB.args().size() != 1
-                || !(samplerB.args().get(0) instanceof Out concat) || !concat.module().equals("concat_a")) {
-            throw f.error("conv_b branches do not read sampler_b(concat_a(...))");
-        }
-        Out samplerA = null;
-        List<int[]> aWiring = new ArrayList<>();
-        for (Sym s : concat.args()) {
-            aWiring.add(branchCall(f, s, "layers_a"));
-            Out call = samplerCall(f, s);
-            if (samplerA == null) samplerA = call;
-            else if (!samplerA.equals(call)) throw f.error("conv_a branches read from different sampler calls");
-        }
-        if (samplerA == null || !samplerA.module().equals("sampler_a") || !samplerA.args().equals(List.of(new In()))) {
-            throw f.error("conv_a branches do not read sampler_a(input)");
+        ConvBn shortcut = shortcut(f, bm, res.args().get(0));
+        List<Sym> bValues = res.args().subList(1, res.args().size());
+        List<TorchTensor> adds = residual(module(bm, res.module()), bValues.size());
+
+        // conv_b: every branch must read the same conv_a output (one concatenation, one channel numbering).
+        List<Out> bCalls = new ArrayList<>();
+        List<Gather> bGathers = new ArrayList<>();
+        List<Out> aCalls = null;
+        for (Sym v : bValues) {
+            Out call = branchCall(f, v, "conv_b branch");
+            Gather g = gather(f, call, "conv_b branch " + call.module());
+            List<Out> source = concatenation(f, bm, g.call().args().get(0), 0);
+            if (aCalls == null) aCalls = source;
+            else if (!aCalls.equals(source)) throw f.error("conv_b branches read different conv_a outputs: " + aCalls + " and " + source);
+            bCalls.add(call);
+            bGathers.add(g);
         }
 
-        // The sub-modules' own code: which constant each sampler output and residual add uses.
-        List<TorchTensor> samplesA = sampler(bm.child("sampler_a"));
-        List<TorchTensor> samplesB = sampler(bm.child("sampler_b"));
-        List<Integer> concatOrder = concat(bm.child("concat_a"), concat.args().size());
-        List<TorchTensor> adds = residual(bm.child("residual"), res.args().size() - 1);
-
-        // conv_a branches in concatenation order.
-        TorchModule layersA = bm.child("layers_a"), layersB = bm.child("layers_b");
+        // conv_a branches in concatenation order, each reading a gather of the block input.
         List<BranchA> as = new ArrayList<>();
         int stride = -1, outSize = -1;
-        for (int pos = 0; pos < concatOrder.size(); pos++) {
-            int[] w = aWiring.get(concatOrder.get(pos));
-            ConvBn conv = branchConv(layersA.child(Integer.toString(w[0])), true);
-            int[] in = indices(at(samplesA, w[1], "sampler_a", bm), inChannels, name + " sampler_a output " + w[1]);
-            checkBranch(conv, in.length, name + ".layers_a." + w[0]);
+        for (Out call : aCalls) {
+            Gather g = gather(f, call, "conv_a branch " + call.module());
+            if (!(g.call().args().get(0) instanceof In)) throw f.error("conv_a branch " + call.module() + " reads " + g.call() + ", expected a gather of the block input");
+            ConvBn conv = branchConv(module(bm, call.module()), true);
+            int[] in = indices(samplerOutput(bm, g), inChannels, name + " " + g.call().module() + " output " + Math.max(g.index(), 0));
+            checkBranch(conv, in.length, name + "." + call.module());
             if (stride < 0) { stride = conv.stride(); outSize = conv.outSize(inSize); }
-            else if (conv.stride() != stride || conv.outSize(inSize) != outSize) throw fail(name + ".layers_a." + w[0] + " has stride " + conv.stride() + " but another branch has " + stride);
-            as.add(new BranchA(w[0], in, conv));
+            else if (conv.stride() != stride || conv.outSize(inSize) != outSize) throw fail(name + "." + call.module() + " has stride " + conv.stride() + " but another branch has " + stride);
+            as.add(new BranchA(listIndex(call.module()), in, conv));
         }
         int concatWidth = as.stream().mapToInt(a -> a.conv().outChannels()).sum();
         int outChannels = shortcut == null ? inChannels : shortcut.outChannels();
         if (shortcut != null) {
             if (shortcut.inChannels() != inChannels || shortcut.outSize(inSize) != outSize) {
-                throw fail(name + ".downsample maps " + shortcut.inChannels() + " channels of " + inSize + "x" + inSize + " to size " + shortcut.outSize(inSize) + ", but the block input has " + inChannels + " channels and conv_a gives " + outSize);
+                throw fail(name + " shortcut " + shortcut.module() + " maps " + shortcut.inChannels() + " channels of " + inSize + "x" + inSize + " to size " + shortcut.outSize(inSize) + ", but the block input has " + inChannels + " channels and conv_a gives " + outSize);
             }
         } else if (stride != 1) {
             throw fail(name + " has stride " + stride + " but no downsample shortcut");
         }
         List<BranchB> bs = new ArrayList<>();
-        for (int q = 0; q < bWiring.size(); q++) {
-            int[] w = bWiring.get(q);
-            ConvBn conv = branchConv(layersB.child(Integer.toString(w[0])), false);
-            int[] pos = indices(at(samplesB, w[1], "sampler_b", bm), concatWidth, name + " sampler_b output " + w[1]);
+        for (int q = 0; q < bCalls.size(); q++) {
+            Out call = bCalls.get(q);
+            Gather g = bGathers.get(q);
+            ConvBn conv = branchConv(module(bm, call.module()), false);
+            int[] pos = indices(samplerOutput(bm, g), concatWidth, name + " " + g.call().module() + " output " + Math.max(g.index(), 0));
             int[] out = indices(adds.get(q), outChannels, name + " residual add " + q);
-            checkBranch(conv, pos.length, name + ".layers_b." + w[0]);
-            if (conv.outChannels() != out.length) throw fail(name + ".layers_b." + w[0] + " has " + conv.outChannels() + " filters but its residual add lists " + out.length + " channels");
-            if (conv.outSize(outSize) != outSize) throw fail(name + ".layers_b." + w[0] + " changes the spatial size " + outSize + " to " + conv.outSize(outSize));
-            bs.add(new BranchB(w[0], pos, out, conv));
+            checkBranch(conv, pos.length, name + "." + call.module());
+            if (conv.outChannels() != out.length) throw fail(name + "." + call.module() + " has " + conv.outChannels() + " filters but its residual add lists " + out.length + " channels");
+            if (conv.outSize(outSize) != outSize) throw fail(name + "." + call.module() + " changes the spatial size " + outSize + " to " + conv.outSize(outSize));
+            bs.add(new BranchB(listIndex(call.module()), pos, out, conv));
         }
         return new Block(name, inChannels, outChannels, inSize, outSize, stride, as, bs, shortcut);
+    }
+
+    /** Null for the identity shortcut, else the projection applied to the block input: Sequential(Conv2d, BatchNorm2d). */
+    private ConvBn shortcut(Forward f, TorchModule bm, Sym sc) throws TorchFormatException {
+        if (sc instanceof In) return null;
+        if (sc instanceof Out d && d.args().size() == 1 && d.args().get(0) instanceof In) {
+            TorchModule ds = module(bm, d.module());
+            requireClass(ds, "Sequential");
+            if (ds.children().size() != 2) throw fail(ds.path() + " has " + ds.children().keySet() + ", expected a Conv2d 0 and a BatchNorm2d 1");
+            return convBn(ds.child("0"), ds.child("1"));
+        }
+        throw f.error("the residual's first argument is " + sc + ", expected the block input or a projection of it");
+    }
+
+    /**
+     * The conv_a branch calls whose outputs, concatenated in this order, are the value {@code v}: one branch read
+     * directly, or a concat module's call (its code orders its arguments), possibly nested.
+     */
+    private List<Out> concatenation(Forward f, TorchModule bm, Sym v, int depth) throws TorchFormatException {
+        if (depth > 8) throw f.error("concatenations nested more than 8 deep");
+        if (v instanceof Out o) {
+            TorchModule m = module(bm, o.module());
+            if (m.simpleName().equals("Sequential")) return List.of(o);
+            List<Integer> order = concat(m, o.args().size());
+            List<Out> out = new ArrayList<>();
+            for (int k : order) out.addAll(concatenation(f, bm, o.args().get(k), depth + 1));
+            return out;
+        }
+        throw f.error("a conv_b sampler reads " + v + ", expected conv_a branch outputs or their concatenation");
+    }
+
+    private static Out branchCall(Forward f, Sym s, String what) throws TorchFormatException {
+        if (s instanceof Out o && o.args().size() == 1) return o;
+        throw f.error("expected a " + what + " (a sub-module applied to one gathered value), found " + s);
+    }
+
+    /** The gathered value a branch call reads: an element of a sampler's tuple, or a sampler's single result. */
+    private static Gather gather(Forward f, Out branch, String what) throws TorchFormatException {
+        Sym a = branch.args().get(0);
+        Gather g = a instanceof Item it ? new Gather(it.call(), it.index()) : a instanceof Out o ? new Gather(o, -1) : null;
+        if (g == null || g.call().args().size() != 1) throw f.error(what + " reads " + a + ", expected an output of a sampler called on one value");
+        return g;
+    }
+
+    /** The index constant behind a gathered value, from the sampler module's own code. */
+    private TorchTensor samplerOutput(TorchModule bm, Gather g) throws TorchFormatException {
+        TorchModule m = module(bm, g.call().module());
+        List<TorchTensor> outputs = sampler(m);
+        if (g.index() < 0 && outputs.size() != 1) throw fail(m.path() + " returns " + outputs.size() + " gathered tensors, but its whole result is used as one");
+        int i = Math.max(g.index(), 0);
+        if (i >= outputs.size()) throw fail(m.path() + ": output " + i + " is used, but it returns " + outputs.size());
+        return outputs.get(i);
+    }
+
+    /** The sub-module at a dotted path below {@code bm}. */
+    private static TorchModule module(TorchModule bm, String path) throws TorchFormatException {
+        TorchModule m = bm;
+        for (String part : path.split("\\.", 64)) m = m.child(part);
+        return m;
+    }
+
+    /** k for a module path ending in ".k" (a branch's place in its ModuleList or Sequential), else -1. */
+    private static int listIndex(String path) {
+        String last = path.substring(path.lastIndexOf('.') + 1);
+        return last.matches("[0-9]{1,6}") ? Integer.parseInt(last) : -1;
     }
 
     /** Evaluates a block's forward symbolically: which module is called on what. */
@@ -258,29 +348,6 @@ public final class TorchPackedImporter {
             }
         }
         throw f.error(s, "unexpected expression " + e);
-    }
-
-    /** {layers index, sampler output index} of layersX.k(Item(sampler(...), j)) or layersX.k(sampler(...)). */
-    private static int[] branchCall(Forward f, Sym s, String layers) throws TorchFormatException {
-        if (s instanceof Out o && o.module().startsWith(layers + ".") && o.args().size() == 1) {
-            String idx = o.module().substring(layers.length() + 1);
-            if (idx.matches("[0-9]{1,6}")) {
-                Sym a = o.args().get(0);
-                if (a instanceof Item it) return new int[] {Integer.parseInt(idx), it.index()};
-                if (a instanceof Out) return new int[] {Integer.parseInt(idx), 0};
-            }
-        }
-        throw f.error("expected a " + layers + "[k] branch applied to one sampler output, found " + s);
-    }
-
-    private static Out samplerCall(Forward f, Sym s) throws TorchFormatException {
-        Sym a = ((Out) s).args().get(0);
-        return a instanceof Item it ? it.call() : (Out) a;
-    }
-
-    private static TorchTensor at(List<TorchTensor> outputs, int i, String what, TorchModule bm) throws TorchFormatException {
-        if (i >= outputs.size()) throw new TorchFormatException(bm.path() + ": output " + i + " of " + what + " is used, but it returns " + outputs.size());
-        return outputs.get(i);
     }
 
     // ------------------------------------------------------------------------------------ sub-module code
