@@ -129,11 +129,11 @@ public final class TorchPackedImporter {
     private record Mod(String path) implements Sym {}
 
     /**
-     * One call of the sub-module at {@code module} on {@code args}. Equality is identity: two calls are the same
+     * One call of the sub-module at {@code module} on {@code args}, made on source line {@code line}. Equality is identity: two calls are the same
      * value only if they are the same call, and a hostile forward that reuses values cannot make comparing or
      * printing them exponential.
      */
-    private record Out(String module, List<Sym> args) implements Sym {
+    private record Out(String module, List<Sym> args, int line) implements Sym {
         @Override public boolean equals(Object o) { return this == o; }
 
         @Override public int hashCode() { return System.identityHashCode(this); }
@@ -179,11 +179,11 @@ public final class TorchPackedImporter {
         requireClass(bm, "Compactblock");
         String name = bm.path();
         Forward f = forward(bm);
-        Sym result = evaluate(f, bm);
-        if (!(result instanceof Relu r) || !(r.x() instanceof Out res) || res.args().size() < 2) {
-            throw f.error("block " + name + " does not return relu(residual(shortcut, branch, ...)); it returns " + result);
+        Returned result = evaluate(f, bm);
+        if (!(result.value() instanceof Relu r) || !(r.x() instanceof Out res) || res.args().size() < 2) {
+            throw error(f, result.line(), "block " + name + " does not return relu(residual(shortcut, branch, ...)); it returns " + result.value());
         }
-        ConvBn shortcut = shortcut(f, bm, res.args().get(0));
+        ConvBn shortcut = shortcut(f, bm, res);
         List<Sym> bValues = res.args().subList(1, res.args().size());
         List<TorchTensor> adds = residual(module(bm, res.module()), bValues.size());
 
@@ -192,11 +192,11 @@ public final class TorchPackedImporter {
         List<Gather> bGathers = new ArrayList<>();
         List<Out> aCalls = null;
         for (Sym v : bValues) {
-            Out call = branchCall(f, v, "conv_b branch");
+            Out call = branchCall(f, v, res, "conv_b branch");
             Gather g = gather(f, call, "conv_b branch " + call.module());
-            List<Out> source = concatenation(f, bm, g.call().args().get(0), 0);
+            List<Out> source = concatenation(f, bm, g.call(), 0);
             if (aCalls == null) aCalls = source;
-            else if (!aCalls.equals(source)) throw f.error("conv_b branches read different conv_a outputs: " + aCalls + " and " + source);
+            else if (!aCalls.equals(source)) throw error(f, call.line(), "conv_b branches read different conv_a outputs: " + aCalls + " and " + source);
             bCalls.add(call);
             bGathers.add(g);
         }
@@ -206,7 +206,7 @@ public final class TorchPackedImporter {
         int stride = -1, outSize = -1;
         for (Out call : aCalls) {
             Gather g = gather(f, call, "conv_a branch " + call.module());
-            if (!(g.call().args().get(0) instanceof In)) throw f.error("conv_a branch " + call.module() + " reads " + g.call() + ", expected a gather of the block input");
+            if (!(g.call().args().get(0) instanceof In)) throw error(f, g.call().line(), "conv_a branch " + call.module() + " reads " + g.call() + ", expected a gather of the block input");
             ConvBn conv = branchConv(module(bm, call.module()), true);
             int[] in = indices(samplerOutput(bm, g), inChannels, name + " " + g.call().module() + " output " + Math.max(g.index(), 0));
             checkBranch(conv, in.length, name + "." + call.module());
@@ -239,7 +239,8 @@ public final class TorchPackedImporter {
     }
 
     /** Null for the identity shortcut, else the projection applied to the block input: Sequential(Conv2d, BatchNorm2d). */
-    private ConvBn shortcut(Forward f, TorchModule bm, Sym sc) throws TorchFormatException {
+    private ConvBn shortcut(Forward f, TorchModule bm, Out residual) throws TorchFormatException {
+        Sym sc = residual.args().get(0);
         if (sc instanceof In) return null;
         if (sc instanceof Out d && d.args().size() == 1 && d.args().get(0) instanceof In) {
             TorchModule ds = module(bm, d.module());
@@ -247,36 +248,47 @@ public final class TorchPackedImporter {
             if (ds.children().size() != 2) throw fail(ds.path() + " has " + ds.children().keySet() + ", expected a Conv2d 0 and a BatchNorm2d 1");
             return convBn(ds.child("0"), ds.child("1"));
         }
-        throw f.error("the residual's first argument is " + sc + ", expected the block input or a projection of it");
+        throw error(f, residual.line(), "the residual's first argument is " + sc + ", expected the block input or a projection of it");
     }
 
     /**
      * The conv_a branch calls whose outputs, concatenated in this order, are the value {@code v}: one branch read
-     * directly, or a concat module's call (its code orders its arguments), possibly nested.
+     * directly, or a concat module's call (its code orders its arguments), possibly nested. {@code reader} is
+     * the call that reads the value (its first argument), for messages.
      */
-    private List<Out> concatenation(Forward f, TorchModule bm, Sym v, int depth) throws TorchFormatException {
-        if (depth > 8) throw f.error("concatenations nested more than 8 deep");
+    private List<Out> concatenation(Forward f, TorchModule bm, Out reader, int depth) throws TorchFormatException {
+        if (depth > 8) throw error(f, reader.line(), "concatenations nested more than 8 deep");
+        Sym v = reader.args().get(0);
         if (v instanceof Out o) {
             TorchModule m = module(bm, o.module());
             if (m.simpleName().equals("Sequential")) return List.of(o);
             List<Integer> order = concat(m, o.args().size());
             List<Out> out = new ArrayList<>();
-            for (int k : order) out.addAll(concatenation(f, bm, o.args().get(k), depth + 1));
+            for (int k : order) {
+                Sym part = o.args().get(k);
+                if (!(part instanceof Out p)) throw error(f, o.line(), o.module() + " concatenates " + part + ", expected conv_a branch outputs");
+                out.addAll(concatenation(f, bm, new Out(o.module(), List.of(p), o.line()), depth + 1));
+            }
             return out;
         }
-        throw f.error("a conv_b sampler reads " + v + ", expected conv_a branch outputs or their concatenation");
+        throw error(f, reader.line(), "a conv_b sampler reads " + v + ", expected conv_a branch outputs or their concatenation");
     }
 
-    private static Out branchCall(Forward f, Sym s, String what) throws TorchFormatException {
+    private static Out branchCall(Forward f, Sym s, Out reader, String what) throws TorchFormatException {
         if (s instanceof Out o && o.args().size() == 1) return o;
-        throw f.error("expected a " + what + " (a sub-module applied to one gathered value), found " + s);
+        throw error(f, reader.line(), "expected a " + what + " (a sub-module applied to one gathered value), found " + s);
+    }
+
+    /** An error about the block's source line {@code line}. */
+    private static TorchFormatException error(Forward f, int line, String msg) {
+        return new TorchFormatException(f.where() + " line " + line + ": " + msg);
     }
 
     /** The gathered value a branch call reads: an element of a sampler's tuple, or a sampler's single result. */
     private static Gather gather(Forward f, Out branch, String what) throws TorchFormatException {
         Sym a = branch.args().get(0);
         Gather g = a instanceof Item it ? new Gather(it.call(), it.index()) : a instanceof Out o ? new Gather(o, -1) : null;
-        if (g == null || g.call().args().size() != 1) throw f.error(what + " reads " + a + ", expected an output of a sampler called on one value");
+        if (g == null || g.call().args().size() != 1) throw error(f, branch.line(), what + " reads " + a + ", expected an output of a sampler called on one value");
         return g;
     }
 
@@ -303,14 +315,17 @@ public final class TorchPackedImporter {
         return last.matches("[0-9]{1,6}") ? Integer.parseInt(last) : -1;
     }
 
+    /** The value a forward returns and the line of its return statement. */
+    private record Returned(Sym value, int line) {}
+
     /** Evaluates a block's forward symbolically: which module is called on what. */
-    private Sym evaluate(Forward f, TorchModule bm) throws TorchFormatException {
+    private Returned evaluate(Forward f, TorchModule bm) throws TorchFormatException {
         if (f.params().size() != 2) throw f.error("forward takes " + (f.params().size() - 1) + " inputs, expected 1");
         Map<String, Sym> env = new HashMap<>();
         env.put(f.params().get(1), new In());
         for (Statement s : f.body()) {
             Sym v = sym(f, s, s.value(), env, bm);
-            if (s.isReturn()) return v;
+            if (s.isReturn()) return new Returned(v, s.line());
             if (s.targets().size() == 1) env.put(s.targets().get(0), v);
             else {
                 if (!(v instanceof Out o)) throw f.error(s, "unpacks " + s.targets().size() + " values from " + v);
@@ -344,7 +359,7 @@ public final class TorchPackedImporter {
                 if (!(sym(f, s, a.base(), env, bm) instanceof Mod m)) throw f.error(s, ".forward on something that is not a module");
                 List<Sym> args = new ArrayList<>();
                 for (Expr x : c.args()) args.add(sym(f, s, x, env, bm));
-                return new Out(m.path(), List.copyOf(args));
+                return new Out(m.path(), List.copyOf(args), s.line());
             }
         }
         throw f.error(s, "unexpected expression " + e);

@@ -13,7 +13,8 @@ import java.util.Random;
 /**
  * A small fake packed DSP model, written as a TorchScript archive by {@link TorchArchiveWriter}, with a shape
  * unlike the published ones: two stages of 1 and 2 blocks, 4/6 channels, a block with a single conv_a branch
- * (single-output sampler, concat that passes its input through), samplers whose outputs feed the branches
+ * (single-output sampler; for odd seeds a concat that passes its input through, for even seeds the published
+ * form: a concat called with no arguments that returns None, and sampler_b reading the branch directly), samplers whose outputs feed the branches
  * out of order, concatenations that list their arguments out of order, and residual adds in shuffled order.
  * It keeps its own description (the truth) so tests can compare the import and forward with it.
  */
@@ -35,9 +36,12 @@ final class SyntheticPackedModel {
     private final Map<String, String> code = new LinkedHashMap<>();
     private final List<LongT> constants = new ArrayList<>();
     private int classCounter;
+    /** Single conv_a branches in the published form: concat_a() takes nothing, sampler_b reads the branch. */
+    private final boolean unreadConcat;
 
     SyntheticPackedModel(long seed) {
         rnd = new Random(seed);
+        unreadConcat = seed % 2 == 0;
         Map<String, Object> root = new LinkedHashMap<>();
         root.put("training", Boolean.FALSE);
         stemW = rand(4 * 3 * 9);
@@ -109,7 +113,8 @@ final class SyntheticPackedModel {
         for (int k = 0; k < nb; k++) lb.put(Integer.toString(k), branchSeq(bByLayer[k], 1, false));
         attrs.put("layers_a", seq(la));
         attrs.put("sampler_a", sampler(samplerOut));
-        attrs.put("concat_a", concat(concatPerm));
+        boolean unread = na == 1 && unreadConcat;
+        attrs.put("concat_a", unread ? module("Concat_T1", attrsTraining(), "    return None\n") : concat(concatPerm));
         attrs.put("layers_b", seq(lb));
         attrs.put("sampler_b", sampler(samplerBOut));
         attrs.put("residual", iadd(addConst, addPerm));
@@ -129,9 +134,14 @@ final class SyntheticPackedModel {
         String sa = na == 1 ? "_sa0" : tupleTargets("_sa", na);
         f.append("    ").append(sa).append(" = (sampler_a).forward(x, )\n");
         for (int i = 0; i < na; i++) f.append("    _la").append(i).append(" = getattr(layers_a, \"").append(i).append("\")\n");
-        f.append("    _cat = (concat_a).forward(");
-        for (int i = 0; i < na; i++) f.append("(_la").append(i).append(").forward(_sa").append(samplerPerm[i]).append(", ), ");
-        f.append(")\n");
+        if (unread) {
+            // As tracing prints it: the lone branch's output goes straight to sampler_b; the concat is called, unread.
+            f.append("    _cat = (_la0).forward(_sa0, )\n    _unused = (concat_a).forward()\n");
+        } else {
+            f.append("    _cat = (concat_a).forward(");
+            for (int i = 0; i < na; i++) f.append("(_la").append(i).append(").forward(_sa").append(samplerPerm[i]).append(", ), ");
+            f.append(")\n");
+        }
         f.append("    ").append(nb == 1 ? "_sb0" : tupleTargets("_sb", nb)).append(" = (sampler_b).forward(_cat, )\n");
         for (int k = 0; k < nb; k++) f.append("    _lb").append(k).append(" = getattr(layers_b, \"").append(k).append("\")\n");
         String sc = "x";
@@ -230,7 +240,7 @@ final class SyntheticPackedModel {
         StringBuilder sb = new StringBuilder("class ").append(simple).append("(Module):\n  __parameters__ = []\n  training : bool\n");
         sb.append("  def forward(self: ").append(cls);
         for (String p : params) sb.append(",\n    ").append(p).append(": Tensor");
-        sb.append(") -> Tensor:\n").append(body);
+        sb.append(body.contains("return None") ? ") -> NoneType:\n" : ") -> Tensor:\n").append(body);
         code.put("__torch__/fake/" + mod + ".py", sb.toString());
         return new Obj(cls, attrs);
     }

@@ -63,15 +63,59 @@ class TorchSyntheticModelTest {
 
     @Test
     void forwardEqualsTheMaskedDenseNetwork() throws Exception {
-        SyntheticPackedModel m = new SyntheticPackedModel(42);
-        PackedResNet net = read(m.bytes());
-        Tensor x = Tensor.randn(new Generator(3), 2, 3, 8, 8);
-        try (var scope = GradMode.noGrad()) {
-            float[] got = new PackedResNetForward(net).forward(x).toFloatArray();
-            float[] want = dense(m, x).toFloatArray();
-            assertEquals(want.length, got.length);
-            for (int i = 0; i < want.length; i++) assertEquals(want[i], got[i], 1e-4 + 1e-4 * Math.abs(want[i]), "logit " + i);
+        for (long seed : new long[] {42, 43}) {      // both single-branch forms: an unread concat, and a pass-through one
+            SyntheticPackedModel m = new SyntheticPackedModel(seed);
+            PackedResNet net = read(m.bytes());
+            Tensor x = Tensor.randn(new Generator(3), 2, 3, 8, 8);
+            try (var scope = GradMode.noGrad()) {
+                float[] got = new PackedResNetForward(net).forward(x).toFloatArray();
+                float[] want = dense(m, x).toFloatArray();
+                assertEquals(want.length, got.length);
+                for (int i = 0; i < want.length; i++) assertEquals(want[i], got[i], 1e-4 + 1e-4 * Math.abs(want[i]), "seed " + seed + " logit " + i);
+            }
         }
+    }
+
+    /** The published single-branch form: the block calls concat_a() with no arguments and never reads it. */
+    @Test
+    void aConcatNobodyReadsIsIgnored() throws Exception {
+        SyntheticPackedModel m = new SyntheticPackedModel(2);
+        String block = blockSource(m.entries, "stage_2.0");
+        assertTrue(block.contains("(concat_a).forward()"), block);
+        assertEquals(1, read(m.bytes()).blocks().get(1).branchesA().size());
+    }
+
+    /** Wiring the importer cannot understand is refused with the file, the class, the line and the reason. */
+    @Test
+    void wiringThatIsNotAPackedBlockIsNamed() throws Exception {
+        // conv_b's sampler reads the block input instead of conv_a's output.
+        Map<String, byte[]> e = new LinkedHashMap<>(new SyntheticPackedModel(2).entries);
+        String key = blockKey(e, "stage_2.0");
+        String src = new String(e.get(key), StandardCharsets.UTF_8);
+        e.put(key, src.replace("(sampler_b).forward(_cat, )", "(sampler_b).forward(x, )").getBytes(StandardCharsets.UTF_8));
+        TorchFormatException ex = rejects(TorchArchiveWriter.zip(e), key, "class Compactblock", "expected conv_a branch outputs");
+        assertTrue(ex.getMessage().matches("(?s).* line [0-9]+: .*"), ex.getMessage());
+        // A conv_a branch that reads conv_a's own output: not a gather of the block input.
+        Map<String, byte[]> e2 = new LinkedHashMap<>(new SyntheticPackedModel(2).entries);
+        String src2 = new String(e2.get(key), StandardCharsets.UTF_8);
+        e2.put(key, src2.replace("(sampler_a).forward(x, )", "(sampler_a).forward(torch.relu_(x), )").getBytes(StandardCharsets.UTF_8));
+        rejects(TorchArchiveWriter.zip(e2), key, "expected a gather of the block input");
+        // The block does not end in relu(residual(...)).
+        Map<String, byte[]> e3 = new LinkedHashMap<>(new SyntheticPackedModel(2).entries);
+        String src3 = new String(e3.get(key), StandardCharsets.UTF_8);
+        e3.put(key, src3.replace("return torch.relu_(_r)", "return _r").getBytes(StandardCharsets.UTF_8));
+        rejects(TorchArchiveWriter.zip(e3), key, "does not return relu(residual");
+    }
+
+    private static String blockKey(Map<String, byte[]> entries, String name) {
+        // Blocks are written in order; the k-th Compactblock class is the k-th block (stage_1.0, stage_2.0, stage_2.1).
+        int k = java.util.List.of("stage_1.0", "stage_2.0", "stage_2.1").indexOf(name);
+        return entries.keySet().stream().filter(n -> new String(entries.get(n), StandardCharsets.UTF_8).startsWith("class Compactblock"))
+                .sorted(java.util.Comparator.comparingInt(n -> Integer.parseInt(n.replaceAll(".*/m([0-9]+)\\.py$", "$1")))).skip(k).findFirst().orElseThrow();
+    }
+
+    private static String blockSource(Map<String, byte[]> entries, String name) {
+        return new String(entries.get(blockKey(entries, name)), StandardCharsets.UTF_8);
     }
 
     /** The same network as dense convolutions whose weights are zero outside the branches. */
