@@ -1,12 +1,14 @@
 package ai.bonsai.dsp.imports;
 
-import ai.bonsai.dsp.testing.SharedData;
+import ai.bonsai.dsp.testing.PublishedModels.Model;
 import ai.bonsai.io.torch.TorchArchive;
 import ai.bonsai.io.torch.TorchFormatException;
 import ai.bonsai.io.torch.TorchLimits;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -71,6 +73,8 @@ class TorchFuzzTest {
     @Test
     void damagedArchivesEndInTorchFormatException() throws Exception {
         long start = System.nanoTime();
+        cases = 0;
+        imported = 0;
         SyntheticPackedModel model = new SyntheticPackedModel(7);
         byte[] zip = model.bytes();
         check(zip, "the intact archive");
@@ -122,25 +126,67 @@ class TorchFuzzTest {
             check(TorchArchiveWriter.zip(e), "data.pkl length at " + p + " = " + Integer.toUnsignedString(v));
             patched++;
         }
-        // The published archive, if present: fewer cases (it is larger).
-        Path sample = sampleOrNull();
-        if (sample != null) {
-            Map<String, byte[]> entries = readZip(sample);
-            byte[] raw = java.nio.file.Files.readAllBytes(sample);
-            for (int i = 0; i < 20; i++) {
-                byte[] b = raw.clone();
-                b[rnd.nextInt(b.length)] ^= (byte) (1 << rnd.nextInt(8));
-                check(b, "sample raw flip " + i);
-            }
-            for (int n : new int[] {0, 1, 21, 22, 100, raw.length / 2, raw.length - 100, raw.length - 22, raw.length - 1}) {
-                check(java.util.Arrays.copyOf(raw, n), "sample prefix " + n);
-            }
-            mutateEntries(entries, rnd, 30, "sample");
-        }
         double secs = (System.nanoTime() - start) / 1e9;
         System.out.printf("fuzz: %d cases, %d imported despite the damage, %.1f s%n", cases, imported, secs);
         assertTrue(cases > 3000, "ran " + cases + " cases");
         assertTrue(secs < 30, "fuzzing took " + secs + " s");
+    }
+
+    /**
+     * Each of the six published archives (when ../shared is present): raw flips, prefixes, entry mutations
+     * (pickle opcodes, storages, code bytes) and line-level edits of the TorchScript code, which keep the code
+     * parseable text but change the data flow the importer follows.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("ai.bonsai.dsp.testing.PublishedModels#all")
+    void damagedPublishedArchivesEndInTorchFormatException(Model m) throws Exception {
+        Path file = m.file();
+        long start = System.nanoTime();
+        Random rnd = new Random(m.name().hashCode());
+        Map<String, byte[]> entries = readZip(file);
+        byte[] raw = java.nio.file.Files.readAllBytes(file);
+        check(raw, m + " intact");
+        for (int i = 0; i < 10; i++) {
+            byte[] b = raw.clone();
+            b[rnd.nextInt(b.length)] ^= (byte) (1 << rnd.nextInt(8));
+            check(b, m + " raw flip " + i);
+        }
+        for (int n : new int[] {0, 1, 21, 22, 100, raw.length / 2, raw.length - 100, raw.length - 22, raw.length - 1}) {
+            check(java.util.Arrays.copyOf(raw, n), m + " prefix " + n);
+        }
+        mutateEntries(entries, rnd, 24, m.name());
+        mutateCodeLines(entries, rnd, 40, m.name());
+        double secs = (System.nanoTime() - start) / 1e9;
+        System.out.printf("fuzz %s: %.1f s%n", m, secs);
+        assertTrue(secs < 40, m + ": fuzzing took " + secs + " s");
+    }
+
+    /** Deletes, duplicates or swaps lines of a block's code, or renames one identifier on a line to another of the file's. */
+    private static void mutateCodeLines(Map<String, byte[]> entries, Random rnd, int count, String what) {
+        List<String> code = entries.keySet().stream().filter(n -> n.contains("/code/") && n.endsWith(".py")).toList();
+        for (int i = 0; i < count; i++) {
+            String name = code.get(rnd.nextInt(code.size()));
+            List<String> lines = new ArrayList<>(List.of(new String(entries.get(name), java.nio.charset.StandardCharsets.UTF_8).split("\n", -1)));
+            int a = rnd.nextInt(lines.size()), b = rnd.nextInt(lines.size());
+            switch (i % 4) {
+                case 0 -> lines.remove(a);
+                case 1 -> lines.add(a, lines.get(b));
+                case 2 -> { String t = lines.get(a); lines.set(a, lines.get(b)); lines.set(b, t); }
+                default -> {
+                    List<String> ids = new ArrayList<>();
+                    java.util.regex.Matcher mt = java.util.regex.Pattern.compile("[A-Za-z_][A-Za-z_0-9]*").matcher(String.join("\n", lines));
+                    while (mt.find()) ids.add(mt.group());
+                    java.util.regex.Matcher onLine = java.util.regex.Pattern.compile("[A-Za-z_][A-Za-z_0-9]*").matcher(lines.get(a));
+                    if (!ids.isEmpty() && onLine.find()) {
+                        String line = lines.get(a);
+                        lines.set(a, line.substring(0, onLine.start()) + ids.get(rnd.nextInt(ids.size())) + line.substring(onLine.end()));
+                    }
+                }
+            }
+            Map<String, byte[]> e = new LinkedHashMap<>(entries);
+            e.put(name, String.join("\n", lines).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            check(TorchArchiveWriter.zip(e), what + " code " + name + " line edit " + i);
+        }
     }
 
     private static void mutateEntries(Map<String, byte[]> entries, Random rnd, int count, String what) {
@@ -194,11 +240,4 @@ class TorchFuzzTest {
         return out;
     }
 
-    private static Path sampleOrNull() {
-        try {
-            return SharedData.require("reference/resnet20_g4.pt");
-        } catch (org.opentest4j.TestAbortedException e) {
-            return null;                                   // the synthetic cases still run
-        }
-    }
 }
