@@ -56,7 +56,7 @@ public final class CifarDsp implements Callable<Integer> {
     @Option(names = "--epochs", defaultValue = "120", description = "Epochs (default: ${DEFAULT-VALUE}).")
     int epochs;
 
-    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size; the last partial batch is dropped (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size; the last partial batch is dropped unless --keep-last-batch (default: ${DEFAULT-VALUE}).")
     int batchSize;
 
     @Option(names = "--lr", defaultValue = "0.05", description = "Learning rate, cosine-annealed over the epochs (default: ${DEFAULT-VALUE}).")
@@ -95,11 +95,7 @@ public final class CifarDsp implements Callable<Integer> {
         Checkpoint.load(source).loadModel(model, true);
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         LrScheduler sched = new LrScheduler(sgd, new CosineAnnealingLR(epochs, 0));
-        DataLoader train = common.trainLoader(data, batchSize, true);
-        if (train.batchesPerEpoch() < 1) {
-            throw new IllegalArgumentException("--batch-size " + batchSize + " is larger than the " + data.train().size()
-                    + " training images (dsp drops the last partial batch)");
-        }
+        DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);
         long totalIterations = (long) epochs * train.batchesPerEpoch();
         GroupWrapper groupsLearner = new GroupWrapper(model, sgd, (logits, y) -> Functional.crossEntropy(logits, y), lambda,

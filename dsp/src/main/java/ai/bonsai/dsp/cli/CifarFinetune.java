@@ -61,7 +61,7 @@ public final class CifarFinetune implements Callable<Integer> {
     @Option(names = "--epochs", defaultValue = "400", description = "Epochs over all cycles (default: ${DEFAULT-VALUE}).")
     int epochs;
 
-    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size; the last partial batch is dropped unless --keep-last-batch (default: ${DEFAULT-VALUE}).")
     int batchSize;
 
     @Option(names = "--lr", defaultValue = "0.015", description = "Learning rate at the start of each cycle (default: ${DEFAULT-VALUE}).")
@@ -106,7 +106,7 @@ public final class CifarFinetune implements Callable<Integer> {
         PruneWrapper pruner = new PruneWrapper(model, groups, fpEvery);
         pruner.loadState(Checkpoint.load(source).modelState());
 
-        DataLoader train = common.trainLoader(data, batchSize, false);
+        DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);
         double dense = Trainer.evaluate(model, eval, device).accuracy();
         PruneRates start = pruner.initialize(rate);

@@ -35,7 +35,7 @@ public final class CifarPretrain implements Callable<Integer> {
     @Option(names = "--epochs", defaultValue = "164", description = "Epochs (default: ${DEFAULT-VALUE}).")
     int epochs;
 
-    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size; the last partial batch is dropped unless --keep-last-batch (default: ${DEFAULT-VALUE}).")
     int batchSize;
 
     @Option(names = "--lr", defaultValue = "0.1", description = "Learning rate (default: ${DEFAULT-VALUE}).")
@@ -73,7 +73,7 @@ public final class CifarPretrain implements Callable<Integer> {
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         int total = epochs;
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> scheduleFactor(e, total)));
-        DataLoader train = common.trainLoader(data, batchSize, false);
+        DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);
         Map<String, String> meta = common.metadata("pretrain", layers, data);
         TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, resume.resume, device, meta,
