@@ -56,13 +56,27 @@ def run_logged(cmd, log_path):
         sys.exit("failed (exit %d): %s; see %s" % (rc, " ".join(cmd), log_path))
 
 
+def read_torch(out, seed):
+    with open(os.path.join(out, "torch-seed-%d.json" % seed)) as f:
+        return json.load(f)["epochs"]
+
+
+def read_bonsai(out, seed):
+    epochs = []
+    with open(os.path.join(out, "bonsai-seed-%d" % seed, "resnet20.metrics.jsonl")) as f:
+        for line in f:
+            e = json.loads(line)
+            if e.get("event") == "epoch":
+                epochs.append(e)
+    return epochs
+
+
 def run_torch(a, seed, out):
     path = os.path.join(out, "torch-seed-%d.json" % seed)
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "torch_reference.py"), "--data", a.data, "--epochs", str(a.epochs),
            "--seed", str(seed), "--threads", str(a.threads), "--json", path]
     run_logged(cmd, os.path.join(out, "torch-seed-%d.log" % seed))
-    with open(path) as f:
-        return json.load(f)["epochs"]
+    return read_torch(out, seed)
 
 
 def run_bonsai(a, jar, seed, out):
@@ -71,13 +85,7 @@ def run_bonsai(a, jar, seed, out):
            "pretrain", "-l", "20", "--data", a.data, "--epochs", str(a.epochs), "--seed", str(seed), "--threads", str(a.threads),
            "--save-dir", save]
     run_logged(cmd, os.path.join(out, "bonsai-seed-%d.log" % seed))
-    epochs = []
-    with open(os.path.join(save, "resnet20.metrics.jsonl")) as f:
-        for line in f:
-            e = json.loads(line)
-            if e.get("event") == "epoch":
-                epochs.append(e)
-    return epochs
+    return read_bonsai(out, seed)
 
 
 def summarise(epochs):
@@ -120,6 +128,8 @@ def main():
     p.add_argument("--out", default="/tmp/bonsai-torch-parity", help="logs, per-seed results and checkpoints (large; not for git)")
     p.add_argument("--summary", help="write the table and figures to SUMMARY.md and SUMMARY.json (small; for git)")
     p.add_argument("--jar", help="use this bonsai.jar instead of building one")
+    p.add_argument("--tabulate-only", action="store_true",
+                   help="train nothing: tabulate the seeds whose PyTorch and Bonsai runs are both complete in --out")
     a = p.parse_args()
     if a.seeds < 2:
         sys.exit("--seeds: need at least 2 for a spread, got %d" % a.seeds)
@@ -128,21 +138,36 @@ def main():
     a.data = os.path.abspath(a.data)
     os.makedirs(a.out, exist_ok=True)
     commit = git_commit()
-    jar = a.jar or build_jar(a.out)
 
     start = time.time()
     torch_runs, bonsai_runs = [], []
-    for seed in range(1, a.seeds + 1):
-        torch_runs.append(summarise(run_torch(a, seed, a.out)))
-        print("seed %d pytorch: %s" % (seed, json.dumps(torch_runs[-1])), flush=True)
-        bonsai_runs.append(summarise(run_bonsai(a, jar, seed, a.out)))
-        print("seed %d bonsai:  %s" % (seed, json.dumps(bonsai_runs[-1])), flush=True)
+    if a.tabulate_only:
+        for seed in range(1, a.seeds + 1):
+            try:
+                t, b = read_torch(a.out, seed), read_bonsai(a.out, seed)
+            except OSError:
+                continue
+            if len(t) == a.epochs and len(b) == a.epochs:
+                torch_runs.append(summarise(t))
+                bonsai_runs.append(summarise(b))
+        if len(torch_runs) < 2:
+            sys.exit("--tabulate-only: fewer than 2 seeds complete in %s" % a.out)
+        a.seeds = len(torch_runs)
+        commit = "(the commit that ran them)"
+    else:
+        jar = a.jar or build_jar(a.out)
+        for seed in range(1, a.seeds + 1):
+            torch_runs.append(summarise(run_torch(a, seed, a.out)))
+            print("seed %d pytorch: %s" % (seed, json.dumps(torch_runs[-1])), flush=True)
+            bonsai_runs.append(summarise(run_bonsai(a, jar, seed, a.out)))
+            print("seed %d bonsai:  %s" % (seed, json.dumps(bonsai_runs[-1])), flush=True)
     minutes = (time.time() - start) / 60
 
     md, stats = table(torch_runs, bonsai_runs)
     import torch
     header = ("ResNet-20, reference pretraining recipe, %d epochs, %d seeds each, %s, %d threads each; Bonsai %s, "
-              "PyTorch %s; %.0f min in all" % (a.epochs, a.seeds, os.path.basename(a.data), a.threads, commit, torch.__version__, minutes))
+              "PyTorch %s" % (a.epochs, a.seeds, os.path.basename(a.data), a.threads, commit, torch.__version__)
+              + ("" if a.tabulate_only else "; %.0f min in all" % minutes))
     print()
     print(header)
     print(md)
