@@ -5,7 +5,8 @@ import ai.bonsai.tensor.Tensor;
 
 /**
  * y = x W^T + b, PyTorch's {@code nn.Linear}. x is (N, in); {@code weight} is (out, in), {@code bias} (out).
- * Default init is PyTorch's: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
+ * Default init is PyTorch's: the weight is Kaiming uniform with a = sqrt(5), which is U(-1/sqrt(in), 1/sqrt(in)),
+ * and the bias is drawn from the same range.
  */
 public final class Linear extends Module {
 

@@ -16,6 +16,49 @@ class InitTest {
         return new double[] {mean, Math.sqrt(s2 / v.length - mean * mean)};
     }
 
+    /** Mean, variance and kurtosis (4th central moment / variance^2: 1.8 for a uniform, 3 for a normal). */
+    static double[] moments(float[] v) {
+        double mean = 0;
+        for (float x : v) mean += x;
+        mean /= v.length;
+        double m2 = 0, m4 = 0;
+        for (float x : v) {
+            double d = x - mean;
+            m2 += d * d;
+            m4 += d * d * d * d;
+        }
+        m2 /= v.length;
+        m4 /= v.length;
+        return new double[] {mean, m2, m4 / (m2 * m2)};
+    }
+
+    /** v is U(-bound, bound) by its moments: mean 0, variance bound^2 / 3, kurtosis 1.8, and nothing outside. */
+    static void assertUniform(float[] v, double bound, String what) {
+        double[] m = moments(v);
+        double var = bound * bound / 3;
+        // n >= 40,000 draws: the sample mean is within 5 standard errors of 0, the variance within 2 % and the
+        // kurtosis within 0.05 of the truth; a normal of the same variance has kurtosis 3.
+        assertEquals(0, m[0], 5 * Math.sqrt(var / v.length), what + ": mean");
+        assertEquals(var, m[1], 0.02 * var, what + ": variance");
+        assertEquals(1.8, m[2], 0.05, what + ": kurtosis");
+        for (float x : v) assertTrue(Math.abs(x) <= bound, what + ": " + x + " outside +-" + bound);
+    }
+
+    @Test
+    void linearAndConvDefaultsAreKaimingUniformWithASqrt5ByMoments() {
+        // Kaiming uniform with a = sqrt(5): bound = sqrt(2 / (1 + 5)) * sqrt(3 / fan_in) = 1 / sqrt(fan_in).
+        Linear l = new Linear(1000, 500, new Generator(11));
+        assertUniform(l.weight().toFloatArray(), 1 / Math.sqrt(1000), "Linear(1000, 500).weight");
+        Linear wide = new Linear(64, 60_000, new Generator(12));                   // the bias needs many outputs
+        assertUniform(wide.bias().toFloatArray(), 1 / Math.sqrt(64), "Linear(64, 60000).bias");
+        assertUniform(wide.weight().toFloatArray(), 0.125, "Linear(64, 60000).weight");
+
+        Conv2d c = new Conv2d(64, 128, 3, 1, 1, 1, true, new Generator(13));       // fan_in 576, 73,728 weights
+        assertUniform(c.weight().toFloatArray(), 1 / Math.sqrt(576), "Conv2d(64, 128, 3).weight");
+        Conv2d manyFilters = new Conv2d(2, 50_000, 1, 1, 0, 1, true, new Generator(14));   // fan_in 2
+        assertUniform(manyFilters.bias().toFloatArray(), 1 / Math.sqrt(2), "Conv2d(2, 50000, 1).bias");
+    }
+
     @Test
     void fansFollowPyTorch() {
         Tensor w = Tensor.zeros(16, 2, 3, 3);         // Conv2d(8, 16, 3, groups=4)

@@ -26,14 +26,18 @@ import java.util.concurrent.Callable;
 /**
  * {@code bonsai dsp}: differentiable group learning (spec section 4), the reference's cifar_dsp.py. Starts from
  * the pretrained {@code <save-dir>/resnet<L>.safetensors}, trains with the group regulariser and learns the
- * filter groups, and saves the best model after epoch 8, group logits included, as
+ * filter groups, and saves the best model from epoch 10 on (the reference's {@code epoch > 8}, counting from 0),
+ * group logits included, as
  * {@code <save-dir>/resnet<L>_g<G>.safetensors}.
  */
 @Command(name = "dsp", mixinStandardHelpOptions = true,
         description = "Differentiable group learning: learn filter groups and regularise group channels (needs a pretrained model).")
 public final class CifarDsp implements Callable<Integer> {
-    /** Epochs (1-based) up to this one never count as best: the groups are still forming (the reference's "after epoch 8"). */
-    static final int BEST_AFTER = 8;
+    /**
+     * Epochs (1-based) up to this one never count as best: the groups are still forming. cifar_dsp.py saves only when
+     * {@code epoch > 8} with epochs counted from 0, so its first candidate is the 10th epoch.
+     */
+    static final int BEST_AFTER = 9;
 
     @Option(names = {"-l", "--layers"}, defaultValue = "20", description = "Depth (default: ${DEFAULT-VALUE}).")
     int layers;
@@ -56,7 +60,7 @@ public final class CifarDsp implements Callable<Integer> {
     @Option(names = "--epochs", defaultValue = "120", description = "Epochs (default: ${DEFAULT-VALUE}).")
     int epochs;
 
-    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size; the last partial batch is dropped (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size; the last partial batch is dropped unless --keep-last-batch (default: ${DEFAULT-VALUE}).")
     int batchSize;
 
     @Option(names = "--lr", defaultValue = "0.05", description = "Learning rate, cosine-annealed over the epochs (default: ${DEFAULT-VALUE}).")
@@ -77,6 +81,12 @@ public final class CifarDsp implements Callable<Integer> {
 
     public static void main(String[] args) { System.exit(Bonsai.execute(new CifarDsp(), args)); }
 
+    /**
+     * The first epoch (1-based) that may become the best. A run of 9 epochs or fewer saves its last epoch, where the
+     * reference would save nothing and leave fine-tuning without a model.
+     */
+    static int firstBestEpoch(int epochs) { return Math.min(BEST_AFTER + 1, epochs); }
+
     @Override public Integer call() {
         if (epochs < 1) throw new IllegalArgumentException("--epochs: expected a positive number, got " + epochs);
         if (groups < 1) throw new IllegalArgumentException("--groups: expected a positive number, got " + groups);
@@ -95,11 +105,7 @@ public final class CifarDsp implements Callable<Integer> {
         Checkpoint.load(source).loadModel(model, true);
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         LrScheduler sched = new LrScheduler(sgd, new CosineAnnealingLR(epochs, 0));
-        DataLoader train = common.trainLoader(data, batchSize, true);
-        if (train.batchesPerEpoch() < 1) {
-            throw new IllegalArgumentException("--batch-size " + batchSize + " is larger than the " + data.train().size()
-                    + " training images (dsp drops the last partial batch)");
-        }
+        DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);
         long totalIterations = (long) epochs * train.batchesPerEpoch();
         GroupWrapper groupsLearner = new GroupWrapper(model, sgd, (logits, y) -> Functional.crossEntropy(logits, y), lambda,
@@ -110,9 +116,7 @@ public final class CifarDsp implements Callable<Integer> {
         meta.put("lambda", Float.toString(lambda));
         meta.put("temperature", Float.toString(temperature));
         meta.put("pretrained", source.toAbsolutePath().toString());
-        // A run shorter than the warm-up still saves its last epoch as the result.
-        int bestAfter = Math.min(BEST_AFTER + 1, epochs);
-        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers + "_g" + groups, saveDir, epochs, bestAfter, resume.resume,
+        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers + "_g" + groups, saveDir, epochs, firstBestEpoch(epochs), false, resume.resume,
                 device, meta, resume.stopAfter(epochs)), System.out);
         Trainer trainer = new Trainer(model, sgd, device, 0f, groupsLearner);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, groupsLearner);

@@ -29,9 +29,10 @@ import java.util.concurrent.Callable;
 /**
  * {@code bonsai finetune}: group channel pruning and cyclic fine-tuning (spec section 5), the reference's
  * cifar_finetune.py. Loads the group-learned {@code resnet<L>_g<G>.safetensors}, prunes to the requested FLOPs
- * rate, and fine-tunes in cycles of cosine schedules; at the end of every cycle but the last it reloads the best
- * state, prunes a little more ({@code initialize(bestPrunedFlops / 100 + 0.001)}) and restarts the optimiser.
- * The best model, masks included, is {@code resnet<L>_g<G>_p<rate>.safetensors}.
+ * rate, and fine-tunes in cycles of ceil(epochs / cycles) epochs of cosine schedules; at the end of every cycle but
+ * the last it reloads the best state, prunes a little more ({@code initialize(bestPrunedFlops / 100 + 0.001)}) and
+ * restarts the optimiser. The best model, masks included, is {@code resnet<L>_g<G>_p<rate>.safetensors}; as in the
+ * reference, an accuracy equal to the best so far replaces it, so a tie goes to the later, usually more pruned, state.
  */
 @Command(name = "finetune", mixinStandardHelpOptions = true,
         description = "Prune a group-learned model to a FLOPs rate and fine-tune it in cosine cycles.")
@@ -45,7 +46,7 @@ public final class CifarFinetune implements Callable<Integer> {
     @Option(names = {"-p", "--prune"}, defaultValue = "0.5", description = "Fraction of the prunable layers' FLOPs to remove (default: ${DEFAULT-VALUE}).")
     double rate;
 
-    @Option(names = {"-c", "--cycles"}, defaultValue = "5", description = "Cosine cycles; each but the last ends with a little more pruning (default: ${DEFAULT-VALUE}).")
+    @Option(names = {"-c", "--cycles"}, defaultValue = "5", description = "Cosine cycles of ceil(epochs / cycles) epochs; each but the last ends with a little more pruning (default: ${DEFAULT-VALUE}).")
     int cycles;
 
     @Option(names = "--fp-every", defaultValue = "2", paramLabel = "N",
@@ -61,7 +62,7 @@ public final class CifarFinetune implements Callable<Integer> {
     @Option(names = "--epochs", defaultValue = "400", description = "Epochs over all cycles (default: ${DEFAULT-VALUE}).")
     int epochs;
 
-    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size; the last partial batch is dropped unless --keep-last-batch (default: ${DEFAULT-VALUE}).")
     int batchSize;
 
     @Option(names = "--lr", defaultValue = "0.015", description = "Learning rate at the start of each cycle (default: ${DEFAULT-VALUE}).")
@@ -106,7 +107,7 @@ public final class CifarFinetune implements Callable<Integer> {
         PruneWrapper pruner = new PruneWrapper(model, groups, fpEvery);
         pruner.loadState(Checkpoint.load(source).modelState());
 
-        DataLoader train = common.trainLoader(data, batchSize, false);
+        DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);
         double dense = Trainer.evaluate(model, eval, device).accuracy();
         PruneRates start = pruner.initialize(rate);
@@ -115,7 +116,12 @@ public final class CifarFinetune implements Callable<Integer> {
                 start.prunedFlopsPercent(), start.prunedParamsPercent(), dense, pruned);
 
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
-        int cycleLength = epochs / cycles;
+        int cycleLength = cycleLength(epochs, cycles);
+        int cyclesRun = (epochs + cycleLength - 1) / cycleLength;
+        if (cyclesRun != cycles) {
+            System.out.printf("note: %d epochs in cycles of ceil(%d / %d) = %d epochs make %d cycles, not %d (as in the reference)%n",
+                    epochs, epochs, cycles, cycleLength, cyclesRun, cycles);
+        }
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> cyclicCosine(e, epochs, cycles)));
         String name = name(layers, groups, rate);
         Map<String, String> meta = common.metadata("finetune", layers, data);
@@ -124,9 +130,9 @@ public final class CifarFinetune implements Callable<Integer> {
         meta.put("cycles", Integer.toString(cycles));
         meta.put("groupLearned", source.toAbsolutePath().toString());
         meta.put("accuracyBeforePruning", Double.toString(dense));
-        TrainingRun run = new TrainingRun(new TrainingRun.Config(name, saveDir, epochs, 1, resume.resume, device, meta,
+        TrainingRun run = new TrainingRun(new TrainingRun.Config(name, saveDir, epochs, 1, true, resume.resume, device, meta,
                 resume.stopAfter(epochs)), System.out);
-        Cycles state = new Cycles(pruner, sgd, cycleLength, cycles);
+        Cycles state = new Cycles(pruner, sgd, cycleLength, epochs);
         TrainingRun.Result r = run.run(model, sgd, sched, new Trainer(model, sgd, device, 0f, pruner), train, eval, state);
 
         // Report the saved (best) model, not the last state.
@@ -141,26 +147,33 @@ public final class CifarFinetune implements Callable<Integer> {
         return 0;
     }
 
-    /** Cosine from 1 to 0 over each cycle of epochs / cycles epochs; the last cycle also takes the remainder. */
+    /** Epochs per cycle: ceil(epochs / cycles), as cifar_finetune.py's epoch_per_cycle; the last cycle may be shorter. */
+    static int cycleLength(int epochs, int cycles) { return (epochs + cycles - 1) / cycles; }
+
+    /**
+     * The lr factor at {@code epoch} (0-based): a cosine from 1 towards 0 over each cycle of {@link #cycleLength} epochs.
+     * Like the reference's CosineAnnealingLR(T_max = epoch_per_cycle), a shorter last cycle keeps the full cycle's
+     * period, so it stops before reaching 0.
+     */
     static double cyclicCosine(long epoch, int epochs, int cycles) {
-        int length = epochs / cycles;
-        long cycle = Math.min(epoch / length, cycles - 1);
-        long t = epoch - cycle * length;
-        long span = cycle == cycles - 1 ? epochs - (long) (cycles - 1) * length : length;
-        return (1 + Math.cos(Math.PI * t / span)) / 2;
+        int length = cycleLength(epochs, cycles);
+        return (1 + Math.cos(Math.PI * (epoch % length) / length)) / 2;
     }
+
+    /** Whether the cycle ends after epoch {@code epoch} (1-based): every cycleLength epochs, except after the last epoch. */
+    static boolean cycleEnds(int epoch, int length, int epochs) { return epoch % length == 0 && epoch < epochs; }
 
     /** The cycle ends: reload the best state, prune a little more, restart the momentum. Also the pruner's resume state. */
     static final class Cycles implements TrainingRun.Extra {
         private final PruneWrapper pruner;
         private final SGD sgd;
-        private final int length, cycles;
+        private final int length, epochs;
 
-        Cycles(PruneWrapper pruner, SGD sgd, int length, int cycles) {
+        Cycles(PruneWrapper pruner, SGD sgd, int length, int epochs) {
             this.pruner = pruner;
             this.sgd = sgd;
             this.length = length;
-            this.cycles = cycles;
+            this.epochs = epochs;
         }
 
         @Override public Map<String, Tensor> tensors() { return Map.of(); }
@@ -181,8 +194,7 @@ public final class CifarFinetune implements Callable<Integer> {
         }
 
         @Override public void afterEpoch(int epoch, TrainingRun run) {
-            boolean cycleEnd = epoch % length == 0 && epoch / length < cycles;
-            if (!cycleEnd) return;
+            if (!cycleEnds(epoch, length, epochs)) return;
             Checkpoint best = Checkpoint.load(run.bestPath());
             double bestFlops = Double.parseDouble(best.require("prunedFlopsPercent"));
             pruner.loadState(best.modelState());

@@ -35,7 +35,7 @@ public final class CifarPretrain implements Callable<Integer> {
     @Option(names = "--epochs", defaultValue = "164", description = "Epochs (default: ${DEFAULT-VALUE}).")
     int epochs;
 
-    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--batch-size", defaultValue = "128", description = "Batch size; the last partial batch is dropped unless --keep-last-batch (default: ${DEFAULT-VALUE}).")
     int batchSize;
 
     @Option(names = "--lr", defaultValue = "0.1", description = "Learning rate (default: ${DEFAULT-VALUE}).")
@@ -53,12 +53,18 @@ public final class CifarPretrain implements Callable<Integer> {
 
     public static void main(String[] args) { System.exit(Bonsai.execute(new CifarPretrain(), args)); }
 
-    /** The reference's pretraining schedule as a factor of the base lr at a given epoch. */
+    /**
+     * The reference's pretraining schedule as a factor of the base lr at a given epoch (0-based). cifar_pretrain.py
+     * writes lr / 4 into the optimiser on epochs 0 and 1 and the full lr on epoch 2, while MultiStepLR multiplies the
+     * lr it finds by 0.1 at epochs / 2 and epochs * 3 / 4. So a milestone at or before epoch 2 (runs of fewer than 6
+     * epochs) is undone by the warm-up's reset; from 6 epochs on this is plain "x0.1 at 50 % and 75 %".
+     */
     public static double scheduleFactor(long epoch, int epochs) {
         if (epoch < 2) return 0.25;
         double f = 1;
-        if (epoch >= epochs / 2) f *= 0.1;
-        if (epoch >= epochs * 3 / 4) f *= 0.1;
+        for (int milestone : new int[] {epochs / 2, epochs * 3 / 4}) {
+            if (milestone > 2 && epoch >= milestone) f *= 0.1;
+        }
         return f;
     }
 
@@ -73,10 +79,10 @@ public final class CifarPretrain implements Callable<Integer> {
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         int total = epochs;
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> scheduleFactor(e, total)));
-        DataLoader train = common.trainLoader(data, batchSize, false);
+        DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);
         Map<String, String> meta = common.metadata("pretrain", layers, data);
-        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, resume.resume, device, meta,
+        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, false, resume.resume, device, meta,
                 resume.stopAfter(epochs)), System.out);
         Trainer trainer = new Trainer(model, sgd, device, 0f, Trainer.Hooks.NONE);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, TrainingRun.Extra.NONE);

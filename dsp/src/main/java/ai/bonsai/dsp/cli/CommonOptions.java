@@ -41,6 +41,11 @@ public final class CommonOptions {
             description = "Training images of the synthetic dataset when it is used (default: ${DEFAULT-VALUE}).")
     int syntheticSize;
 
+    @Option(names = "--keep-last-batch",
+            description = "Also train on the last, partial batch of each epoch. By default it is dropped, as the reference's "
+                    + "scripts do (drop_last=True): 3,600 images at batch 128 give 28 steps, not 29.")
+    boolean keepLastBatch;
+
     /** Applies --threads and checks --device; returns the device. */
     Device setUp() { return devices.setUp(); }
 
@@ -69,10 +74,19 @@ public final class CommonOptions {
         return split;
     }
 
-    /** The shuffled, augmented training loader (seeded from --seed), prefetching on a background thread. */
-    DataLoader trainLoader(TrainSplit data, int batchSize, boolean dropLast) {
+    /**
+     * The shuffled, augmented training loader (seeded from --seed), prefetching on a background thread. It drops
+     * the last partial batch unless --keep-last-batch: a small last batch gives a noisy step and noisy batch-norm
+     * statistics, and the reference's three scripts all drop it.
+     */
+    DataLoader trainLoader(TrainSplit data, int batchSize) {
         if (batchSize < 1) throw new IllegalArgumentException("--batch-size: expected a positive number, got " + batchSize);
-        return DataLoader.builder(data.train()).batchSize(batchSize).shuffle(true).seed(seed).dropLast(dropLast)
+        int n = data.train().size();
+        if (!keepLastBatch && batchSize > n) {
+            throw new IllegalArgumentException("--batch-size " + batchSize + " is larger than the " + n + " training images, and the last "
+                    + "partial batch is dropped, so an epoch would have no step: use a smaller --batch-size, or --keep-last-batch");
+        }
+        return DataLoader.builder(data.train()).batchSize(batchSize).shuffle(true).seed(seed).dropLast(!keepLastBatch)
                 .transform(Transform.cifarTrain()).workers(1).prefetch(3).build();
     }
 
@@ -91,6 +105,7 @@ public final class CommonOptions {
         m.put("seed", Long.toString(seed));
         m.put("data", data.train().description());
         m.put("stage", stage);
+        m.put("dropLastBatch", Boolean.toString(!keepLastBatch));
         return m;
     }
 

@@ -54,17 +54,18 @@ public final class CifarResNet extends Module {
             stages[s] = registerModule("stage_" + (s + 1), stage);
         }
         classifier = registerModule("classifier", new Linear(64, numClasses, true, g));
-        // The reference's init: Kaiming normal (fan_out) for convolutions, BN weight 1 and bias 0,
-        // Kaiming normal (fan_in) for the classifier weight, classifier bias 0.
+        // The reference's init (cifar_pretrain.py), applied over the layers' PyTorch defaults: Kaiming normal
+        // (fan_out) for every convolution, BN weight 1 and bias 0, classifier bias 0. The classifier weight keeps
+        // nn.Linear's default, U(-1/sqrt(64), 1/sqrt(64)) = U(-0.125, 0.125): the reference never re-draws it.
         apply(m -> {
             if (m instanceof Conv2d c) Init.kaimingNormal(c.weight(), Init.FanMode.FAN_OUT, g);
             else if (m instanceof BatchNorm2d bn) {
                 Init.ones(bn.weight());
                 Init.zeros(bn.bias());
+            } else if (m instanceof Linear l && l.bias() != null) {
+                Init.zeros(l.bias());
             }
         });
-        Init.kaimingNormal(classifier.weight(), Init.FanMode.FAN_IN, g);
-        Init.zeros(classifier.bias());
     }
 
     public int depth() { return depth; }

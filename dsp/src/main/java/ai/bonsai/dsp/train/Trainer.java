@@ -141,6 +141,7 @@ public final class Trainer {
         m.put("trainAccuracy", train.accuracy());
         m.put("evalLoss", eval.loss());
         m.put("evalAccuracy", eval.accuracy());
+        m.put("trainImages", train.images());
         m.put("imagesPerSecond", train.imagesPerSecond());
         m.put("epochSeconds", train.seconds());
         return m;

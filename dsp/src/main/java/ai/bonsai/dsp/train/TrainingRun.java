@@ -56,15 +56,17 @@ public final class TrainingRun {
 
     /**
      * @param name              file stem, e.g. "resnet20"
-     * @param saveBestAfter     epochs (1-based) before this one never become "best" (DSP: 8)
+     * @param saveBestAfter     epochs (1-based) before this one never become "best" (DSP: 10)
+     * @param tieIsBest         whether an accuracy equal to the best so far also becomes the new best, so the latest of
+     *                          equals wins (cifar_finetune.py compares with {@code <=}; pretraining and DSP with {@code <})
      * @param metadata          fixed metadata (architecture, depth, seed, data, ...)
      * @param stopAfter         stop after this epoch (1-based) although the schedule spans {@code epochs}; resume later
      */
-    public record Config(String name, Path saveDir, int epochs, int saveBestAfter, boolean resume, Device device,
+    public record Config(String name, Path saveDir, int epochs, int saveBestAfter, boolean tieIsBest, boolean resume, Device device,
                          Map<String, String> metadata, int stopAfter) {
-        /** A run of all its epochs. */
+        /** A run of all its epochs in which only a strictly higher accuracy is a new best. */
         public Config(String name, Path saveDir, int epochs, int saveBestAfter, boolean resume, Device device, Map<String, String> metadata) {
-            this(name, saveDir, epochs, saveBestAfter, resume, device, metadata, epochs);
+            this(name, saveDir, epochs, saveBestAfter, false, resume, device, metadata, epochs);
         }
     }
 
@@ -130,7 +132,8 @@ public final class TrainingRun {
                 Trainer.EpochStats e = Trainer.evaluate(model, eval, config.device);
                 scheduler.step();
                 h.add(epoch + 1, t, e);
-                boolean best = epoch + 1 >= config.saveBestAfter && e.accuracy() > h.bestAccuracy;
+                boolean best = epoch + 1 >= config.saveBestAfter
+                        && (e.accuracy() > h.bestAccuracy || (config.tieIsBest && e.accuracy() == h.bestAccuracy));
                 if (best) {
                     h.bestAccuracy = e.accuracy();
                     h.bestEpoch = epoch + 1;

@@ -81,4 +81,38 @@ class CifarResNetTest {
         for (float v : sd.get("bn_1.bias").toFloatArray()) assertEquals(0f, v);
         for (float v : sd.get("classifier.bias").toFloatArray()) assertEquals(0f, v);
     }
+
+    @Test
+    void classifierWeightKeepsLinearsDefaultAndConvolutionsAreKaimingNormal() {
+        // The reference re-draws only convolutions; the classifier weight stays nn.Linear's U(-1/sqrt(64), 1/sqrt(64)),
+        // variance 0.125^2 / 3 (std 0.072), not Kaiming normal's 2 / 64 (std 0.177). 2,000 classes give 128,000 draws.
+        CifarResNet m = new CifarResNet(20, 2000, new Generator(6));
+        float[] w = m.classifier().weight().toFloatArray();
+        double mean = 0, m2 = 0, m4 = 0;
+        float max = 0;
+        for (float v : w) mean += v;
+        mean /= w.length;
+        for (float v : w) {
+            double d = v - mean;
+            m2 += d * d;
+            m4 += d * d * d * d;
+            max = Math.max(max, Math.abs(v));
+        }
+        m2 /= w.length;
+        m4 /= w.length;
+        assertEquals(0, mean, 5 * 0.125 / Math.sqrt(3 * w.length));
+        assertEquals(0.125 * 0.125 / 3, m2, 0.02 * 0.125 * 0.125 / 3);
+        assertEquals(1.8, m4 / (m2 * m2), 0.05, "kurtosis of a uniform");
+        assertTrue(max <= 0.125f && max > 0.124f, "max |w| " + max);
+        for (float v : m.classifier().bias().toFloatArray()) assertEquals(0f, v);
+
+        // Convolutions: Kaiming normal, fan_out, so kurtosis 3 (the stem's 432 draws are too few; stage 3 has 36,864).
+        float[] conv = m.stage(2).get(1).convA().weight().toFloatArray();
+        double c2 = 0, c4 = 0;
+        for (float v : conv) { c2 += (double) v * v; c4 += Math.pow(v, 4); }
+        c2 /= conv.length;
+        c4 /= conv.length;
+        assertEquals(2.0 / (64 * 9), c2, 0.03 * 2.0 / (64 * 9));
+        assertEquals(3, c4 / (c2 * c2), 0.15, "kurtosis of a normal");
+    }
 }

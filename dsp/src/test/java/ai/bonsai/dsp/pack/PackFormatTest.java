@@ -112,15 +112,24 @@ class PackFormatTest {
     }
 
     @Test void convBReadingAFilterConvADoesNotProduce() throws Exception {
+        // The first stage-1 block (16 filters) in which pruning removed a whole conv_a filter; which one that is
+        // depends on the fixture's random draws.
+        int[] where = new int[1];
         String m = loadError(r -> {
-            boolean[] produced = new boolean[16];
-            block(r, 0).get("convA").forEach(b -> b.get("out").forEach(v -> produced[v.intValue()] = true));
-            int missing = -1;
-            for (int c = 0; c < 16; c++) if (!produced[c]) missing = c;
-            if (missing < 0) throw new IllegalStateException("fixture: every conv_a filter of block 0 survived");
-            list(r, 0, "convB", 0, "in").set(0, missing);
+            for (int blk = 0; blk < 3; blk++) {
+                boolean[] produced = new boolean[16];
+                block(r, blk).get("convA").forEach(b -> b.get("out").forEach(v -> produced[v.intValue()] = true));
+                for (int c = 0; c < 16; c++) {
+                    if (!produced[c]) {
+                        list(r, blk, "convB", 0, "in").set(0, c);
+                        where[0] = blk;
+                        return;
+                    }
+                }
+            }
+            throw new IllegalStateException("fixture: every conv_a filter of stage 1 survived");
         }, t -> { });
-        assertContains(m, "block 0 (stage_1.0) convB branch 0 in", "is not the output of any convA branch");
+        assertContains(m, "block " + where[0] + " (stage_1." + where[0] + ") convB branch 0 in", "is not the output of any convA branch");
     }
 
     @Test void missingAndUnexpectedTensors() throws Exception {
