@@ -75,7 +75,8 @@ public class OnnxRuntimeBench {
         x = Tensor.randn(new Generator(1), batch, 3, 32, 32);
         env = OrtEnvironment.getEnvironment();
         ortDense = session(OnnxExport.dense(dense, OnnxExport.Options.defaults(), Map.of()));
-        ortPacked = session(OnnxExport.packed(packed.structure(), OnnxExport.Options.defaults(), Map.of()));
+        ortPacked = session(OnnxExport.packed(packed.structure(),
+                new OnnxExport.Options(null, OnnxExport.DEFAULT_OPSET, OnnxExport.Residual.SCATTER), Map.of()));
         ortPadded = session(OnnxExport.packed(packed.structure(),
                 new OnnxExport.Options(null, OnnxExport.DEFAULT_OPSET, OnnxExport.Residual.PADDED), Map.of()));
         input = OnnxTensor.createTensor(env, FloatBuffer.wrap(x.toFloatArray()), new long[] {batch, 3, 32, 32});

@@ -57,9 +57,9 @@ public final class Export implements Callable<Integer> {
             description = "ONNX opset, " + OnnxExport.MIN_OPSET + " to " + OnnxExport.MAX_OPSET + " (default: ${DEFAULT-VALUE}; the scatter residual needs 16+).")
     int opset;
 
-    @Option(names = "--residual", defaultValue = "scatter", paramLabel = "scatter|padded",
+    @Option(names = "--residual", defaultValue = "padded", paramLabel = "scatter|padded",
             description = "How a packed block's conv_b reaches the residual: ScatterElements with reduction add, or one zero-padded Conv "
-                    + "over the conv_a concatenation plus Add (default: ${DEFAULT-VALUE}).")
+                    + "over the conv_a concatenation plus Add, which ONNX Runtime runs faster (default: ${DEFAULT-VALUE}).")
     String residual;
 
     @Option(names = "--packed", description = "Export a masked checkpoint in its packed form (as 'bonsai pack' builds it) instead of densely.")

@@ -82,7 +82,11 @@ public final class OnnxExport {
             }
         }
 
-        public static Options defaults() { return new Options(null, DEFAULT_OPSET, Residual.SCATTER); }
+        /**
+         * Dynamic batch, opset 17, the padded residual: ONNX Runtime 1.20 ran it 1.6-2.3x faster than the scatter
+         * form in OnnxRuntimeBench (README, ONNX export).
+         */
+        public static Options defaults() { return new Options(null, DEFAULT_OPSET, Residual.PADDED); }
     }
 
     private OnnxExport() {}

@@ -55,7 +55,7 @@ class OnnxExportTest {
     @Test
     void packedGraphHasAGatherAndAConvPerBranchAndAScatterAdd() {
         PackedModel p = Packer.pack(PackFixtures.masked(20, 4, 0.65, 9));
-        ModelProto scatter = OnnxExport.packed(p.structure(), OnnxExport.Options.defaults(), Map.of());
+        ModelProto scatter = OnnxExport.packed(p.structure(), new OnnxExport.Options(null, 17, OnnxExport.Residual.SCATTER), Map.of());
         int branches = 0, blocksWithScatter = 0;
         for (PackedModel.Block b : p.structure().blocks()) {
             branches += b.convA().size() + b.convB().size();
