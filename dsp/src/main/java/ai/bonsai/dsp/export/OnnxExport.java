@@ -83,7 +83,7 @@ public final class OnnxExport {
         }
 
         /**
-         * Dynamic batch, opset 17, the padded residual: ONNX Runtime 1.20 ran it 1.6-2.3x faster than the scatter
+         * Dynamic batch, opset 17, the padded residual: ONNX Runtime 1.20 ran it 1.4-2.3x faster than the scatter
          * form in OnnxRuntimeBench (README, ONNX export).
          */
         public static Options defaults() { return new Options(null, DEFAULT_OPSET, Residual.PADDED); }
