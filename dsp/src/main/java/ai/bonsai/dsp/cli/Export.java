@@ -32,7 +32,7 @@ import java.util.regex.Pattern;
  */
 @Command(name = "export", mixinStandardHelpOptions = true,
         description = {"Export a model to ONNX: a dense or masked checkpoint as plain Conv/BatchNormalization/Relu/Add/GlobalAveragePool/Gemm,",
-                "a packed model (packed file or published .pt) as its branches: Gather, Conv (BN folded), Concat and a residual scatter-add.",
+                "a packed model (packed file or published .pt) as its branches: Gather, Conv (BN folded), Concat, and conv_b added into the residual (--residual).",
                 "The input is the normalised float tensor 'input' (N, 3, 32, 32); the output is 'logits'."})
 public final class Export implements Callable<Integer> {
     @Option(names = "--ckpt", required = true, paramLabel = "FILE",
