@@ -69,19 +69,43 @@ final class DriverRuntime implements GpuRuntime {
      * it is missing, this fails with a message that says so, and nothing was loaded before.
      */
     static DriverRuntime open(Device device, boolean tf32) {
-        try {
-            JCudaDriver.setExceptionsEnabled(true);
-        } catch (LinkageError e) {
-            String why = rootMessage(e);
-            String missing = why.contains("libcuda.so.1") || why.contains("JCudaDriver") ? "the NVIDIA driver library libcuda.so.1" : "a native library";
+        String missing = loadFailure();
+        if (missing != null) {
             throw new CudaUnavailableException("device " + device + ": CUDA is not available: " + missing
-                    + " could not be loaded (" + why + "); install an NVIDIA driver (580 series or newer) or use --device cpu", e);
+                    + "; install an NVIDIA driver (580 series or newer) or use --device cpu", null);
         }
         try {
             return new DriverRuntime(device, tf32);
         } catch (jcuda.CudaException e) {
             throw new CudaUnavailableException("device " + device + ": CUDA driver call failed: " + e.getMessage(), e);
         }
+    }
+
+    private static String loadFailure;
+    private static boolean loadTried;
+
+    /**
+     * Loads JCuda's JNI library once; null when it loaded, else what is missing. JCuda's error lists each way it
+     * tried; the dynamic linker's "X: cannot open shared object file" line names the library that is absent.
+     */
+    private static synchronized String loadFailure() {
+        if (loadTried) return loadFailure;
+        loadTried = true;
+        try {
+            JCudaDriver.setExceptionsEnabled(true);
+        } catch (LinkageError e) {
+            StringBuilder all = new StringBuilder();
+            for (Throwable t = e; t != null; t = t.getCause()) all.append(t.getMessage()).append('\n');
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("([\\w.+-]+\\.so[\\w.]*): cannot open shared object file").matcher(all);
+            String lib = null;
+            while (m.find()) if (!m.group(1).contains("JCuda")) lib = m.group(1);
+            loadFailure = lib == null
+                    ? "JCuda's driver library could not be loaded (" + rootMessage(e) + ")"
+                    : lib.startsWith("libcuda.so")
+                    ? "the NVIDIA driver library " + lib + " was not found"
+                    : "the library " + lib + " was not found";
+        }
+        return loadFailure;
     }
 
     static String rootMessage(Throwable t) {
