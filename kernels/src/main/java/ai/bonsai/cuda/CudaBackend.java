@@ -18,10 +18,10 @@ import java.nio.ByteOrder;
  * The CUDA backend: our kernels (src/main/cuda, PTX in the jar) launched through a {@link GpuRuntime}, which is
  * the driver API on a GPU or the CPU emulation in tests; GEMM through cuBLAS where the runtime has it.
  *
- * <p>State of issue #12: memory, element-wise and broadcast ops, reductions, argmax, the strided movement
- * primitive, softmax and the fused SGD/Adam updates run here and are tested under emulation against the CPU
- * backend. Convolution, batch norm, pooling, gathers, the DSP kernels and GEMM without cuBLAS are not written
- * yet: they throw {@link UnsupportedOperationException} naming the operation.
+ * <p>State of issue #12: every primitive but the DSP ones runs here (convolution by our direct kernels, GEMM by
+ * cuBLAS on a GPU and by our tiled kernel elsewhere) and is tested under emulation against the CPU backend. The
+ * DSP primitives (groupRegularizer, groupSecondOrderAdd, branchConv2d) are not written yet: they throw
+ * {@link UnsupportedOperationException} naming the operation.
  */
 public final class CudaBackend implements Backend {
     private final GpuRuntime rt;
@@ -235,7 +235,11 @@ public final class CudaBackend implements Backend {
     @Override public void gemm(boolean transA, boolean transB, int batch, int m, int n, int k, float alpha,
                                Buffer a, int aBatchStride, Buffer b, int bBatchStride, float beta, Buffer c) {
         GpuRuntime.Blas blas = rt.blas();
-        if (blas == null) throw notYet("gemm without cuBLAS (the emulator has none)");
+        if (blas == null) {   // our reference kernel (the emulator has no cuBLAS)
+            launch("gemm_tiled", new LaunchConfig((n + 15) / 16, (m + 15) / 16, batch, 16, 16, 1, 0), new KernelArgs().i32(transA ? 1 : 0)
+                    .i32(transB ? 1 : 0).i32(m).i32(n).i32(k).f32(alpha).ptr(c(a)).i32(aBatchStride).ptr(c(b)).i32(bBatchStride).f32(beta).ptr(c(c)));
+            return;
+        }
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands, keep the flags.
         int lda = transA ? m : k, ldb = transB ? k : n;
         blas.sgemmStridedBatched(transB, transA, n, m, k, alpha, c(b).address(), ldb, bBatchStride, c(a).address(), lda,
@@ -266,43 +270,108 @@ public final class CudaBackend implements Backend {
                 .f32(beta1).f32(beta2).f32(eps).f32(weightDecay).f32((float) (lr / bc1)).f32((float) Math.sqrt(bc2)).i32(n));
     }
 
+    // ---------------------------------------------------------------- convolution, normalisation, pooling, gathers
+
+    private static int[] conv(ConvGeometry g) {
+        return new int[] {g.n(), g.c(), g.h(), g.w(), g.k(), g.r(), g.s(), g.strideH(), g.strideW(), g.padH(), g.padW(), g.groups(), g.outH(), g.outW()};
+    }
+
+    private static long addressOrZero(Buffer b) { return b == null ? 0 : c(b).address(); }
+
+    @Override public void conv2d(ConvGeometry g, Buffer x, Buffer w, Buffer bias, Buffer y) {
+        launch("conv_fwd", Launches.elementwise((long) g.n() * g.k() * g.outH() * g.outW(), ewBlock()),
+                new KernelArgs().ints(conv(g)).ptr(c(x)).ptr(c(w)).ptr(addressOrZero(bias)).ptr(c(y)));
+    }
+
+    @Override public void conv2dBackwardData(ConvGeometry g, Buffer dy, Buffer w, Buffer dx) {
+        launch("conv_bwd_data", Launches.elementwise((long) g.n() * g.c() * g.h() * g.w(), ewBlock()),
+                new KernelArgs().ints(conv(g)).ptr(c(dy)).ptr(c(w)).ptr(c(dx)));
+    }
+
+    @Override public void conv2dBackwardWeight(ConvGeometry g, Buffer x, Buffer dy, Buffer dw) {
+        long weights = (long) g.k() * g.cg() * g.r() * g.s();
+        launch("conv_bwd_weight", Launches.perRow(weights, rowBlock((long) g.n() * g.outH() * g.outW())),
+                new KernelArgs().ints(conv(g)).ptr(c(x)).ptr(c(dy)).ptr(c(dw)));
+    }
+
+    @Override public void batchNormTrain(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean, Buffer runningVar,
+                                         float momentum, float eps, Buffer y, Buffer saveMean, Buffer saveInvStd) {
+        launch("bn_train", Launches.perRow(c, rowBlock((long) n * hw)), new KernelArgs().ptr(c(x)).i32(n).i32(c).i32(hw).ptr(c(gamma))
+                .ptr(c(beta)).ptr(c(runningMean)).ptr(c(runningVar)).f32(momentum).f32(eps).ptr(c(y)).ptr(c(saveMean)).ptr(c(saveInvStd)));
+    }
+
+    @Override public void batchNormEval(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean, Buffer runningVar,
+                                        float eps, Buffer y) {
+        launch("bn_eval", Launches.elementwise((long) n * c * hw, ewBlock()), new KernelArgs().ptr(c(x)).i32(n).i32(c).i32(hw).ptr(c(gamma))
+                .ptr(c(beta)).ptr(c(runningMean)).ptr(c(runningVar)).f32(eps).ptr(c(y)));
+    }
+
+    @Override public void batchNormBackward(Buffer x, Buffer dy, int n, int c, int hw, Buffer gamma, Buffer saveMean, Buffer saveInvStd,
+                                            Buffer dx, Buffer dGamma, Buffer dBeta) {
+        launch("bn_backward", Launches.perRow(c, rowBlock((long) n * hw)), new KernelArgs().ptr(c(x)).ptr(c(dy)).i32(n).i32(c).i32(hw)
+                .ptr(c(gamma)).ptr(c(saveMean)).ptr(c(saveInvStd)).ptr(addressOrZero(dx)).ptr(c(dGamma)).ptr(c(dBeta)));
+    }
+
+    @Override public void maxPool2d(Buffer x, int planes, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int oh, int ow,
+                                    Buffer y, Buffer argmax) {
+        if (argmax.dtype() != DType.INT32) throw new IllegalArgumentException("maxPool2d: argmax must be INT32, got " + argmax.dtype());
+        launch("max_pool_fwd", Launches.elementwise((long) planes * oh * ow, ewBlock()), new KernelArgs().ptr(c(x)).ptr(c(y)).ptr(c(argmax))
+                .i32(planes).i32(h).i32(w).i32(kh).i32(kw).i32(sh).i32(sw).i32(ph).i32(pw).i32(oh).i32(ow));
+    }
+
+    @Override public void maxPool2dBackward(Buffer dy, Buffer argmax, int planes, int h, int w, int oh, int ow, Buffer dx) {
+        launch("max_pool_bwd", Launches.elementwise(planes, ewBlock()), new KernelArgs().ptr(c(dy)).ptr(c(argmax)).ptr(c(dx))
+                .i32(planes).i32(h).i32(w).i32(oh).i32(ow));
+    }
+
+    @Override public void adaptiveAvgPool2d(Buffer x, int planes, int h, int w, int oh, int ow, Buffer y) {
+        launch("adaptive_avg_fwd", Launches.elementwise((long) planes * oh * ow, ewBlock()),
+                new KernelArgs().ptr(c(x)).ptr(c(y)).i32(planes).i32(h).i32(w).i32(oh).i32(ow));
+    }
+
+    @Override public void adaptiveAvgPool2dBackward(Buffer dy, int planes, int h, int w, int oh, int ow, Buffer dx) {
+        launch("adaptive_avg_bwd", Launches.elementwise((long) planes * h * w, ewBlock()),
+                new KernelArgs().ptr(c(dy)).ptr(c(dx)).i32(planes).i32(h).i32(w).i32(oh).i32(ow));
+    }
+
+    private static int idx64(Buffer index) {
+        return switch (index.dtype()) {
+            case INT64 -> 1;
+            case INT32 -> 0;
+            case FLOAT32 -> throw new IllegalArgumentException("index buffer must be INT32 or INT64, got FLOAT32");
+        };
+    }
+
+    @Override public void indexSelect(Buffer x, int outer, int axisLen, int inner, Buffer index, int indexLen, Buffer out) {
+        long n = (long) outer * indexLen * inner;
+        if (n == 0) return;
+        launch("index_select", Launches.elementwise(n, ewBlock()), new KernelArgs().ptr(c(x)).ptr(c(out)).ptr(c(index)).i32(idx64(index))
+                .i32(outer).i32(axisLen).i32(inner).i32(indexLen));
+    }
+
+    @Override public void indexAdd(Buffer dst, int outer, int axisLen, int inner, Buffer index, int indexLen, Buffer src) {
+        if ((long) outer * inner == 0) return;
+        launch("index_add", Launches.elementwise((long) outer * inner, ewBlock()), new KernelArgs().ptr(c(dst)).ptr(c(src)).ptr(c(index))
+                .i32(idx64(index)).i32(outer).i32(axisLen).i32(inner).i32(indexLen));
+    }
+
+    @Override public void takeAlongAxis(Buffer x, int outer, int axisLen, int inner, Buffer index, Buffer out) {
+        if ((long) outer * inner == 0) return;
+        launch("take_along", Launches.elementwise((long) outer * inner, ewBlock()), new KernelArgs().ptr(c(x)).ptr(c(out)).ptr(c(index))
+                .i32(idx64(index)).i32(outer).i32(axisLen).i32(inner));
+    }
+
+    @Override public void takeAlongAxisAdd(Buffer dst, int outer, int axisLen, int inner, Buffer index, Buffer src) {
+        if ((long) outer * inner == 0) return;
+        launch("take_along_add", Launches.elementwise((long) outer * inner, ewBlock()), new KernelArgs().ptr(c(dst)).ptr(c(src)).ptr(c(index))
+                .i32(idx64(index)).i32(outer).i32(axisLen).i32(inner));
+    }
+
     // ---------------------------------------------------------------- not yet on CUDA (issue #12)
 
     private static UnsupportedOperationException notYet(String op) {
         return new UnsupportedOperationException("CUDA backend: " + op + " is not implemented yet (issue #12); use --device cpu");
     }
-
-    @Override public void conv2d(ConvGeometry g, Buffer x, Buffer w, Buffer bias, Buffer y) { throw notYet("conv2d"); }
-
-    @Override public void conv2dBackwardData(ConvGeometry g, Buffer dy, Buffer w, Buffer dx) { throw notYet("conv2dBackwardData"); }
-
-    @Override public void conv2dBackwardWeight(ConvGeometry g, Buffer x, Buffer dy, Buffer dw) { throw notYet("conv2dBackwardWeight"); }
-
-    @Override public void batchNormTrain(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean, Buffer runningVar,
-                                         float momentum, float eps, Buffer y, Buffer saveMean, Buffer saveInvStd) { throw notYet("batchNormTrain"); }
-
-    @Override public void batchNormEval(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean, Buffer runningVar,
-                                        float eps, Buffer y) { throw notYet("batchNormEval"); }
-
-    @Override public void batchNormBackward(Buffer x, Buffer dy, int n, int c, int hw, Buffer gamma, Buffer saveMean, Buffer saveInvStd,
-                                            Buffer dx, Buffer dGamma, Buffer dBeta) { throw notYet("batchNormBackward"); }
-
-    @Override public void maxPool2d(Buffer x, int planes, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int oh, int ow,
-                                    Buffer y, Buffer argmax) { throw notYet("maxPool2d"); }
-
-    @Override public void maxPool2dBackward(Buffer dy, Buffer argmax, int planes, int h, int w, int oh, int ow, Buffer dx) { throw notYet("maxPool2dBackward"); }
-
-    @Override public void adaptiveAvgPool2d(Buffer x, int planes, int h, int w, int oh, int ow, Buffer y) { throw notYet("adaptiveAvgPool2d"); }
-
-    @Override public void adaptiveAvgPool2dBackward(Buffer dy, int planes, int h, int w, int oh, int ow, Buffer dx) { throw notYet("adaptiveAvgPool2dBackward"); }
-
-    @Override public void indexSelect(Buffer x, int outer, int axisLen, int inner, Buffer index, int indexLen, Buffer out) { throw notYet("indexSelect"); }
-
-    @Override public void indexAdd(Buffer dst, int outer, int axisLen, int inner, Buffer index, int indexLen, Buffer src) { throw notYet("indexAdd"); }
-
-    @Override public void takeAlongAxis(Buffer x, int outer, int axisLen, int inner, Buffer index, Buffer out) { throw notYet("takeAlongAxis"); }
-
-    @Override public void takeAlongAxisAdd(Buffer dst, int outer, int axisLen, int inner, Buffer index, Buffer src) { throw notYet("takeAlongAxisAdd"); }
 
     @Override public void branchConv2d(BranchConv plan, Buffer x, int n, int h, int w, Buffer y, boolean accumulate) { throw notYet("branchConv2d"); }
 

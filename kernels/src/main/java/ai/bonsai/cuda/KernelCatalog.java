@@ -10,12 +10,17 @@ import java.util.Map;
 public final class KernelCatalog {
     private KernelCatalog() {}
 
-    public static final Map<String, List<String>> KERNELS = Map.of(
-            "elementwise", List.of("ew_fill", "ew_unary", "ew_affine", "ew_binary"),
-            "reduce", List.of("reduce_f32", "argmax_f32"),
-            "movement", List.of("strided_f32"),
-            "softmax", List.of("softmax_rows"),
-            "optim", List.of("sgd_step", "adam_step"));
+    public static final Map<String, List<String>> KERNELS = Map.ofEntries(
+            Map.entry("elementwise", List.of("ew_fill", "ew_unary", "ew_affine", "ew_binary")),
+            Map.entry("reduce", List.of("reduce_f32", "argmax_f32")),
+            Map.entry("movement", List.of("strided_f32")),
+            Map.entry("softmax", List.of("softmax_rows")),
+            Map.entry("optim", List.of("sgd_step", "adam_step")),
+            Map.entry("gather", List.of("index_select", "index_add", "take_along", "take_along_add")),
+            Map.entry("pool", List.of("max_pool_fwd", "max_pool_bwd", "adaptive_avg_fwd", "adaptive_avg_bwd")),
+            Map.entry("batchnorm", List.of("bn_train", "bn_eval", "bn_backward")),
+            Map.entry("conv", List.of("conv_fwd", "conv_bwd_data", "conv_bwd_weight")),
+            Map.entry("gemm", List.of("gemm_tiled")));
 
     public static final List<String> MODULES = KERNELS.keySet().stream().sorted().toList();
 

@@ -127,5 +127,7 @@ class PtxTest {
         int largest = Launches.ROW_BLOCKS[Launches.ROW_BLOCKS.length - 1];
         assertTrue(Files.readString(CU.resolve("reduce.cu")).contains("#define REDUCE_MAX_BLOCK " + largest));
         assertTrue(Files.readString(CU.resolve("softmax.cu")).contains("#define SOFTMAX_MAX_BLOCK " + largest));
+        assertTrue(Files.readString(CU.resolve("batchnorm.cu")).contains("#define BN_MAX_BLOCK " + largest));
+        assertTrue(Files.readString(CU.resolve("conv.cu")).contains("#define CONV_MAX_BLOCK " + largest));
     }
 }
