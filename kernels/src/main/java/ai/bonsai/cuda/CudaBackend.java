@@ -20,7 +20,7 @@ import java.nio.ByteOrder;
  *
  * <p>State of issue #12: every primitive but the DSP ones runs here (convolution by our direct kernels, GEMM by
  * cuBLAS on a GPU and by our tiled kernel elsewhere) and is tested under emulation against the CPU backend. The
- * DSP primitives (groupRegularizer, groupSecondOrderAdd, branchConv2d) are not written yet: they throw
+ * packed multi-branch convolution (branchConv2d, and so branchConv2dPair) is not written yet: it throws
  * {@link UnsupportedOperationException} naming the operation.
  */
 public final class CudaBackend implements Backend {
@@ -375,9 +375,26 @@ public final class CudaBackend implements Backend {
 
     @Override public void branchConv2d(BranchConv plan, Buffer x, int n, int h, int w, Buffer y, boolean accumulate) { throw notYet("branchConv2d"); }
 
+    /** A scratch buffer of {@code count} doubles (8-byte elements), returned to the cache when unreachable. */
+    private CudaBuffer doubles(long count) { return raw(DType.INT64, Math.toIntExact(Math.max(1, count))); }
+
     @Override public void groupRegularizer(Buffer w, Buffer p, int groups, int filters, int channels, int kernelArea, float scale,
-                                           Buffer penalty, Buffer dRdp, boolean accumulateDRdp, Buffer pieces) { throw notYet("groupRegularizer"); }
+                                           Buffer penalty, Buffer dRdp, boolean accumulateDRdp, Buffer pieces) {
+        int rows = filters * channels;
+        CudaBuffer sq = doubles(rows), invL = doubles((long) groups * channels), sG = doubles(groups);
+        launch("group_rowdots", Launches.elementwise(rows, ewBlock()), new KernelArgs().ptr(c(w)).ptr(c(w)).ptr(sq).i32(rows).i32(kernelArea));
+        launch("group_stats", Launches.perRow(groups, Launches.GROUP_BLOCK), new KernelArgs().ptr(c(p)).ptr(sq).i32(groups).i32(filters)
+                .i32(channels).ptr(invL).ptr(sG).ptr(addressOrZero(dRdp)).i32(accumulateDRdp ? 1 : 0).ptr(addressOrZero(pieces)));
+        launch("group_penalty", Launches.elementwise(rows, ewBlock()), new KernelArgs().ptr(c(w)).ptr(c(p)).ptr(invL).ptr(sG).i32(groups)
+                .i32(filters).i32(channels).i32(kernelArea).f32(scale).ptr(c(penalty)));
+    }
 
     @Override public void groupSecondOrderAdd(Buffer w, Buffer d, Buffer p, Buffer pieces, int groups, int filters, int channels,
-                                              int kernelArea, Buffer pgrad) { throw notYet("groupSecondOrderAdd"); }
+                                              int kernelArea, Buffer pgrad) {
+        int rows = filters * channels;
+        CudaBuffer q = doubles(rows);
+        launch("group_rowdots", Launches.elementwise(rows, ewBlock()), new KernelArgs().ptr(c(w)).ptr(c(d)).ptr(q).i32(rows).i32(kernelArea));
+        launch("group_second_order", Launches.elementwise((long) groups * filters, ewBlock()), new KernelArgs().ptr(q).ptr(c(p))
+                .ptr(c(pieces)).i32(groups).i32(filters).i32(channels).ptr(c(pgrad)));
+    }
 }

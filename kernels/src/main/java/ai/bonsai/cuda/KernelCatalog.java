@@ -20,7 +20,8 @@ public final class KernelCatalog {
             Map.entry("pool", List.of("max_pool_fwd", "max_pool_bwd", "adaptive_avg_fwd", "adaptive_avg_bwd")),
             Map.entry("batchnorm", List.of("bn_train", "bn_eval", "bn_backward")),
             Map.entry("conv", List.of("conv_fwd", "conv_bwd_data", "conv_bwd_weight")),
-            Map.entry("gemm", List.of("gemm_tiled")));
+            Map.entry("gemm", List.of("gemm_tiled")),
+            Map.entry("group_reg", List.of("group_rowdots", "group_stats", "group_penalty", "group_second_order")));
 
     public static final List<String> MODULES = KERNELS.keySet().stream().sorted().toList();
 

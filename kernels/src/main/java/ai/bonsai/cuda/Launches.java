@@ -12,6 +12,8 @@ public final class Launches {
     public static final int DEFAULT_ELEMENTWISE_BLOCK = 256;
     /** Block sizes of the block-per-row kernels (reduce, softmax); must match REDUCE_MAX_BLOCK/SOFTMAX_MAX_BLOCK. */
     public static final int[] ROW_BLOCKS = {32, 64, 128, 256};
+    /** The block of group_stats (GROUP_BLOCK in group_reg.cu). */
+    public static final int GROUP_BLOCK = 128;
     /** Enough blocks to fill an H100/H200 many times over; beyond that threads loop. */
     static final int MAX_ELEMENTWISE_THREADS = 4096 * 1024;
 

@@ -129,5 +129,6 @@ class PtxTest {
         assertTrue(Files.readString(CU.resolve("softmax.cu")).contains("#define SOFTMAX_MAX_BLOCK " + largest));
         assertTrue(Files.readString(CU.resolve("batchnorm.cu")).contains("#define BN_MAX_BLOCK " + largest));
         assertTrue(Files.readString(CU.resolve("conv.cu")).contains("#define CONV_MAX_BLOCK " + largest));
+        assertTrue(Files.readString(CU.resolve("group_reg.cu")).contains("#define GROUP_BLOCK " + Launches.GROUP_BLOCK));
     }
 }
