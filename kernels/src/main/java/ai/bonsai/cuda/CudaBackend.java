@@ -18,10 +18,8 @@ import java.nio.ByteOrder;
  * The CUDA backend: our kernels (src/main/cuda, PTX in the jar) launched through a {@link GpuRuntime}, which is
  * the driver API on a GPU or the CPU emulation in tests; GEMM through cuBLAS where the runtime has it.
  *
- * <p>State of issue #12: every primitive but the DSP ones runs here (convolution by our direct kernels, GEMM by
- * cuBLAS on a GPU and by our tiled kernel elsewhere) and is tested under emulation against the CPU backend. The
- * packed multi-branch convolution (branchConv2d, and so branchConv2dPair) is not written yet: it throws
- * {@link UnsupportedOperationException} naming the operation.
+ * <p>State of issue #12: every primitive runs here (convolution by our direct kernels, GEMM by cuBLAS on a GPU
+ * and by our tiled kernel elsewhere) and is tested under emulation against the CPU backend; none yet on a GPU.
  */
 public final class CudaBackend implements Backend {
     private final GpuRuntime rt;
@@ -367,13 +365,37 @@ public final class CudaBackend implements Backend {
                 .i32(idx64(index)).i32(outer).i32(axisLen).i32(inner));
     }
 
-    // ---------------------------------------------------------------- not yet on CUDA (issue #12)
+    // ---------------------------------------------------------------- packed multi-branch convolution
 
-    private static UnsupportedOperationException notYet(String op) {
-        return new UnsupportedOperationException("CUDA backend: " + op + " is not implemented yet (issue #12); use --device cpu");
+    /**
+     * One launch per branch in plan order, then the output stage. The plan is validated by BranchConv; the checks
+     * here are the call's (sizes, overwrite needs disjoint outputs, x and y distinct), as on the CPU. The pair form
+     * is Backend's default (conv_a into a temporary buffer, then conv_b).
+     */
+    @Override public void branchConv2d(BranchConv plan, Buffer x, int n, int h, int w, Buffer y, boolean accumulate) {
+        if (n < 1 || h < 1 || w < 1) throw new IllegalArgumentException("branchConv2d: invalid input size n=" + n + " h=" + h + " w=" + w);
+        if (!accumulate && !plan.disjointOutputs())
+            throw new IllegalArgumentException("branchConv2d: overwriting needs disjoint branch outputs, but two branches of " + plan + " write the same channel");
+        if (c(x).address() == c(y).address()) throw new IllegalArgumentException("branchConv2d: x and y must be different buffers");
+        int oh = plan.outSize(h), ow = plan.outSize(w);
+        if (oh < 1 || ow < 1) throw new IllegalArgumentException("branchConv2d: input " + h + "x" + w + " is smaller than the kernel of " + plan);
+        if (x.length() != (long) n * plan.inChannels() * h * w || y.length() != (long) n * plan.outChannels() * oh * ow)
+            throw new IllegalArgumentException("branchConv2d: x has " + x.length() + " floats, expected " + ((long) n * plan.inChannels() * h * w)
+                    + "; y has " + y.length() + ", expected " + ((long) n * plan.outChannels() * oh * ow) + " for " + plan);
+        for (BranchConv.Branch b : plan.branches()) {
+            int[] in = b.inChannels(), out = b.outChannels();
+            Buffer inIdx = fromInts(in), outIdx = fromInts(out);
+            launch("branch_conv", Launches.elementwise((long) n * out.length * oh * ow, ewBlock()), new KernelArgs()
+                    .ints(n, plan.inChannels(), plan.outChannels(), h, w, plan.kernel(), plan.stride(), plan.padding(), oh, ow, in.length,
+                            out.length, b.relu() ? 1 : 0, accumulate ? 1 : 0)
+                    .ptr(c(x)).ptr(c(inIdx)).ptr(c(outIdx)).ptr(c(b.weight())).ptr(c(b.scale())).ptr(c(b.shift())).ptr(c(y)));
+        }
+        if (plan.hasOutputStage()) {
+            long total = (long) n * plan.outChannels() * oh * ow;
+            launch("branch_output_stage", Launches.elementwise(total, ewBlock()), new KernelArgs().ptr(c(y)).ptr(addressOrZero(plan.outputShift()))
+                    .i32(plan.outputRelu() ? 1 : 0).i32(plan.outChannels()).i32(oh * ow).i32((int) total));
+        }
     }
-
-    @Override public void branchConv2d(BranchConv plan, Buffer x, int n, int h, int w, Buffer y, boolean accumulate) { throw notYet("branchConv2d"); }
 
     /** A scratch buffer of {@code count} doubles (8-byte elements), returned to the cache when unreachable. */
     private CudaBuffer doubles(long count) { return raw(DType.INT64, Math.toIntExact(Math.max(1, count))); }
