@@ -133,6 +133,17 @@ public final class GpuCheck {
         both("batchNormTrain (128, 64, 64)", (b, g) -> { Buffer y = b.allocate(DType.FLOAT32, x.length);
             b.batchNormTrain(b.fromFloats(x), 128, 64, 64, b.fromFloats(gamma), b.fromFloats(beta), b.allocate(DType.FLOAT32, 64),
                     b.fromFloats(abs(gamma)), 0.1f, 1e-5f, y, b.allocate(DType.FLOAT32, 64), b.allocate(DType.FLOAT32, 64)); return y; });
+        // A packed block's conv_a at ResNet-20 stage 1: two branches over 8 of 16 channels each, batch 128.
+        float[] bx = rand(128 * 16 * 32 * 32, 16), bw = rand(8 * 8 * 9, 17), bs = abs(rand(8, 18)), bsh = rand(8, 19);
+        both("branchConv2d 2 branches 16->16 at 32x32, batch 128", (b, g) -> {
+            java.util.List<ai.bonsai.backend.BranchConv.Branch> br = java.util.List.of(
+                    new ai.bonsai.backend.BranchConv.Branch(new int[] {0, 2, 4, 6, 8, 10, 12, 14}, new int[] {0, 1, 2, 3, 4, 5, 6, 7},
+                            b.fromFloats(bw), b.fromFloats(bs), b.fromFloats(bsh), true),
+                    new ai.bonsai.backend.BranchConv.Branch(new int[] {1, 3, 5, 7, 9, 11, 13, 15}, new int[] {8, 9, 10, 11, 12, 13, 14, 15},
+                            b.fromFloats(bw), b.fromFloats(bs), b.fromFloats(bsh), false));
+            Buffer y = b.allocate(DType.FLOAT32, bx.length);
+            b.branchConv2d(new ai.bonsai.backend.BranchConv(16, 16, 3, 1, 1, br), b.fromFloats(bx), 128, 32, 32, y, false);
+            return y; });
         float[] wr = rand(64 * 32 * 9, 14), p = abs(rand(4 * 64, 15));
         both("groupRegularizer penalty (4 groups, 64x32x3x3)", (b, g) -> { Buffer pen = b.allocate(DType.FLOAT32, wr.length);
             b.groupRegularizer(b.fromFloats(wr), b.fromFloats(p), 4, 64, 32, 9, 1e-3f, pen, null, false, null); return pen; });
