@@ -1,7 +1,7 @@
 package ai.bonsai.bench;
 
 import ai.bonsai.backend.cpu.Conv2dKernels;
-import ai.bonsai.backend.cpu.ConvGeometry;
+import ai.bonsai.backend.ConvGeometry;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;

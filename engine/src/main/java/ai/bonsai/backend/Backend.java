@@ -1,6 +1,5 @@
 package ai.bonsai.backend;
 
-import ai.bonsai.backend.cpu.ConvGeometry;
 import ai.bonsai.tensor.Buffer;
 import ai.bonsai.tensor.DType;
 import ai.bonsai.tensor.Device;

@@ -1,7 +1,7 @@
 package ai.bonsai.nn;
 
 import ai.bonsai.backend.Backend;
-import ai.bonsai.backend.cpu.ConvGeometry;
+import ai.bonsai.backend.ConvGeometry;
 import ai.bonsai.tensor.Buffer;
 import ai.bonsai.tensor.DType;
 import ai.bonsai.tensor.Generator;

@@ -1,5 +1,7 @@
 package ai.bonsai.backend.cpu;
 
+import ai.bonsai.backend.ConvGeometry;
+
 import java.util.Arrays;
 
 /**

@@ -1,5 +1,7 @@
 package ai.bonsai.backend.cpu;
 
+import ai.bonsai.backend.ConvGeometry;
+
 import static ai.bonsai.backend.cpu.Conv2dKernels.ceilDiv;
 import static ai.bonsai.backend.cpu.Conv2dKernels.roundUp;
 import static ai.bonsai.backend.cpu.Conv2dKernels.zero;

@@ -1,5 +1,7 @@
 package ai.bonsai.backend.cpu;
 
+import ai.bonsai.backend.ConvGeometry;
+
 /**
  * Which convolution method a kernel call uses: the default choice ({@link Conv2dWinograd#preferred}), or one forced
  * (tests hold both methods to the same references on every geometry they can compute).

@@ -1,5 +1,7 @@
 package ai.bonsai.backend.cpu;
 
+import ai.bonsai.backend.ConvGeometry;
+
 import ai.bonsai.backend.Backend;
 import ai.bonsai.backend.BinaryOp;
 import ai.bonsai.backend.BranchConv;

@@ -1,5 +1,7 @@
 package ai.bonsai.backend.cpu;
 
+import ai.bonsai.backend.ConvGeometry;
+
 import ai.bonsai.backend.BranchConv;
 import ai.bonsai.tensor.Buffer;
 import org.junit.jupiter.api.Test;

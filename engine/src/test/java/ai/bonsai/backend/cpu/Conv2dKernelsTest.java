@@ -1,5 +1,7 @@
 package ai.bonsai.backend.cpu;
 
+import ai.bonsai.backend.ConvGeometry;
+
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;

@@ -1,4 +1,4 @@
-package ai.bonsai.backend.cpu;
+package ai.bonsai.backend;
 
 /**
  * The sizes of one 2-D convolution: input x is (n, c, h, w), weight is (k, c / groups, r, s),

@@ -1,0 +1,181 @@
+package ai.bonsai.cuda;
+
+import ai.bonsai.backend.Backend;
+import ai.bonsai.backend.Backends;
+import ai.bonsai.backend.BinaryOp;
+import ai.bonsai.backend.ConvGeometry;
+import ai.bonsai.backend.ReduceOp;
+import ai.bonsai.backend.UnaryOp;
+import ai.bonsai.backend.cpu.CpuBackend;
+import ai.bonsai.tensor.Buffer;
+import ai.bonsai.tensor.DType;
+import ai.bonsai.tensor.Device;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Random;
+import java.util.function.BiFunction;
+
+/**
+ * The GPU half of scripts/gpu-check: every CUDA primitive against the CPU backend on the device (the same
+ * comparisons the emulation tests make, at ResNet-20 sizes as well as awkward ones), with each block size, then
+ * the time of a ResNet-20-sized convolution and GEMM on both. Writes a JSON report; exits 0 when every check
+ * passed, 1 when one failed, 2 when there is no usable GPU (with the one-line reason).
+ *
+ * <p>Usage: {@code java -cp bonsai.jar ai.bonsai.cuda.GpuCheck [report.json]}
+ */
+public final class GpuCheck {
+    static final float ATOL = 2e-4f, RTOL = 2e-4f;
+
+    private final Backend cpu = CpuBackend.get();
+    private final CudaBackend gpu;
+    private final List<String> results = new ArrayList<>();
+    private int failures;
+
+    private GpuCheck(CudaBackend gpu) { this.gpu = gpu; }
+
+    public static void main(String[] args) throws IOException {
+        Backend b;
+        try {
+            b = Backends.of(Device.cuda(0));
+        } catch (RuntimeException e) {
+            System.err.println("gpu-check: " + e.getMessage());
+            System.exit(2);
+            return;
+        }
+        GpuCheck c = new GpuCheck((CudaBackend) b);
+        System.out.println("gpu-check: " + c.gpu.runtime().describe());
+        for (int block : new int[] {0, 128, 1024}) {
+            c.gpu.forceBlock(block);
+            c.parity(block == 0 ? "launcher's blocks" : "block " + block);
+        }
+        c.gpu.forceBlock(0);
+        c.timings();
+        String json = "{\"device\": \"" + c.gpu.runtime().describe().replace("\"", "'") + "\", \"failures\": " + c.failures
+                + ", \"checks\": [\n  " + String.join(",\n  ", c.results) + "\n]}\n";
+        if (args.length > 0) {
+            Path out = Path.of(args[0]);
+            if (out.getParent() != null) Files.createDirectories(out.getParent());
+            Files.writeString(out, json);
+            System.out.println("gpu-check: report written to " + out);
+        }
+        System.out.println("gpu-check: " + (c.failures == 0 ? "all checks passed" : c.failures + " check(s) FAILED"));
+        System.exit(c.failures == 0 ? 0 : 1);
+    }
+
+    private static float[] rand(int n, long seed) {
+        Random r = new Random(seed);
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) x[i] = r.nextFloat() * 2 - 1;
+        return x;
+    }
+
+    private void compare(String what, float[] cpuOut, float[] gpuOut) {
+        double worst = 0;
+        int bad = -1;
+        for (int i = 0; i < cpuOut.length; i++) {
+            float e = cpuOut[i], g = gpuOut[i];
+            if (e == g || (Float.isNaN(e) && Float.isNaN(g))) continue;
+            double excess = Math.abs(g - e) - (ATOL + RTOL * Math.abs(e));
+            if (!(excess <= 0) && (bad < 0 || excess > worst)) { worst = excess; bad = i; }
+        }
+        boolean ok = cpuOut.length == gpuOut.length && bad < 0;
+        if (!ok) failures++;
+        String detail = bad < 0 ? "" : String.format(Locale.ROOT, " element %d: cpu %g gpu %g", bad, cpuOut[bad], gpuOut[bad]);
+        System.out.println("  " + (ok ? "ok  " : "FAIL") + " " + what + detail);
+        results.add("{\"check\": \"" + what + "\", \"ok\": " + ok + "}");
+    }
+
+    /** Runs op on both backends with the same inputs; the function returns the output buffer. */
+    private void both(String what, BiFunction<Backend, Boolean, Buffer> op) {
+        compare(what, cpu.toFloats(op.apply(cpu, false)), gpu.toFloats(op.apply(gpu, true)));
+    }
+
+    private void parity(String label) {
+        System.out.println("parity (" + label + "):");
+        for (int n : new int[] {1, 13, 207, 1 << 20}) {
+            float[] x = rand(n, n);
+            for (UnaryOp op : UnaryOp.values()) {
+                float[] in = op == UnaryOp.LOG || op == UnaryOp.SQRT || op == UnaryOp.RSQRT ? abs(x) : x;
+                both(op + " n=" + n, (b, g) -> { Buffer o = b.allocate(DType.FLOAT32, n); b.unary(op, b.fromFloats(in), o); return o; });
+            }
+            for (BinaryOp op : BinaryOp.values()) {
+                float[] y = rand(n, n + 1);
+                both(op + " n=" + n, (b, g) -> { Buffer o = b.allocate(DType.FLOAT32, n);
+                    b.binary(op, b.fromFloats(op == BinaryOp.POW ? abs(x) : x), new int[] {n}, b.fromFloats(y), new int[] {n}, o, new int[] {n}); return o; });
+            }
+        }
+        int[] d = {128, 64, 8, 8};
+        float[] x = rand(128 * 64 * 64, 5);
+        for (ReduceOp op : ReduceOp.values())
+            both(op + " over (0,2,3) of " + java.util.Arrays.toString(d), (b, g) -> { Buffer o = b.allocate(DType.FLOAT32, 64);
+                b.reduce(op, b.fromFloats(x), d, new boolean[] {true, false, true, true}, o); return o; });
+        both("log-softmax 128x10", (b, g) -> { Buffer o = b.allocate(DType.FLOAT32, 1280); b.softmax(b.fromFloats(x), 128, 10, true, o); return o; });
+        for (ConvGeometry cg : new ConvGeometry[] {new ConvGeometry(128, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1),
+                new ConvGeometry(128, 32, 16, 16, 64, 3, 3, 2, 2, 1, 1, 1), new ConvGeometry(3, 4, 13, 13, 6, 3, 3, 2, 2, 1, 1, 2)}) {
+            float[] xi = rand(cg.n() * cg.c() * cg.h() * cg.w(), 7), w = rand(cg.k() * cg.cg() * cg.r() * cg.s(), 8);
+            float[] dy = rand(cg.n() * cg.k() * cg.outH() * cg.outW(), 9);
+            both("conv2d " + cg, (b, g) -> { Buffer o = b.allocate(DType.FLOAT32, dy.length); b.conv2d(cg, b.fromFloats(xi), b.fromFloats(w), null, o); return o; });
+            both("conv2dBackwardData " + cg, (b, g) -> { Buffer o = b.allocate(DType.FLOAT32, xi.length); b.conv2dBackwardData(cg, b.fromFloats(dy), b.fromFloats(w), o); return o; });
+            both("conv2dBackwardWeight " + cg, (b, g) -> { Buffer o = b.allocate(DType.FLOAT32, w.length); b.conv2dBackwardWeight(cg, b.fromFloats(xi), b.fromFloats(dy), o); return o; });
+        }
+        for (int t = 0; t < 4; t++) {
+            boolean ta = (t & 1) != 0, tb = (t & 2) != 0;
+            float[] a = rand(128 * 64, 10), bm = rand(64 * 10, 11);
+            both("gemm 128x10x64 transA=" + ta + " transB=" + tb, (b, g) -> { Buffer o = b.allocate(DType.FLOAT32, 1280);
+                b.gemm(ta, tb, 1, 128, 10, 64, 1f, b.fromFloats(a), 0, b.fromFloats(bm), 0, 0f, o); return o; });
+        }
+        float[] gamma = rand(64, 12), beta = rand(64, 13);
+        both("batchNormTrain (128, 64, 64)", (b, g) -> { Buffer y = b.allocate(DType.FLOAT32, x.length);
+            b.batchNormTrain(b.fromFloats(x), 128, 64, 64, b.fromFloats(gamma), b.fromFloats(beta), b.allocate(DType.FLOAT32, 64),
+                    b.fromFloats(abs(gamma)), 0.1f, 1e-5f, y, b.allocate(DType.FLOAT32, 64), b.allocate(DType.FLOAT32, 64)); return y; });
+        // A packed block's conv_a at ResNet-20 stage 1: two branches over 8 of 16 channels each, batch 128.
+        float[] bx = rand(128 * 16 * 32 * 32, 16), bw = rand(8 * 8 * 9, 17), bs = abs(rand(8, 18)), bsh = rand(8, 19);
+        both("branchConv2d 2 branches 16->16 at 32x32, batch 128", (b, g) -> {
+            java.util.List<ai.bonsai.backend.BranchConv.Branch> br = java.util.List.of(
+                    new ai.bonsai.backend.BranchConv.Branch(new int[] {0, 2, 4, 6, 8, 10, 12, 14}, new int[] {0, 1, 2, 3, 4, 5, 6, 7},
+                            b.fromFloats(bw), b.fromFloats(bs), b.fromFloats(bsh), true),
+                    new ai.bonsai.backend.BranchConv.Branch(new int[] {1, 3, 5, 7, 9, 11, 13, 15}, new int[] {8, 9, 10, 11, 12, 13, 14, 15},
+                            b.fromFloats(bw), b.fromFloats(bs), b.fromFloats(bsh), false));
+            Buffer y = b.allocate(DType.FLOAT32, bx.length);
+            b.branchConv2d(new ai.bonsai.backend.BranchConv(16, 16, 3, 1, 1, br), b.fromFloats(bx), 128, 32, 32, y, false);
+            return y; });
+        float[] wr = rand(64 * 32 * 9, 14), p = abs(rand(4 * 64, 15));
+        both("groupRegularizer penalty (4 groups, 64x32x3x3)", (b, g) -> { Buffer pen = b.allocate(DType.FLOAT32, wr.length);
+            b.groupRegularizer(b.fromFloats(wr), b.fromFloats(p), 4, 64, 32, 9, 1e-3f, pen, null, false, null); return pen; });
+    }
+
+    private static float[] abs(float[] x) {
+        float[] y = new float[x.length];
+        for (int i = 0; i < x.length; i++) y[i] = Math.abs(x[i]) + 0.01f;
+        return y;
+    }
+
+    private void timings() {
+        ConvGeometry cg = new ConvGeometry(128, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1);
+        for (Backend b : new Backend[] {cpu, gpu}) {
+            Buffer x = b.fromFloats(rand(cg.n() * cg.c() * cg.h() * cg.w(), 1)), w = b.fromFloats(rand(16 * 16 * 9, 2));
+            Buffer y = b.allocate(DType.FLOAT32, cg.n() * cg.k() * cg.outH() * cg.outW());
+            double ms = time(() -> b.conv2d(cg, x, w, null, y), b);
+            String name = b == cpu ? "cpu" : "cuda";
+            System.out.printf(Locale.ROOT, "time: conv2d %s on %s: %.3f ms%n", cg, name, ms);
+            results.add(String.format(Locale.ROOT, "{\"timing\": \"conv2d ResNet-20 stage 1, batch 128\", \"backend\": \"%s\", \"ms\": %.4f}", name, ms));
+        }
+    }
+
+    private double time(Runnable r, Backend b) {
+        for (int i = 0; i < 3; i++) r.run();
+        sync(b);
+        int reps = 10;
+        long t0 = System.nanoTime();
+        for (int i = 0; i < reps; i++) r.run();
+        sync(b);
+        return (System.nanoTime() - t0) / 1e6 / reps;
+    }
+
+    private void sync(Backend b) { if (b == gpu) gpu.runtime().synchronize(); }
+}

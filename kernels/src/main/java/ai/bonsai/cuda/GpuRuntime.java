@@ -1,0 +1,47 @@
+package ai.bonsai.cuda;
+
+import java.nio.ByteBuffer;
+
+/**
+ * What {@link CudaBackend} needs from a device: memory, copies and kernel launches by name. Two implementations:
+ * {@link DriverRuntime} (a GPU through the CUDA driver API) and EmulatorRuntime, in the tests (the same CUDA C kernels
+ * compiled for the host and run with each block's threads as fibers). All operations are ordered as issued.
+ */
+public interface GpuRuntime extends AutoCloseable {
+
+    /** Allocates device memory; returns 0 (never throws) when the device has not that much free. */
+    long tryMalloc(long bytes);
+
+    void free(long address);
+
+    /** {free, total} device memory in bytes. */
+    long[] memoryInfo();
+
+    /** Copies {@code src}'s remaining bytes to device address {@code dst}. */
+    void write(long dst, ByteBuffer src);
+
+    /** Fills {@code dst}'s remaining bytes from device address {@code src}. */
+    void read(long src, ByteBuffer dst);
+
+    void copy(long dst, long src, long bytes);
+
+    /** Launches a kernel of the module; an error names the kernel, the configuration and the arguments. */
+    void launch(String kernel, LaunchConfig config, KernelArgs args);
+
+    /** The single-precision GEMM of a vendor library, or null where there is none (the emulator). */
+    default Blas blas() { return null; }
+
+    /** Waits for all issued work. */
+    void synchronize();
+
+    String describe();
+
+    @Override void close();
+
+    /** Column-major SGEMM, cuBLAS's contract, strided-batched. */
+    interface Blas {
+        void sgemmStridedBatched(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda,
+                                 long strideA, long b, int ldb, long strideB, float beta, long c, int ldc, long strideC,
+                                 int batch);
+    }
+}
