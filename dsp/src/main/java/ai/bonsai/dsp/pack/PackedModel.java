@@ -38,6 +38,11 @@ import java.util.Locale;
  *
  * <p>It is a {@link Module} so that evaluation loops take it, but it has no parameters and no training mode:
  * {@code train(true)} throws.
+ *
+ * <p>Thread safety: once built, a packed model is immutable apart from its reusable workspace, which a forward takes
+ * atomically (a concurrent forward allocates its own). Any number of threads may call {@link #forward} on one shared
+ * instance; each output depends only on its input and equals, bit for bit, what a single thread computes
+ * ({@code ConcurrentInferenceTest}, {@code benchmarks/concurrent-inference}).
  */
 public final class PackedModel extends Module {
     /** Per-channel affine map y = scale * x + shift: an eval-mode batch norm folded. */
