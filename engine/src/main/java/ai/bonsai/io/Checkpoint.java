@@ -44,8 +44,18 @@ public final class Checkpoint {
         try {
             SafeTensors.write(file, out, metadata == null ? Map.of() : metadata);
         } catch (IOException e) {
-            throw new UncheckedIOException("checkpoint " + file + ": write failed: " + e.getMessage(), e);
+            throw new UncheckedIOException("checkpoint " + file + ": write failed, the previous file (if any) is unchanged: " + cause(e), e);
         }
+    }
+
+    /** The cause of a failed write in words: the exception types that carry only a path get their meaning spelled out. */
+    static String cause(IOException e) {
+        String what = e instanceof java.nio.file.AccessDeniedException ? "permission denied"
+                : e instanceof java.nio.file.NoSuchFileException ? "no such file or folder"
+                : e instanceof java.nio.file.FileSystemException f && f.getReason() != null ? f.getReason()
+                : null;
+        if (what == null) return e.getMessage() == null ? e.toString() : e.getMessage();
+        return what + ": " + ((java.nio.file.FileSystemException) e).getFile();
     }
 
     /** Reads a checkpoint; a corrupt file gets an error naming the file and what is wrong. */

@@ -120,6 +120,7 @@ public final class SafeTensors {
                     buf.put(header, off, Math.min(CHUNK, header.length - off));
                     flush(ch, buf, hook, written);
                 }
+                CrashPoints.reached("checkpoint", file);
                 for (NamedArray t : tensors) writeData(ch, buf, t, hook, written);
                 ch.force(true);   // the data must be on disk before the rename makes it the file
             }

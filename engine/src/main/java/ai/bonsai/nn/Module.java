@@ -21,6 +21,13 @@ import java.util.function.Consumer;
  * <p>Subclasses register everything in their constructor and read their tensors back through
  * {@link #parameter(String)}/{@link #buffer(String)} in {@link #forward}, so that replacing a tensor with
  * {@link #registerParameter} (as structured pruning does when it shrinks a layer) takes effect everywhere.
+ *
+ * <p>Thread safety: a model in eval mode may be shared by any number of threads that only call {@link #forward},
+ * each with gradients off on its own thread ({@code GradMode.noGrad()} is per thread); outputs then equal a single
+ * thread's bit for bit. Training, {@link #train(boolean)}/{@code eval()}, loading a state dict or re-registering
+ * tensors while other threads run forwards is not safe: do those first, then publish the model (for example
+ * through a final field or a concurrent collection). Train mode is never safe to share: batch norm updates its
+ * running statistics in the forward.
  */
 public abstract class Module {
     private final Map<String, Tensor> parameters = new LinkedHashMap<>();

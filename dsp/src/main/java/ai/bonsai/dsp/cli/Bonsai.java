@@ -31,6 +31,11 @@ public final class Bonsai implements Runnable {
         CommandLine cl = new CommandLine(command);
         cl.setUsageHelpWidth(110);
         cl.setExecutionExceptionHandler((ex, line, parsed) -> {
+            if (ex instanceof ai.bonsai.dsp.train.RunStoppedException stopped) {
+                line.getErr().println("bonsai " + line.getCommandName() + ": " + stopped.getMessage());
+                line.getErr().println("continue with: " + resumeCommand(command, line.getCommandName(), args));
+                return stopped.exitCode();
+            }
             Throwable t = ex;
             if ((t instanceof java.io.UncheckedIOException || t instanceof RuntimeException) && t.getCause() instanceof java.io.IOException
                     && t.getMessage() == null) {
@@ -41,5 +46,18 @@ public final class Bonsai implements Runnable {
             return 1;
         });
         return cl.execute(args);
+    }
+
+    /** The command line that continues a stopped run: the same arguments plus --resume, quoted for a POSIX shell. */
+    static String resumeCommand(Object command, String name, String[] args) {
+        StringBuilder sb = new StringBuilder("bonsai");
+        if (!(command instanceof Bonsai)) sb.append(' ').append(name);
+        boolean hasResume = false;
+        for (String a : args) {
+            hasResume |= a.equals("--resume");
+            sb.append(' ').append(a.matches("[A-Za-z0-9_./=:,+@%-]+") ? a : "'" + a.replace("'", "'\\''") + "'");
+        }
+        if (!hasResume) sb.append(" --resume");
+        return sb.toString();
     }
 }

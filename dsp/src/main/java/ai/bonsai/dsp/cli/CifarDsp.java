@@ -116,8 +116,8 @@ public final class CifarDsp implements Callable<Integer> {
         meta.put("lambda", Float.toString(lambda));
         meta.put("temperature", Float.toString(temperature));
         meta.put("pretrained", source.toAbsolutePath().toString());
-        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers + "_g" + groups, saveDir, epochs, firstBestEpoch(epochs), false, resume.resume,
-                device, meta, resume.stopAfter(epochs)), System.out);
+        TrainingRun run = resume.apply(new TrainingRun(new TrainingRun.Config("resnet" + layers + "_g" + groups, saveDir, epochs, firstBestEpoch(epochs), false, resume.resume,
+                device, meta, resume.stopAfter(epochs)), System.out));
         Trainer trainer = new Trainer(model, sgd, device, 0f, groupsLearner);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, groupsLearner);
         System.out.printf("best eval accuracy %.2f%% at epoch %d (group-logit std %.4f); saved %s%n", r.bestAccuracy(), r.bestEpoch(),

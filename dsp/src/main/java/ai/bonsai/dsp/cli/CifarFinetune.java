@@ -130,8 +130,8 @@ public final class CifarFinetune implements Callable<Integer> {
         meta.put("cycles", Integer.toString(cycles));
         meta.put("groupLearned", source.toAbsolutePath().toString());
         meta.put("accuracyBeforePruning", Double.toString(dense));
-        TrainingRun run = new TrainingRun(new TrainingRun.Config(name, saveDir, epochs, 1, true, resume.resume, device, meta,
-                resume.stopAfter(epochs)), System.out);
+        TrainingRun run = resume.apply(new TrainingRun(new TrainingRun.Config(name, saveDir, epochs, 1, true, resume.resume, device, meta,
+                resume.stopAfter(epochs)), System.out));
         Cycles state = new Cycles(pruner, sgd, cycleLength, epochs);
         TrainingRun.Result r = run.run(model, sgd, sched, new Trainer(model, sgd, device, 0f, pruner), train, eval, state);
 

@@ -82,8 +82,8 @@ public final class CifarPretrain implements Callable<Integer> {
         DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);
         Map<String, String> meta = common.metadata("pretrain", layers, data);
-        TrainingRun run = new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, false, resume.resume, device, meta,
-                resume.stopAfter(epochs)), System.out);
+        TrainingRun run = resume.apply(new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, false, resume.resume, device, meta,
+                resume.stopAfter(epochs)), System.out));
         Trainer trainer = new Trainer(model, sgd, device, 0f, Trainer.Hooks.NONE);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, TrainingRun.Extra.NONE);
         System.out.printf("best eval accuracy %.2f%% at epoch %d; saved %s%n", r.bestAccuracy(), r.bestEpoch(), r.best().toAbsolutePath());

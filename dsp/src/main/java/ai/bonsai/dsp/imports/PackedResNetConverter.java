@@ -21,7 +21,10 @@ import java.util.List;
 public final class PackedResNetConverter {
     private PackedResNetConverter() {}
 
-    /** Imports a TorchScript archive straight into a packed model. */
+    /**
+     * Imports a TorchScript archive straight into a packed model. The result may be shared by concurrent callers of
+     * {@code forward}, as any {@link PackedModel}.
+     */
     public static PackedModel load(Path file) throws IOException {
         return PackedModel.of(toStructure(TorchPackedImporter.read(file)));
     }

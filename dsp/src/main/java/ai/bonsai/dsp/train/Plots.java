@@ -50,7 +50,8 @@ public final class Plots {
         try {
             if (png.toAbsolutePath().getParent() != null) Files.createDirectories(png.toAbsolutePath().getParent());
             Path tmp = png.resolveSibling(png.getFileName() + ".tmp");
-            javax.imageio.ImageIO.write(image, "png", tmp.toFile());
+            if (!javax.imageio.ImageIO.write(image, "png", tmp.toFile())) throw new IOException("no PNG writer");
+            ai.bonsai.io.CrashPoints.reached("plot", png);
             Files.move(tmp, png, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {
             throw new UncheckedIOException("plot " + png + ": " + e.getMessage(), e);

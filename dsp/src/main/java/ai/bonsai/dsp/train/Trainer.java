@@ -3,15 +3,18 @@ package ai.bonsai.dsp.train;
 import ai.bonsai.autograd.GradMode;
 import ai.bonsai.data.DataLoader;
 import ai.bonsai.data.ImageBatch;
+import ai.bonsai.io.CrashPoints;
 import ai.bonsai.nn.Functional;
 import ai.bonsai.nn.Module;
 import ai.bonsai.optim.Optimizer;
+import ai.bonsai.tensor.DType;
 import ai.bonsai.tensor.Device;
 import ai.bonsai.tensor.Tensor;
 import me.tongfei.progressbar.ProgressBar;
 import me.tongfei.progressbar.ProgressBarBuilder;
 import me.tongfei.progressbar.ProgressBarStyle;
 
+import java.io.PrintStream;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -40,11 +43,34 @@ public final class Trainer {
         public double imagesPerSecond() { return images / Math.max(1e-9, seconds); }
     }
 
+    /**
+     * Where an epoch is: the steps done (1-based count; the next batch index) and the running sums over them. A
+     * resume checkpoint written in the middle of an epoch keeps these, so the resumed epoch reports what an
+     * uninterrupted one would.
+     */
+    public record Progress(int step, double lossSum, long correct, int seen, double seconds, int skipped) {
+        public static final Progress START = new Progress(0, 0, 0, 0, 0, 0);
+
+        public EpochStats stats() {
+            return new EpochStats(seen == 0 ? Double.NaN : lossSum / seen, seen == 0 ? Double.NaN : 100.0 * correct / seen, seen, seconds);
+        }
+    }
+
+    /** How an epoch ended: all its steps done, or {@code stopped} (a stop was requested) after {@code progress.step()}. */
+    public record EpochOutcome(Progress progress, boolean stopped) {}
+
+    /** Default for {@link #onNonFinite}: consecutive skipped steps after which skip-step gives up. */
+    public static final int DEFAULT_MAX_SKIPS = 5;
+
     private final Module model;
     private final Optimizer optimizer;
     private final Device device;
     private final float labelSmoothing;
     private final Hooks hooks;
+    private NonFinitePolicy nonFinite = NonFinitePolicy.STOP;
+    private int maxSkips = DEFAULT_MAX_SKIPS;
+    private int consecutiveSkips;
+    private PrintStream log = System.out;
 
     public Trainer(Module model, Optimizer optimizer, Device device, float labelSmoothing, Hooks hooks) {
         this.model = model;
@@ -54,36 +80,131 @@ public final class Trainer {
         this.hooks = hooks == null ? Hooks.NONE : hooks;
     }
 
+    /**
+     * What a step does when its loss, a gradient, a weight or a batch-norm statistic is NaN or infinite (see
+     * {@link NonFinitePolicy}); {@code maxConsecutiveSkips} bounds skip-step. The check always runs: it reads the
+     * loss, every gradient and every weight once per step, well under 1 % of a ResNet step.
+     */
+    public Trainer onNonFinite(NonFinitePolicy policy, int maxConsecutiveSkips) {
+        if (maxConsecutiveSkips < 1) throw new IllegalArgumentException("--max-skips: expected a positive number, got " + maxConsecutiveSkips);
+        this.nonFinite = policy;
+        this.maxSkips = maxConsecutiveSkips;
+        return this;
+    }
+
+    /** Where skipped steps are reported (default System.out). */
+    public Trainer log(PrintStream log) {
+        this.log = log;
+        return this;
+    }
+
     /** Trains one epoch; {@code title} labels the progress bar ("epoch 3/164"). */
     public EpochStats trainEpoch(DataLoader loader, int epoch, String title, double bestAccuracy) {
+        return trainEpoch(loader, epoch, title, bestAccuracy, Progress.START, null).progress().stats();
+    }
+
+    /**
+     * Trains epoch {@code epoch} (0-based) from batch {@code from.step()} on, adding to {@code from}'s sums. After
+     * each step but the epoch's last, a requested {@code stop} (may be null) ends the epoch early.
+     */
+    public EpochOutcome trainEpoch(DataLoader loader, int epoch, String title, double bestAccuracy, Progress from, GracefulStop stop) {
         model.train();
-        double lossSum = 0;
-        long correct = 0;
-        int seen = 0;
+        double lossSum = from.lossSum();
+        long correct = from.correct();
+        int seen = from.seen(), step = from.step(), skipped = from.skipped();
+        int total = loader.batchesPerEpoch();
         long start = System.nanoTime();
-        try (ProgressBar bar = progressBar(title, loader.batchesPerEpoch())) {
-            for (ImageBatch b : loader.epoch(epoch)) {
+        boolean stopped = false;
+        try (ProgressBar bar = progressBar(title, total)) {
+            bar.stepTo(step);
+            for (ImageBatch b : loader.epoch(epoch, step)) {
+                step++;
+                Snapshot snap = nonFinite == NonFinitePolicy.SKIP_STEP ? new Snapshot(model, optimizer) : null;
                 Tensor x = Tensor.of(b.images(), device, b.shape().dims());
                 Tensor y = Tensor.ofLongs(b.labels(), b.n());
                 hooks.beforeForward();
                 Tensor logits = model.forward(x);
                 Tensor loss = Functional.crossEntropy(logits, y, labelSmoothing);
-                optimizer.zeroGrad();
-                loss.backward();
-                optimizer.step();
-                hooks.afterStep(x, y);
-                lossSum += loss.item() * b.n();
-                correct += countCorrect(logits, b.labels());
-                seen += b.n();
-                double secs = (System.nanoTime() - start) / 1e9;
+                float lossValue = loss.item();
+                String bad = Float.isFinite(lossValue) ? null : "the loss (" + lossValue + ")";
+                if (bad == null) {
+                    optimizer.zeroGrad();
+                    loss.backward();
+                    bad = firstNonFinite(model.namedParameters(), true);
+                }
+                if (bad == null) {
+                    CrashPoints.reached("step", "epoch " + (epoch + 1) + " step " + step);
+                    optimizer.step();
+                    bad = firstNonFinite(model.stateDict(), false);
+                }
+                if (bad != null) {
+                    String where = String.format("epoch %d, step %d of %d: the first non-finite tensor is %s; learning rate %s",
+                            epoch + 1, step, total, bad, optimizer.lr());
+                    if (snap == null) throw new NonFiniteException("non-finite value in " + where);
+                    snap.restore(model, optimizer);
+                    optimizer.zeroGrad();
+                    skipped++;
+                    consecutiveSkips++;
+                    log.println("skipped a step (--on-nonfinite skip-step, update dropped): " + where + " (" + consecutiveSkips
+                            + " in a row; giving up at " + maxSkips + ")");
+                    if (consecutiveSkips >= maxSkips) {
+                        throw new NonFiniteException("gave up after " + consecutiveSkips + " consecutive skipped steps (--max-skips "
+                                + maxSkips + "); the last: non-finite value in " + where);
+                    }
+                } else {
+                    consecutiveSkips = 0;
+                    hooks.afterStep(x, y);
+                    lossSum += lossValue * b.n();
+                    correct += countCorrect(logits, b.labels());
+                    seen += b.n();
+                }
+                double secs = from.seconds() + (System.nanoTime() - start) / 1e9;
                 bar.setExtraMessage(String.format("lr %.4g loss %.4f acc %.2f%% best %.2f%% %s%.0f img/s",
-                        optimizer.lr(), lossSum / seen, 100.0 * correct / seen, Math.max(0, bestAccuracy),
+                        optimizer.lr(), lossSum / Math.max(1, seen), 100.0 * correct / Math.max(1, seen), Math.max(0, bestAccuracy),
                         withSpace(hooks.progressFields()), seen / Math.max(1e-9, secs)));
                 bar.step();
+                if (stop != null && stop.requested() && step < total) {
+                    stopped = true;
+                    break;
+                }
             }
         }
-        double secs = (System.nanoTime() - start) / 1e9;
-        return new EpochStats(seen == 0 ? Double.NaN : lossSum / seen, seen == 0 ? Double.NaN : 100.0 * correct / seen, seen, secs);
+        double secs = from.seconds() + (System.nanoTime() - start) / 1e9;
+        return new EpochOutcome(new Progress(step, lossSum, correct, seen, secs, skipped), stopped);
+    }
+
+    /**
+     * The first tensor in {@code tensors} (by name, in order) with a NaN or infinite value, described, or null.
+     * {@code gradients}: look at each one's gradient (a missing gradient is fine) instead of its values.
+     */
+    static String firstNonFinite(Map<String, Tensor> tensors, boolean gradients) {
+        for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
+            Tensor t = gradients ? e.getValue().grad() : e.getValue();
+            if (t == null || t.dtype() != DType.FLOAT32) continue;
+            float[] v = t.toFloatArray();
+            for (int i = 0; i < v.length; i++) {
+                if (!Float.isFinite(v[i])) {
+                    return (gradients ? "the gradient of " : "") + e.getKey() + " (element " + i + " of " + t.shape() + " is " + v[i]
+                            + (gradients ? ")" : ", after the optimiser step)");
+                }
+            }
+        }
+        return null;
+    }
+
+    /** Copies of the model's state and the optimiser's, taken before a step that skip-step may have to drop. */
+    private static final class Snapshot {
+        final Map<String, Tensor> model = new LinkedHashMap<>(), optimizer = new LinkedHashMap<>();
+
+        Snapshot(Module m, Optimizer o) {
+            m.stateDict().forEach((k, v) -> model.put(k, v.copy()));
+            o.stateDict().forEach((k, v) -> optimizer.put(k, v.copy()));
+        }
+
+        void restore(Module m, Optimizer o) {
+            m.loadStateDict(model, true);
+            o.loadStateDict(optimizer);
+        }
     }
 
     private static String withSpace(String s) { return s == null || s.isEmpty() ? "" : s + " "; }

@@ -72,12 +72,40 @@ public final class TrainingRun {
 
     public record Result(double bestAccuracy, int bestEpoch, double lastAccuracy, Path best, Path metrics, Path plot) {}
 
+    /** Metadata keys of a resume checkpoint written in the middle of an epoch (absent at an epoch's end). */
+    static final String STEP = "stepInEpoch", LOSS_SUM = "partialLossSum", CORRECT = "partialCorrect", SEEN = "partialSeen",
+            SECONDS = "partialSeconds", SKIPPED = "partialSkipped";
+
     private final Config config;
     private final PrintStream out;
+    private NonFinitePolicy nonFinite = NonFinitePolicy.STOP;
+    private int maxSkips = Trainer.DEFAULT_MAX_SKIPS;
+    private boolean handleSignals;
+    private GracefulStop stop;
 
     public TrainingRun(Config config, PrintStream out) {
         this.config = config;
         this.out = out;
+    }
+
+    /** The divergence guard's policy for this run's trainer ({@link Trainer#onNonFinite}). */
+    public TrainingRun onNonFinite(NonFinitePolicy policy, int maxConsecutiveSkips) {
+        if (maxConsecutiveSkips < 1) throw new IllegalArgumentException("--max-skips: expected a positive number, got " + maxConsecutiveSkips);
+        this.nonFinite = policy;
+        this.maxSkips = maxConsecutiveSkips;
+        return this;
+    }
+
+    /** Whether the run handles SIGINT and SIGTERM itself while it lasts ({@link GracefulStop}); the commands do. */
+    public TrainingRun handleSignals(boolean on) {
+        this.handleSignals = on;
+        return this;
+    }
+
+    /** A stop the caller controls (a service stopping a run, tests); takes the place of signal handling. */
+    public TrainingRun stopWith(GracefulStop stop) {
+        this.stop = stop;
+        return this;
     }
 
     public Path bestPath() { return config.saveDir.resolve(config.name + ".safetensors"); }
@@ -90,13 +118,26 @@ public final class TrainingRun {
 
     public Result run(Module model, Optimizer optimizer, LrScheduler scheduler, Trainer trainer,
                       DataLoader train, DataLoader eval, Extra extra) {
+        GracefulStop s = stop != null ? stop : handleSignals ? GracefulStop.install(System.err) : GracefulStop.manual();
+        try {
+            if (!s.notes().isEmpty()) out.println("note: " + s.notes());
+            return run(model, optimizer, scheduler, trainer.onNonFinite(nonFinite, maxSkips).log(out), train, eval, extra, s);
+        } finally {
+            if (s != stop) s.close();
+        }
+    }
+
+    private Result run(Module model, Optimizer optimizer, LrScheduler scheduler, Trainer trainer,
+                       DataLoader train, DataLoader eval, Extra extra, GracefulStop stop) {
         try {
             Files.createDirectories(config.saveDir);
         } catch (IOException e) {
             throw new UncheckedIOException("--save-dir " + config.saveDir + ": cannot create: " + e.getMessage(), e);
         }
+        removeStaleTemporaries();
         History h = new History();
         int startEpoch = 0;
+        Trainer.Progress from = Trainer.Progress.START;
         if (config.resume) {
             Path r = resumePath();
             if (!Files.exists(r)) {
@@ -109,7 +150,12 @@ public final class TrainingRun {
             extra.restore(ck.tensorsWithPrefix("extra."), ck.metadata());
             startEpoch = ck.requireInt("epoch");
             h = History.fromJson(ck.require("history"), r);
-            out.println("resumed from " + r + " after epoch " + startEpoch + " (best " + String.format("%.2f", h.bestAccuracy) + "%)");
+            from = progress(ck, r);
+            out.println("resumed from " + r + " after epoch " + startEpoch
+                    + (from.step() > 0 ? " and step " + from.step() + " of epoch " + (startEpoch + 1) : "")
+                    + " (best " + String.format("%.2f", h.bestAccuracy) + "%)");
+            MetricsLog.Repair fix = MetricsLog.repair(metricsPath(), startEpoch);
+            if (fix.changed()) out.println("repaired " + metricsPath() + ": " + fix);
         } else {
             try {
                 Files.deleteIfExists(metricsPath());
@@ -119,7 +165,7 @@ public final class TrainingRun {
         }
         out.println("writing: " + bestPath() + " (best), " + resumePath() + " (resume), " + metricsPath() + ", " + plotPath());
         try (MetricsLog log = new MetricsLog(metricsPath())) {
-            if (startEpoch == 0) {
+            if (startEpoch == 0 && from.step() == 0) {
                 Map<String, Object> start = new LinkedHashMap<>(config.metadata);
                 start.put("epochs", config.epochs);
                 log.log("start", start);
@@ -128,7 +174,29 @@ public final class TrainingRun {
             for (int epoch = startEpoch; epoch < until; epoch++) {
                 String title = String.format("%s epoch %d/%d", config.name, epoch + 1, config.epochs);
                 double lr = optimizer.lr();
-                Trainer.EpochStats t = trainer.trainEpoch(train, epoch, title, h.bestAccuracy);
+                Trainer.EpochOutcome o;
+                try {
+                    o = trainer.trainEpoch(train, epoch, title, h.bestAccuracy, from, stop);
+                } catch (NonFiniteException ex) {
+                    throw new NonFiniteException(config.name + ": " + ex.getMessage() + ". Checkpoints left as they were: "
+                            + (Files.exists(resumePath()) ? resumePath() + " (resume)" : "no resume checkpoint yet")
+                            + (Files.exists(bestPath()) ? ", " + bestPath() + " (best)" : ""));
+                }
+                from = Trainer.Progress.START;
+                if (o.stopped()) {
+                    Trainer.Progress p = o.progress();
+                    Map<String, String> meta = metadata(epoch, h.evalAcc.isEmpty() ? Double.NaN : h.evalAcc.get(h.evalAcc.size() - 1), h, extra);
+                    meta.put(STEP, Integer.toString(p.step()));
+                    meta.put(LOSS_SUM, Double.toString(p.lossSum()));
+                    meta.put(CORRECT, Long.toString(p.correct()));
+                    meta.put(SEEN, Integer.toString(p.seen()));
+                    meta.put(SECONDS, Double.toString(p.seconds()));
+                    meta.put(SKIPPED, Integer.toString(p.skipped()));
+                    Checkpoint.save(resumePath(), model, optimizer, scheduler, extra.tensors(), meta);
+                    throw stopped(stop, String.format("in epoch %d/%d after step %d of %d", epoch + 1, config.epochs, p.step(),
+                            train.batchesPerEpoch()));
+                }
+                Trainer.EpochStats t = o.progress().stats();
                 Trainer.EpochStats e = Trainer.evaluate(model, eval, config.device);
                 scheduler.step();
                 h.add(epoch + 1, t, e);
@@ -140,6 +208,7 @@ public final class TrainingRun {
                 }
                 Map<String, Object> f = Trainer.fields(epoch + 1, lr, t, e);
                 f.put("best", best);
+                if (o.progress().skipped() > 0) f.put("skippedSteps", o.progress().skipped());
                 log.log("epoch", f);
                 out.printf("%s: loss %.4f, train %.2f%%, eval %.2f%%%s, %.0f img/s%n", title, t.loss(), t.accuracy(), e.accuracy(),
                         best ? " (best)" : "", t.imagesPerSecond());
@@ -148,6 +217,9 @@ public final class TrainingRun {
                 extra.afterEpoch(epoch + 1, this);
                 Checkpoint.save(resumePath(), model, optimizer, scheduler, extra.tensors(), metadata(epoch + 1, e.accuracy(), h, extra));
                 Plots.trainingCurves(plotPath(), config.name, h.epochs, h.trainLoss, h.trainAcc, h.evalAcc);
+                if (stop.requested() && epoch + 1 < until) {
+                    throw stopped(stop, String.format("after epoch %d/%d", epoch + 1, config.epochs));
+                }
             }
             if (until < config.epochs) {
                 out.println("stopped after epoch " + until + " of " + config.epochs + " as asked; continue with --resume");
@@ -159,6 +231,42 @@ public final class TrainingRun {
         }
         double last = h.evalAcc.isEmpty() ? Double.NaN : h.evalAcc.get(h.evalAcc.size() - 1);
         return new Result(h.bestAccuracy, h.bestEpoch, last, bestPath(), metricsPath(), plotPath());
+    }
+
+    private RunStoppedException stopped(GracefulStop stop, String where) {
+        return new RunStoppedException("stopped by " + stop.reason() + " " + where + "; the resume checkpoint " + resumePath().toAbsolutePath()
+                + " holds that state", stop.exitCode(), resumePath());
+    }
+
+    /** The partial epoch a resume checkpoint holds (zero steps when it was written at an epoch's end). */
+    private static Trainer.Progress progress(Checkpoint ck, Path file) {
+        String step = ck.metadata().get(STEP);
+        if (step == null) return Trainer.Progress.START;
+        try {
+            return new Trainer.Progress(Integer.parseInt(step), Double.parseDouble(ck.require(LOSS_SUM)), Long.parseLong(ck.require(CORRECT)),
+                    Integer.parseInt(ck.require(SEEN)), Double.parseDouble(ck.require(SECONDS)), Integer.parseInt(ck.require(SKIPPED)));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("checkpoint " + file + ": the partial-epoch metadata is not numeric: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Deletes temporary files that a killed run left in the save folder (a checkpoint's {@code .NAME.PID-N.tmp} whose
+     * process is gone, a plot's {@code NAME.png.tmp}): they are never read, and a run killed many times would pile them up.
+     */
+    private void removeStaleTemporaries() {
+        try (var files = Files.list(config.saveDir)) {
+            for (Path p : (Iterable<Path>) files::iterator) {
+                String n = p.getFileName().toString();
+                if (!n.endsWith(".tmp") || !n.contains(config.name)) continue;
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("\\.(\\d+)-\\d+\\.tmp$").matcher(n);
+                boolean ours = m.find() && n.startsWith(".");
+                if (ours && ProcessHandle.of(Long.parseLong(m.group(1))).map(ProcessHandle::isAlive).orElse(false)) continue;
+                if (ours || n.equals(config.name + ".png.tmp")) Files.deleteIfExists(p);
+            }
+        } catch (IOException | NumberFormatException e) {
+            out.println("note: could not tidy temporary files in " + config.saveDir + ": " + e.getMessage());
+        }
     }
 
     private Map<String, String> metadata(int epoch, double accuracy, History h, Extra extra) {
