@@ -181,7 +181,10 @@ public final class ImageFolder {
     public static Decoded decode(Path path) {
         BufferedImage img;
         try (InputStream in = Files.newInputStream(path)) {
+            if (Files.size(path) == 0) throw new UnreadableExampleException(path.toString(), "empty file (0 bytes)", null);
             img = ImageIO.read(in);
+        } catch (UnreadableExampleException e) {
+            throw e;
         } catch (IOException | RuntimeException e) {
             throw new UnreadableExampleException(path.toString(), "cannot be decoded (" + e.getMessage() + ")", e);
         }
@@ -204,14 +207,14 @@ public final class ImageFolder {
                 && cm.getColorSpace().getType() == (bands <= 2 ? java.awt.color.ColorSpace.TYPE_GRAY : java.awt.color.ColorSpace.TYPE_RGB);
         if (direct) {
             int[] row = new int[w * bands];
-            float[] scale = new float[bands];
-            for (int b = 0; b < bands; b++) scale[b] = 1f / ((1 << r.getSampleModel().getSampleSize(b)) - 1);
+            float[] max = new float[bands];   // divide, as torchvision's to_tensor (x / 255), not multiply by 1/255
+            for (int b = 0; b < bands; b++) max[b] = (1 << r.getSampleModel().getSampleSize(b)) - 1;
             for (int y = 0; y < h; y++) {
                 r.getPixels(0, y, w, 1, row);
                 for (int x = 0; x < w; x++) {
                     for (int ch = 0; ch < 3; ch++) {
                         int b = bands <= 2 ? 0 : ch;
-                        px[(ch * h + y) * w + x] = row[x * bands + b] * scale[b];
+                        px[(ch * h + y) * w + x] = row[x * bands + b] / max[b];
                     }
                 }
             }
