@@ -101,7 +101,7 @@ public final class CifarDsp implements Callable<Integer> {
                 temperature, common.seed, device, Parallel.threads());
         System.out.println("pretrained model: " + source.toAbsolutePath());
         TrainSplit data = common.trainingData(System.out);
-        CifarResNet model = new CifarResNet(layers, 10, g);
+        CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
         Checkpoint.load(source).loadModel(model, true);
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         LrScheduler sched = new LrScheduler(sgd, new CosineAnnealingLR(epochs, 0));

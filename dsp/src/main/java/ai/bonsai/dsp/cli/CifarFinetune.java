@@ -103,7 +103,7 @@ public final class CifarFinetune implements Callable<Integer> {
                 cycles, common.seed, device, Parallel.threads());
         System.out.println("group-learned model: " + source.toAbsolutePath());
         TrainSplit data = common.trainingData(System.out);
-        CifarResNet model = new CifarResNet(layers, 10, g);
+        CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
         PruneWrapper pruner = new PruneWrapper(model, groups, fpEvery);
         pruner.loadState(Checkpoint.load(source).modelState());
 

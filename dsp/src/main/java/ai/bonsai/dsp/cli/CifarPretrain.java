@@ -75,7 +75,7 @@ public final class CifarPretrain implements Callable<Integer> {
         System.out.printf("bonsai pretrain: ResNet-%d, seed %d, device %s, %d threads%n", layers, common.seed, device,
                 ai.bonsai.backend.cpu.Parallel.threads());
         TrainSplit data = common.trainingData(System.out);
-        CifarResNet model = new CifarResNet(layers, 10, g);
+        CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         int total = epochs;
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> scheduleFactor(e, total)));
