@@ -69,7 +69,7 @@ public class ImageLoaderBench {
             if (!ImageIO.write(img, "jpg", dir.resolve(String.format("img%03d.jpg", i)).toFile())) throw new IllegalStateException("no JPEG writer");
         }
         boolean train = pipeline.equals("train");
-        ImageFolder folder = ImageFolder.folder(root, train ? ImageCrop.randomResized(224) : ImageCrop.resizeCenter(256, 224));
+        ai.bonsai.data.Dataset folder = ImageFolder.open(root).dataset(train ? ImageCrop.randomResized(224) : ImageCrop.resizeCenter(256, 224));
         loader = DataLoader.builder(folder).batchSize(16).shuffle(train).seed(1).workers(threads).prefetch(2 * threads)
                 .transform(train ? Transform.imagenetTrain() : Transform.imagenetEval()).build();
     }
