@@ -184,6 +184,8 @@ public final class ImageFolder {
             img = ImageIO.read(path.toFile());   // a File, read in place: a stream would be cached in a temporary file
         } catch (UnreadableExampleException e) {
             throw e;
+        } catch (NoSuchFileException e) {
+            throw new UnreadableExampleException(path.toString(), "no such file", e);
         } catch (IOException | RuntimeException e) {
             throw new UnreadableExampleException(path.toString(), "cannot be decoded (" + e.getMessage() + ")", e);
         }

@@ -233,6 +233,11 @@ class ImageFolderTest {
         float[] img = new float[3 * 64];
         ds.image(1, img, 0);   // decodes the file with a space in its name
         assertEquals(2, ds.label(0));
+        // A listed file that is missing is an unreadable example (skipped by the loader), named with its path.
+        Files.writeString(list, "img/one.png 0\nimg/gone.png 1\n");
+        Dataset gone = ImageFolder.fromList(list, 0).dataset(ImageCrop.resizeCenter(8, 8));
+        UnreadableExampleException e = assertThrows(UnreadableExampleException.class, () -> gone.image(1, img, 0));
+        assertTrue(e.getMessage().contains("gone.png") && e.getMessage().endsWith("no such file"), e.getMessage());
     }
 
     @Test void listFileErrorsNameTheFileLineAndWhatWasExpected() throws IOException {
