@@ -120,6 +120,7 @@ public final class CifarDsp implements Callable<Integer> {
                 device, meta, resume.stopAfter(epochs)), System.out);
         Trainer trainer = new Trainer(model, sgd, device, 0f, groupsLearner);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, groupsLearner);
+        CommonOptions.reportSkipped(train, eval);
         System.out.printf("best eval accuracy %.2f%% at epoch %d (group-logit std %.4f); saved %s%n", r.bestAccuracy(), r.bestEpoch(),
                 groupsLearner.stats(), r.best().toAbsolutePath());
         System.out.println("next: bonsai finetune -l " + layers + " -g " + groups + " --save-dir " + saveDir);

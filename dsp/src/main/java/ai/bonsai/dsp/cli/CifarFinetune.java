@@ -134,6 +134,7 @@ public final class CifarFinetune implements Callable<Integer> {
                 resume.stopAfter(epochs)), System.out);
         Cycles state = new Cycles(pruner, sgd, cycleLength, epochs);
         TrainingRun.Result r = run.run(model, sgd, sched, new Trainer(model, sgd, device, 0f, pruner), train, eval, state);
+        CommonOptions.reportSkipped(train, eval);
 
         // Report the saved (best) model, not the last state.
         pruner.loadState(Checkpoint.load(r.best()).modelState());

@@ -86,6 +86,7 @@ public final class CifarPretrain implements Callable<Integer> {
                 resume.stopAfter(epochs)), System.out);
         Trainer trainer = new Trainer(model, sgd, device, 0f, Trainer.Hooks.NONE);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, TrainingRun.Extra.NONE);
+        CommonOptions.reportSkipped(train, eval);
         System.out.printf("best eval accuracy %.2f%% at epoch %d; saved %s%n", r.bestAccuracy(), r.bestEpoch(), r.best().toAbsolutePath());
         System.out.println("metrics: " + r.metrics().toAbsolutePath() + ", plot: " + r.plot().toAbsolutePath());
         return 0;

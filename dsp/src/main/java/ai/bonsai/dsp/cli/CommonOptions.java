@@ -124,6 +124,14 @@ public final class CommonOptions {
         return m;
     }
 
+    /** The summary of images skipped as unreadable (each was reported when first met), on stderr; nothing when none was. */
+    static void reportSkipped(DataLoader... loaders) {
+        for (DataLoader l : loaders) {
+            String s = l.skippedSummary();
+            if (s != null) System.err.println("warning: " + s);
+        }
+    }
+
     /** Classes of the training data: a model trained on it gets this many outputs. */
     static int numClasses(TrainSplit data) { return data.train().numClasses(); }
 

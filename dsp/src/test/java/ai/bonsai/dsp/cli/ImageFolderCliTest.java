@@ -65,6 +65,7 @@ class ImageFolderCliTest {
     void pretrainTakesItsClassesFromTheFolder() {
         assertEquals(0, pretrain.code(), pretrain.out() + pretrain.err());
         assertTrue(pretrain.out().contains("3 classes"), pretrain.out());
+        assertTrue(pretrain.err().contains("unreadable image") && pretrain.err().contains("skipped"), "the run's summary: " + pretrain.err());
         Checkpoint ck = Checkpoint.load(model);
         assertEquals("3", ck.metadata().get("numClasses"));
         assertEquals("16", ck.metadata().get("imageSize"));
