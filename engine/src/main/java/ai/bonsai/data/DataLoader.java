@@ -32,7 +32,13 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <p>Prefetching: with {@code workers > 0} batches are assembled on daemon threads, at most {@code prefetch}
  * batches ahead of the consumer, and handed over in order. An exception thrown while assembling a batch is
  * rethrown to the consumer from {@code next()}, as the cause of an exception naming the epoch and batch.
- * {@link #close()} stops the workers.
+ * {@link #close()} stops the workers. With several workers, several batches are decoded at once: for image folders
+ * (JPEG decoding and resizing) {@code workers(2)} keeps two cores busy ahead of training.
+ *
+ * <p>Unreadable examples: an example whose {@link Dataset#image} throws {@link UnreadableExampleException} (an image
+ * that does not decode) is reported once on standard error with its file, left out of its batch (which is then
+ * smaller; a batch left empty is skipped) and listed by {@link #skipped()}; the epoch goes on. The other images keep
+ * their random streams, so skipping changes nothing else.
  *
  * <p>One epoch at a time: starting an epoch cancels the batches still pending from the previous one.
  */
@@ -51,6 +57,7 @@ public final class DataLoader implements AutoCloseable {
     private final int prefetch;
     private final ExecutorService workers;   // null: assemble on the consumer's thread
     private final int c, h, w;
+    private final java.util.concurrent.ConcurrentMap<Integer, String> skipped = new java.util.concurrent.ConcurrentHashMap<>();
     private EpochIterator current;
     private volatile boolean closed;
 
@@ -142,16 +149,49 @@ public final class DataLoader implements AutoCloseable {
         int per = c * h * w;
         float[] images = new float[Math.multiplyExact(n, per)];
         long[] labels = new long[n];
+        int[] examples = new int[n];
         Generator g = new Generator(Seeds.derive(seed, epoch, index));
+        int kept = 0;
         for (int k = 0; k < n; k++) {
             int example = order[from + k];
-            dataset.image(example, images, k * per);
-            labels[k] = dataset.label(example);
             // One child stream per image: an image's augmentation does not depend on how many values the
-            // transforms drew for the images before it.
-            transform.apply(images, k * per, c, h, w, g.split());
+            // transforms drew for the images before it (nor on whether one of them was unreadable).
+            Generator r = g.split();
+            try {
+                dataset.image(example, images, kept * per, r);
+            } catch (UnreadableExampleException e) {
+                if (skipped.putIfAbsent(example, e.getMessage()) == null) {
+                    System.err.println("bonsai: skipping an unreadable image: " + e.getMessage());
+                }
+                continue;
+            }
+            labels[kept] = dataset.label(example);
+            examples[kept] = example;
+            transform.apply(images, kept * per, c, h, w, r);
+            kept++;
         }
-        return new ImageBatch(epoch, index, images, labels, n, Shape.of(n, c, h, w));
+        if (kept == 0) return null;   // every image of the batch was unreadable: the iterator moves on
+        if (kept < n) {
+            images = java.util.Arrays.copyOf(images, kept * per);
+            labels = java.util.Arrays.copyOf(labels, kept);
+            examples = java.util.Arrays.copyOf(examples, kept);
+        }
+        return new ImageBatch(epoch, index, images, labels, kept, Shape.of(kept, c, h, w), examples);
+    }
+
+    /**
+     * The examples left out so far because they could not be read ({@link UnreadableExampleException}), by dataset
+     * index, with the reason (which names the file). Each is reported once on standard error when first met.
+     */
+    public java.util.SortedMap<Integer, String> skipped() {
+        return new java.util.TreeMap<>(skipped);
+    }
+
+    /** One line for logs: how many examples were skipped as unreadable, or null when none was. */
+    public String skippedSummary() {
+        int k = skipped.size();
+        if (k == 0) return null;
+        return k + " unreadable image" + (k == 1 ? " was" : "s were") + " skipped (each reported above with its path) in " + dataset.description();
     }
 
     /** Stops the worker threads; batches still being assembled are abandoned. Idempotent. */
@@ -170,6 +210,7 @@ public final class DataLoader implements AutoCloseable {
         private int nextToSubmit;
         private final ArrayDeque<Future<ImageBatch>> pending = new ArrayDeque<>();
         private boolean failed;
+        private ImageBatch peeked;
 
         EpochIterator(int epoch, int[] order, int firstBatch) {
             this.epoch = epoch;
@@ -180,12 +221,21 @@ public final class DataLoader implements AutoCloseable {
             fill();
         }
 
+        /** Looks ahead past batches whose every image was unreadable (they are left out). */
         @Override public boolean hasNext() {
-            return !failed && nextToReturn < end;
+            while (peeked == null && !failed && nextToReturn < end) peeked = fetch();
+            return peeked != null;
         }
 
         @Override public ImageBatch next() {
             if (!hasNext()) throw new NoSuchElementException("DataLoader: epoch " + epoch + " has no batch after " + (nextToReturn - 1));
+            ImageBatch b = peeked;
+            peeked = null;
+            return b;
+        }
+
+        /** The next batch, or null when all its images were unreadable. */
+        private ImageBatch fetch() {
             if (closed) throw new IllegalStateException("DataLoader: closed while reading epoch " + epoch);
             int index = nextToReturn;
             ImageBatch batch;

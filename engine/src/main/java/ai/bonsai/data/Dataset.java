@@ -30,6 +30,16 @@ public interface Dataset {
      */
     void image(int i, float[] dst, int offset);
 
+    /**
+     * As {@link #image(int, float[], int)}, drawing any per-example randomness (a random crop of a larger image)
+     * from {@code rng}; the loader passes the same per-image generator its {@link Transform} then uses. Datasets of
+     * fixed-size images ignore it. May throw {@link UnreadableExampleException} for an example that cannot be read.
+     */
+    default void image(int i, float[] dst, int offset, ai.bonsai.tensor.Generator rng) { image(i, dst, offset); }
+
+    /** Where example {@code i} comes from (a file), for reports of unreadable examples. */
+    default String source(int i) { return description() + " example " + i; }
+
     /** Where the data came from, for logs and reports: file paths, or what generated it. */
     String description();
 
@@ -62,6 +72,10 @@ public interface Dataset {
         @Override public int label(int i) { return base.label(checkIndex(i)); }
 
         @Override public void image(int i, float[] dst, int offset) { base.image(checkIndex(i), dst, offset); }
+
+        @Override public void image(int i, float[] dst, int offset, ai.bonsai.tensor.Generator rng) { base.image(checkIndex(i), dst, offset, rng); }
+
+        @Override public String source(int i) { return base.source(checkIndex(i)); }
 
         private int checkIndex(int i) {
             if (i < 0 || i >= size()) throw new IndexOutOfBoundsException("example " + i + " is out of range [0, " + size() + ") of " + description());

@@ -24,6 +24,22 @@ public interface Transform {
     /** CIFAR-10 channel standard deviations of pixel/255 (R, G, B); a fresh array. */
     static float[] cifarStd() { return new float[] {0.2470f, 0.2435f, 0.2616f}; }
 
+    /** ImageNet channel means (R, G, B) of pixel/255, as torchvision's models use them; a fresh array. */
+    static float[] imagenetMean() { return new float[] {0.485f, 0.456f, 0.406f}; }
+
+    /** ImageNet channel standard deviations (R, G, B); a fresh array. */
+    static float[] imagenetStd() { return new float[] {0.229f, 0.224f, 0.225f}; }
+
+    /** After {@link ImageCrop#randomResized}: random horizontal flip, then ImageNet normalisation. */
+    static Transform imagenetTrain() {
+        return compose(randomHorizontalFlip(), normalize(imagenetMean(), imagenetStd()));
+    }
+
+    /** After {@link ImageCrop#resizeCenter}: ImageNet normalisation alone. */
+    static Transform imagenetEval() {
+        return normalize(imagenetMean(), imagenetStd());
+    }
+
     /**
      * Transforms the image of {@code c} channels of {@code h} x {@code w} floats at {@code img[offset]}.
      * {@code rng} is the only source of randomness.

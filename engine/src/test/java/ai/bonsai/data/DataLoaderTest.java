@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.*;
@@ -161,6 +162,54 @@ class DataLoaderTest {
         try (DataLoader l = DataLoader.builder(DATA).batchSize(8).build()) {
             e = assertThrows(IllegalArgumentException.class, () -> l.epoch(0, 6));
             assertEquals("DataLoader.epoch: first batch must be in [0, 5], got 6", e.getMessage());
+        }
+    }
+
+    /** DATA, except that the given examples throw UnreadableExampleException (and example -1 never does). */
+    private static Dataset withUnreadable(Set<Integer> bad) {
+        return new Dataset() {
+            @Override public int size() { return DATA.size(); }
+            @Override public Shape imageShape() { return DATA.imageShape(); }
+            @Override public int numClasses() { return DATA.numClasses(); }
+            @Override public int label(int i) { return DATA.label(i); }
+            @Override public void image(int i, float[] dst, int offset) {
+                if (bad.contains(i)) throw new UnreadableExampleException("file-" + i + ".png", "cannot be decoded (test)", null);
+                DATA.image(i, dst, offset);
+            }
+            @Override public String description() { return "DATA with unreadable " + bad; }
+        };
+    }
+
+    @Test void unreadableExamplesAreLeftOutAndTheOthersKeepTheirAugmentation() {
+        Set<Integer> bad = Set.of(3, 8, 9, 10, 11, 12, 13, 14, 15, 36);   // batch 1 (8..15) is entirely unreadable
+        for (int workers : new int[] {0, 1, 3}) {
+            List<ImageBatch> clean, skipping;
+            try (DataLoader a = DataLoader.builder(DATA).batchSize(8).seed(4).transform(Transform.cifarTrain()).workers(workers).build();
+                 DataLoader b = DataLoader.builder(withUnreadable(bad)).batchSize(8).seed(4).transform(Transform.cifarTrain()).workers(workers).build()) {
+                clean = collect(a, 2);
+                skipping = collect(b, 2);
+                assertEquals(new java.util.TreeSet<>(bad), b.skipped().keySet());
+                assertEquals("file-36.png: cannot be decoded (test)", b.skipped().get(36));
+                assertTrue(b.skippedSummary().startsWith("10 unreadable images were skipped"), b.skippedSummary());
+                assertNull(a.skippedSummary());
+            }
+            assertEquals(List.of(0, 2, 3, 4), skipping.stream().map(ImageBatch::index).toList(), "the empty batch 1 is left out");
+            int per = 3 * 32 * 32;
+            for (ImageBatch s : skipping) {
+                ImageBatch c = clean.get(s.index());
+                int k = 0;
+                for (int j = 0; j < c.n(); j++) {
+                    int example = s.index() * 8 + j;
+                    if (bad.contains(example)) continue;
+                    assertEquals(example, s.examples()[k]);
+                    assertEquals(c.labels()[j], s.labels()[k]);
+                    assertArrayEquals(Arrays.copyOfRange(c.images(), j * per, (j + 1) * per), Arrays.copyOfRange(s.images(), k * per, (k + 1) * per),
+                            "example " + example + " is augmented as without the unreadable ones (workers " + workers + ")");
+                    k++;
+                }
+                assertEquals(s.n(), k);
+            }
+            assertEquals(37 - bad.size(), skipping.stream().mapToInt(ImageBatch::n).sum());
         }
     }
 }

@@ -101,7 +101,7 @@ public final class CifarDsp implements Callable<Integer> {
                 temperature, common.seed, device, Parallel.threads());
         System.out.println("pretrained model: " + source.toAbsolutePath());
         TrainSplit data = common.trainingData(System.out);
-        CifarResNet model = new CifarResNet(layers, 10, g);
+        CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
         Checkpoint.load(source).loadModel(model, true);
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         LrScheduler sched = new LrScheduler(sgd, new CosineAnnealingLR(epochs, 0));
@@ -120,6 +120,7 @@ public final class CifarDsp implements Callable<Integer> {
                 device, meta, resume.stopAfter(epochs)), System.out));
         Trainer trainer = new Trainer(model, sgd, device, 0f, groupsLearner);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, groupsLearner);
+        CommonOptions.reportSkipped(train, eval);
         System.out.printf("best eval accuracy %.2f%% at epoch %d (group-logit std %.4f); saved %s%n", r.bestAccuracy(), r.bestEpoch(),
                 groupsLearner.stats(), r.best().toAbsolutePath());
         System.out.println("next: bonsai finetune -l " + layers + " -g " + groups + " --save-dir " + saveDir);

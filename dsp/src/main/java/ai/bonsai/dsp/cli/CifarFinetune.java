@@ -103,7 +103,7 @@ public final class CifarFinetune implements Callable<Integer> {
                 cycles, common.seed, device, Parallel.threads());
         System.out.println("group-learned model: " + source.toAbsolutePath());
         TrainSplit data = common.trainingData(System.out);
-        CifarResNet model = new CifarResNet(layers, 10, g);
+        CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
         PruneWrapper pruner = new PruneWrapper(model, groups, fpEvery);
         pruner.loadState(Checkpoint.load(source).modelState());
 
@@ -134,6 +134,7 @@ public final class CifarFinetune implements Callable<Integer> {
                 resume.stopAfter(epochs)), System.out));
         Cycles state = new Cycles(pruner, sgd, cycleLength, epochs);
         TrainingRun.Result r = run.run(model, sgd, sched, new Trainer(model, sgd, device, 0f, pruner), train, eval, state);
+        CommonOptions.reportSkipped(train, eval);
 
         // Report the saved (best) model, not the last state.
         pruner.loadState(Checkpoint.load(r.best()).modelState());

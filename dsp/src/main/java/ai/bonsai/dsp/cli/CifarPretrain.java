@@ -75,7 +75,7 @@ public final class CifarPretrain implements Callable<Integer> {
         System.out.printf("bonsai pretrain: ResNet-%d, seed %d, device %s, %d threads%n", layers, common.seed, device,
                 ai.bonsai.backend.cpu.Parallel.threads());
         TrainSplit data = common.trainingData(System.out);
-        CifarResNet model = new CifarResNet(layers, 10, g);
+        CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         int total = epochs;
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> scheduleFactor(e, total)));
@@ -86,6 +86,7 @@ public final class CifarPretrain implements Callable<Integer> {
                 resume.stopAfter(epochs)), System.out));
         Trainer trainer = new Trainer(model, sgd, device, 0f, Trainer.Hooks.NONE);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, TrainingRun.Extra.NONE);
+        CommonOptions.reportSkipped(train, eval);
         System.out.printf("best eval accuracy %.2f%% at epoch %d; saved %s%n", r.bestAccuracy(), r.bestEpoch(), r.best().toAbsolutePath());
         System.out.println("metrics: " + r.metrics().toAbsolutePath() + ", plot: " + r.plot().toAbsolutePath());
         return 0;

@@ -21,9 +21,12 @@ public final class CommonOptions {
     public static final Path DEFAULT_DATA = Path.of("data", "cifar10");
 
     @Option(names = "--data", paramLabel = "PATH",
-            description = "CIFAR-10 folder (data_batch_1.bin ... test_batch.bin) or a single file of records, or 'synthetic'. "
+            description = "CIFAR-10 folder (data_batch_1.bin ... test_batch.bin) or a single file of records, 'synthetic', "
+                    + "imagefolder:DIR (DIR/<class>/<image>, or DIR/train and DIR/val of those) or imagelist:FILE ('path label' lines). "
                     + "Default: ./data/cifar10 when present, else synthetic CIFAR-shaped data.")
     String data;
+
+    @Mixin ImageOptions image;
 
     @Option(names = "--holdout", paramLabel = "FRACTION", defaultValue = "0.1",
             description = "When --data is a single file, the fraction at its end held out for evaluation (default: ${DEFAULT-VALUE}).")
@@ -53,6 +56,8 @@ public final class CommonOptions {
     TrainSplit trainingData(PrintStream log) {
         TrainSplit split;
         try {
+            ImageOptions.Source src = ImageOptions.source(data);
+            if (src != null) return limited(image.trainingData(src, holdout, seed), log);
             Path p = dataPath(log);
             if (p == null) {
                 if (syntheticSize < 1) throw new IllegalArgumentException("--synthetic-size: expected a positive number, got " + syntheticSize);
@@ -65,6 +70,10 @@ public final class CommonOptions {
         } catch (IOException e) {
             throw new UncheckedIOException(e.getMessage(), e);
         }
+        return limited(split, log);
+    }
+
+    private TrainSplit limited(TrainSplit split, PrintStream log) {
         if (limitTrain != null) {
             if (limitTrain < 1) throw new IllegalArgumentException("--limit-train: expected a positive number, got " + limitTrain);
             split = new TrainSplit(split.train().subset(0, Math.min(limitTrain, split.train().size())), split.heldOut());
@@ -86,13 +95,18 @@ public final class CommonOptions {
             throw new IllegalArgumentException("--batch-size " + batchSize + " is larger than the " + n + " training images, and the last "
                     + "partial batch is dropped, so an epoch would have no step: use a smaller --batch-size, or --keep-last-batch");
         }
+        // Image files: decoding and resizing on two threads ahead of training (ImageOptions); CIFAR: one is plenty.
+        boolean files = ImageOptions.source(this.data) != null;
         return DataLoader.builder(data.train()).batchSize(batchSize).shuffle(true).seed(seed).dropLast(!keepLastBatch)
-                .transform(Transform.cifarTrain()).workers(1).prefetch(3).build();
+                .transform(files ? Transform.imagenetTrain() : Transform.cifarTrain()).workers(files ? image.workers : 1)
+                .prefetch(files ? 2 * image.workers : 3).build();
     }
 
     /** The evaluation loader over the held-out data, in order, normalised only. */
     DataLoader evalLoader(TrainSplit data) {
-        return DataLoader.builder(data.heldOut()).batchSize(256).transform(Transform.cifarEval()).build();
+        boolean files = ImageOptions.source(this.data) != null;
+        return DataLoader.builder(data.heldOut()).batchSize(files ? 64 : 256).transform(files ? Transform.imagenetEval() : Transform.cifarEval())
+                .workers(files ? image.workers : 1).prefetch(files ? 2 * image.workers : 2).build();
     }
 
     /** The metadata every checkpoint of a training command records; commands add their own keys. */
@@ -101,13 +115,25 @@ public final class CommonOptions {
         m.put("format", "bonsai-checkpoint-1");
         m.put("architecture", "cifar_resnet");
         m.put("depth", Integer.toString(depth));
-        m.put("numClasses", "10");
+        m.put("numClasses", Integer.toString(data.train().numClasses()));
+        if (ImageOptions.source(this.data) != null) m.put("imageSize", Integer.toString(data.train().imageShape().dim(1)));
         m.put("seed", Long.toString(seed));
         m.put("data", data.train().description());
         m.put("stage", stage);
         m.put("dropLastBatch", Boolean.toString(!keepLastBatch));
         return m;
     }
+
+    /** The summary of images skipped as unreadable (each was reported when first met), on stderr; nothing when none was. */
+    static void reportSkipped(DataLoader... loaders) {
+        for (DataLoader l : loaders) {
+            String s = l.skippedSummary();
+            if (s != null) System.err.println("warning: " + s);
+        }
+    }
+
+    /** Classes of the training data: a model trained on it gets this many outputs. */
+    static int numClasses(TrainSplit data) { return data.train().numClasses(); }
 
     /** The --data path, the default folder when present, or null for synthetic data. */
     Path dataPath(PrintStream log) {

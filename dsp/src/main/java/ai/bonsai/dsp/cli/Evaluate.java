@@ -45,8 +45,11 @@ public final class Evaluate implements Callable<Integer> {
     Path ckpt;
 
     @Option(names = "--data", paramLabel = "PATH",
-            description = "CIFAR-10 folder or a single file of records (a single file is evaluated whole), or 'synthetic'. Default: ./data/cifar10.")
+            description = "CIFAR-10 folder or a single file of records (a single file is evaluated whole), 'synthetic', "
+                    + "imagefolder:DIR (DIR/<class>/<image>) or imagelist:FILE ('path label' lines). Default: ./data/cifar10.")
     String data;
+
+    @Mixin ImageOptions image;
 
     @Option(names = "--split", defaultValue = "test", paramLabel = "train|test", description = "Which part of a CIFAR-10 folder (default: ${DEFAULT-VALUE}).")
     String split;
@@ -72,18 +75,42 @@ public final class Evaluate implements Callable<Integer> {
         PrintStream log = json ? System.err : System.out;
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         Loaded m = load(ckpt);
-        Dataset ds = dataset(log);
-        int[] pred = new int[ds.size()];
-        Trainer.EpochStats r;
-        try (DataLoader loader = DataLoader.builder(ds).batchSize(batchSize).transform(Transform.cifarEval()).build()) {
-            r = Trainer.evaluate(m.net, loader, dev, pred);
+        ImageOptions.Source src = ImageOptions.source(data);
+        Dataset ds = src != null ? image.evalData(src, src.list() ? m.classes : 0) : dataset(log);
+        // Accuracy needs the data's classes to be the model's. With other classes the predictions are still the
+        // model's class indices, which is what --predictions is for; the labels are then ignored (set to 0).
+        int dataClasses = ds.numClasses();
+        boolean meaningful = dataClasses == m.classes;
+        if (!meaningful) {
+            String why = "--data " + (src != null ? src.describe() : ds.description()) + " has " + ds.numClasses()
+                    + " classes but the model has " + m.classes + " outputs";
+            if (predictions == null) {
+                throw new IllegalArgumentException(why + ": accuracy needs the model's classes. Pass --predictions FILE to write the model's "
+                        + "predicted class indices for these images instead.");
+            }
+            System.err.println("note: " + why + "; writing the model's class indices (0.." + (m.classes - 1)
+                    + ") to --predictions; accuracy and loss are meaningless for these classes and are not reported.");
+            ds = new Relabelled(ds, m.classes);
         }
+        int[] pred = new int[ds.size()];
+        java.util.Arrays.fill(pred, -1);   // stays -1 for an image that could not be read
+        Trainer.EpochStats r;
+        String unreadable;
+        DataLoader.Builder b = DataLoader.builder(ds).batchSize(batchSize);
+        b = src != null ? b.transform(Transform.imagenetEval()).workers(image.workers).prefetch(2 * image.workers) : b.transform(Transform.cifarEval());
+        try (DataLoader loader = b.build()) {
+            r = Trainer.evaluate(m.net, loader, dev, pred);
+            unreadable = loader.skippedSummary();
+        }
+        if (unreadable != null) System.err.println("warning: " + unreadable);
         if (predictions != null) writePredictions(predictions, pred);
         Counts c = m.counts;
         Map<String, Object> out = new LinkedHashMap<>();
-        out.put("accuracy", r.accuracy());
+        out.put("accuracy", meaningful ? r.accuracy() : null);
         out.put("images", r.images());
-        out.put("loss", r.loss());
+        out.put("loss", meaningful ? r.loss() : null);
+        out.put("dataClasses", dataClasses);
+        out.put("modelClasses", m.classes);
         // The published accounting: over the prunable convolutions (every conv_a and conv_b).
         out.put("prunedFlopsPercent", percentPruned(c.prunableMacs, c.densePrunableMacs));
         out.put("prunedParamsPercent", percentPruned(c.prunableParams, c.densePrunableParams));
@@ -112,7 +139,8 @@ public final class Evaluate implements Callable<Integer> {
             System.out.printf("%s (%s) from %s%n", m.architecture, m.kind, ckpt);
             if (m.report != null) System.out.print(m.report);
             System.out.printf("data: %s%n", ds.description());
-            System.out.printf("accuracy %.3f%% on %d images (loss %.4f)%n", r.accuracy(), r.images(), r.loss());
+            if (meaningful) System.out.printf("accuracy %.3f%% on %d images (loss %.4f)%n", r.accuracy(), r.images(), r.loss());
+            else System.out.printf("accuracy: meaningless (the data's %d classes are not the model's %d); predicted %d images%n", dataClasses, m.classes, r.images());
             System.out.printf("prunable convolutions: %,d of %,d multiply-adds, %,d of %,d weights remain (pruned %.2f%% FLOPs, %.2f%% params)%n",
                     c.prunableMacs, c.densePrunableMacs, c.prunableParams, c.densePrunableParams,
                     percentPruned(c.prunableMacs, c.densePrunableMacs), percentPruned(c.prunableParams, c.densePrunableParams));
@@ -135,7 +163,7 @@ public final class Evaluate implements Callable<Integer> {
     }
 
     /** A network ready to evaluate, what it is, and its counts. */
-    record Loaded(Module net, String architecture, String kind, Counts counts, String report) {}
+    record Loaded(Module net, String architecture, String kind, Counts counts, String report, int classes) {}
 
     /**
      * Loads any model Bonsai reads: a dense or masked Bonsai checkpoint, a packed file from {@code bonsai pack},
@@ -149,17 +177,18 @@ public final class Evaluate implements Callable<Integer> {
             } catch (IOException e) {
                 throw new UncheckedIOException(e.getMessage(), e);
             }
-            return new Loaded(packed, "resnet" + packed.structure().depth(), "torchscript (packed)", Counts.of(packed), packed.report());
+            return new Loaded(packed, "resnet" + packed.structure().depth(), "torchscript (packed)", Counts.of(packed), packed.report(),
+                    packed.structure().classifier().classes());
         }
         if (PackedFormat.isPacked(ckpt)) {
             PackedModel packed = PackedModel.load(ckpt);
-            return new Loaded(packed, "resnet" + packed.structure().depth(), "packed", Counts.of(packed), packed.report());
+            return new Loaded(packed, "resnet" + packed.structure().depth(), "packed", Counts.of(packed), packed.report(), packed.structure().classifier().classes());
         }
         CifarResNet model = loadModel(Checkpoint.load(ckpt));
         boolean masked = model.namedBuffers().keySet().stream().anyMatch(k -> k.endsWith("." + PruneWrapper.MASK_BUFFER));
         if (masked) {
             // What pruning leaves is exactly what the packed form computes: count that.
-            return new Loaded(model, "resnet" + model.depth(), "masked", Counts.of(Packer.pack(model)), null);
+            return new Loaded(model, "resnet" + model.depth(), "masked", Counts.of(Packer.pack(model)), null, model.numClasses());
         }
         ModelStats stats = ModelStats.of(model);
         long prunableMacs = 0, prunableParams = 0;
@@ -168,7 +197,7 @@ public final class Evaluate implements Callable<Integer> {
             prunableParams += l.conv().weight().numel();
         }
         Counts c = new Counts(stats.macs(), stats.macs(), stats.params(), stats.params(), prunableMacs, prunableMacs, prunableParams, prunableParams);
-        return new Loaded(model, "resnet" + model.depth(), "dense", c, null);
+        return new Loaded(model, "resnet" + model.depth(), "dense", c, null, model.numClasses());
     }
 
     /** TorchScript archives, recognised by the .pt / .pth extension. */
@@ -224,6 +253,33 @@ public final class Evaluate implements Callable<Integer> {
         } catch (IOException e) {
             throw new UncheckedIOException(e.getMessage(), e);
         }
+    }
+
+    /** Another dataset with every label 0: for predicting on classes that are not the model's (no accuracy). */
+    static final class Relabelled implements Dataset {
+        private final Dataset base;
+        private final int classes;
+
+        Relabelled(Dataset base, int classes) {
+            this.base = base;
+            this.classes = classes;
+        }
+
+        @Override public int size() { return base.size(); }
+
+        @Override public ai.bonsai.tensor.Shape imageShape() { return base.imageShape(); }
+
+        @Override public int numClasses() { return classes; }
+
+        @Override public int label(int i) { return 0; }
+
+        @Override public void image(int i, float[] dst, int offset) { base.image(i, dst, offset); }
+
+        @Override public void image(int i, float[] dst, int offset, Generator rng) { base.image(i, dst, offset, rng); }
+
+        @Override public String source(int i) { return base.source(i); }
+
+        @Override public String description() { return base.description(); }
     }
 
     static void writePredictions(Path file, int[] pred) {

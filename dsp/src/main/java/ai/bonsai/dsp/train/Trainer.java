@@ -214,7 +214,11 @@ public final class Trainer {
         return evaluate(model, loader, device, null);
     }
 
-    /** As {@link #evaluate(Module, DataLoader, Device)}, also writing each prediction into {@code predictions}. */
+    /**
+     * As {@link #evaluate(Module, DataLoader, Device)}, also writing each prediction into {@code predictions}, at the
+     * image's dataset index ({@link ImageBatch#examples()}): an image the loader skipped as unreadable leaves its slot
+     * untouched.
+     */
     public static EpochStats evaluate(Module model, DataLoader loader, Device device, int[] predictions) {
         boolean wasTraining = model.isTraining();
         model.eval();
@@ -229,7 +233,9 @@ public final class Trainer {
                 long[] pred = logits.argmax(1).toLongArray();
                 for (int i = 0; i < b.n(); i++) {
                     if (pred[i] == b.labels()[i]) correct++;
-                    if (predictions != null) predictions[seen + i] = (int) pred[i];
+                    // By dataset index where the loader says it (images it skipped as unreadable leave their slot as the
+                    // caller filled it), else in loader order.
+                    if (predictions != null) predictions[b.examples() != null ? b.examples()[i] : seen + i] = (int) pred[i];
                 }
                 seen += b.n();
             }

@@ -1,0 +1,51 @@
+package ai.bonsai.dsp.train;
+
+import ai.bonsai.data.DataLoader;
+import ai.bonsai.data.Dataset;
+import ai.bonsai.data.SyntheticCifar;
+import ai.bonsai.data.Transform;
+import ai.bonsai.data.UnreadableExampleException;
+import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.tensor.Device;
+import ai.bonsai.tensor.Generator;
+import ai.bonsai.tensor.Shape;
+import org.junit.jupiter.api.Test;
+
+import java.util.Arrays;
+import java.util.Set;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** Trainer.evaluate's predictions stay in dataset order when the loader skips unreadable images. */
+class EvaluatePredictionsTest {
+    @Test void skippedImagesLeaveTheirSlotAndTheOthersKeepTheirPlace() {
+        SyntheticCifar data = new SyntheticCifar(3, 11);
+        Set<Integer> bad = Set.of(0, 4, 5);
+        Dataset withBad = new Dataset() {
+            @Override public int size() { return data.size(); }
+            @Override public Shape imageShape() { return data.imageShape(); }
+            @Override public int numClasses() { return data.numClasses(); }
+            @Override public int label(int i) { return data.label(i); }
+            @Override public void image(int i, float[] dst, int offset) {
+                if (bad.contains(i)) throw new UnreadableExampleException("img" + i + ".jpg", "cannot be decoded (test)", null);
+                data.image(i, dst, offset);
+            }
+            @Override public String description() { return "synthetic with unreadable images"; }
+        };
+        CifarResNet model = new CifarResNet(8, 10, new Generator(1));
+        int[] all = new int[11], some = new int[11];
+        Arrays.fill(some, -1);
+        Trainer.EpochStats full, skipping;
+        try (DataLoader a = DataLoader.builder(data).batchSize(3).transform(Transform.cifarEval()).build();
+             DataLoader b = DataLoader.builder(withBad).batchSize(3).transform(Transform.cifarEval()).build()) {
+            full = Trainer.evaluate(model, a, Device.cpu(), all);
+            skipping = Trainer.evaluate(model, b, Device.cpu(), some);
+        }
+        assertEquals(11, full.images());
+        assertEquals(8, skipping.images());
+        for (int i = 0; i < 11; i++) {
+            if (bad.contains(i)) assertEquals(-1, some[i], "skipped image " + i + " keeps the caller's value");
+            else assertEquals(all[i], some[i], "image " + i + " keeps its place");
+        }
+    }
+}
