@@ -256,7 +256,7 @@ public final class CudaBackend implements Backend {
         if (momentum != 0 && momentumBuffer == null) throw new IllegalArgumentException("sgdStep: momentum " + momentum + " needs a momentum buffer");
         long buf = momentumBuffer == null ? 0 : c(momentumBuffer).address();
         launch("sgd_step", Launches.elementwise(n, ewBlock()), new KernelArgs().ptr(c(param)).ptr(c(grad)).ptr(buf).f32(lr).f32(momentum)
-                .f32(dampening).f32(0f * weightDecay).i32(nesterov ? 1 : 0).i32(firstStep ? 1 : 0).i32(n));
+                .f32(dampening).f32(weightDecay).i32(nesterov ? 1 : 0).i32(firstStep ? 1 : 0).i32(n));
     }
 
     @Override public void adamStep(Buffer param, Buffer grad, Buffer m, Buffer v, float lr, float beta1, float beta2, float eps,
