@@ -144,6 +144,27 @@ public final class GpuCheck {
             Buffer y = b.allocate(DType.FLOAT32, bx.length);
             b.branchConv2d(new ai.bonsai.backend.BranchConv(16, 16, 3, 1, 1, br), b.fromFloats(bx), 128, 32, 32, y, false);
             return y; });
+        // The fused pair (branch_pair): a packed block's conv_a then conv_b, ResNet-20 stage 3 added into its own
+        // input (whole-image tile), stage 1 into another buffer (16x16 tiles) and stage 1 in place (through a temporary).
+        for (int[] sh : new int[][] {{64, 8, 1}, {16, 32, 0}, {16, 32, 1}}) {
+            int ch = sh[0], hw = sh[1], half = ch / 2;
+            boolean inPlace = sh[2] == 1;
+            float[] px = rand(128 * ch * hw * hw, 20 + ch), pw = rand(half * half * 9, 21), ps = abs(rand(half, 22)), psh = rand(half, 23);
+            float[] outShift = rand(ch, 24);
+            both("branchConv2dPair 2+2 branches " + ch + "->" + ch + " at " + hw + "x" + hw + ", batch 128" + (inPlace ? ", in place" : ""), (b, g) -> {
+                int[] even = new int[half], odd = new int[half], lo = new int[half], hi = new int[half];
+                for (int i = 0; i < half; i++) { even[i] = 2 * i; odd[i] = 2 * i + 1; lo[i] = i; hi[i] = half + i; }
+                ai.bonsai.backend.BranchConv first = new ai.bonsai.backend.BranchConv(ch, ch, 3, 1, 1, java.util.List.of(
+                        new ai.bonsai.backend.BranchConv.Branch(even, lo, b.fromFloats(pw), b.fromFloats(ps), b.fromFloats(psh), true),
+                        new ai.bonsai.backend.BranchConv.Branch(odd, hi, b.fromFloats(pw), b.fromFloats(ps), b.fromFloats(psh), true)));
+                ai.bonsai.backend.BranchConv second = new ai.bonsai.backend.BranchConv(ch, ch, 3, 1, 1, java.util.List.of(
+                        new ai.bonsai.backend.BranchConv.Branch(lo, odd, b.fromFloats(pw), b.fromFloats(ps), b.fromFloats(psh), false),
+                        new ai.bonsai.backend.BranchConv.Branch(hi, even, b.fromFloats(pw), b.fromFloats(ps), b.fromFloats(psh), false)),
+                        b.fromFloats(outShift), true);
+                Buffer x = b.fromFloats(px), y = inPlace ? x : b.fromFloats(px);
+                b.branchConv2dPair(first, second, x, 128, hw, hw, y, true);
+                return y; });
+        }
         float[] wr = rand(64 * 32 * 9, 14), p = abs(rand(4 * 64, 15));
         both("groupRegularizer penalty (4 groups, 64x32x3x3)", (b, g) -> { Buffer pen = b.allocate(DType.FLOAT32, wr.length);
             b.groupRegularizer(b.fromFloats(wr), b.fromFloats(p), 4, 64, 32, 9, 1e-3f, pen, null, false, null); return pen; });
