@@ -161,8 +161,8 @@ public final class GpuCheck {
                         new ai.bonsai.backend.BranchConv.Branch(lo, odd, b.fromFloats(pw), b.fromFloats(ps), b.fromFloats(psh), false),
                         new ai.bonsai.backend.BranchConv.Branch(hi, even, b.fromFloats(pw), b.fromFloats(ps), b.fromFloats(psh), false)),
                         b.fromFloats(outShift), true);
-                Buffer x = b.fromFloats(px), y = inPlace ? x : b.fromFloats(px);
-                b.branchConv2dPair(first, second, x, 128, hw, hw, y, true);
+                Buffer in = b.fromFloats(px), y = inPlace ? in : b.fromFloats(px);
+                b.branchConv2dPair(first, second, in, 128, hw, hw, y, true);
                 return y; });
         }
         float[] wr = rand(64 * 32 * 9, 14), p = abs(rand(4 * 64, 15));
