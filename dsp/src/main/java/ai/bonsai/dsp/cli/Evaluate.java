@@ -72,6 +72,7 @@ public final class Evaluate implements Callable<Integer> {
         PrintStream log = json ? System.err : System.out;
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         Loaded m = load(ckpt);
+        if (!(m.net instanceof ai.bonsai.dsp.pack.PackedModel)) m.net.to(dev);   // packed models run on the CPU only
         Dataset ds = dataset(log);
         int[] pred = new int[ds.size()];
         Trainer.EpochStats r;
