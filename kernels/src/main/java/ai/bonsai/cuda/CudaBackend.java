@@ -276,17 +276,26 @@ public final class CudaBackend implements Backend {
 
     private static long addressOrZero(Buffer b) { return b == null ? 0 : c(b).address(); }
 
+    // Convolutions go to cuDNN where the runtime has it (a GPU with libcudnn.so.9) and it offers a deterministic
+    // algorithm; otherwise, and always under emulation, to our direct kernels.
+
     @Override public void conv2d(ConvGeometry g, Buffer x, Buffer w, Buffer bias, Buffer y) {
+        GpuRuntime.Dnn dnn = rt.dnn();
+        if (dnn != null && dnn.convForward(g, c(x).address(), c(w).address(), addressOrZero(bias), c(y).address())) return;
         launch("conv_fwd", Launches.elementwise((long) g.n() * g.k() * g.outH() * g.outW(), ewBlock()),
                 new KernelArgs().ints(conv(g)).ptr(c(x)).ptr(c(w)).ptr(addressOrZero(bias)).ptr(c(y)));
     }
 
     @Override public void conv2dBackwardData(ConvGeometry g, Buffer dy, Buffer w, Buffer dx) {
+        GpuRuntime.Dnn dnn = rt.dnn();
+        if (dnn != null && dnn.convBackwardData(g, c(dy).address(), c(w).address(), c(dx).address())) return;
         launch("conv_bwd_data", Launches.elementwise((long) g.n() * g.c() * g.h() * g.w(), ewBlock()),
                 new KernelArgs().ints(conv(g)).ptr(c(dy)).ptr(c(w)).ptr(c(dx)));
     }
 
     @Override public void conv2dBackwardWeight(ConvGeometry g, Buffer x, Buffer dy, Buffer dw) {
+        GpuRuntime.Dnn dnn = rt.dnn();
+        if (dnn != null && dnn.convBackwardFilter(g, c(x).address(), c(dy).address(), c(dw).address())) return;
         long weights = (long) g.k() * g.cg() * g.r() * g.s();
         launch("conv_bwd_weight", Launches.perRow(weights, rowBlock((long) g.n() * g.outH() * g.outW())),
                 new KernelArgs().ints(conv(g)).ptr(c(x)).ptr(c(dy)).ptr(c(dw)));
