@@ -43,6 +43,13 @@ public final class CudaBackend implements Backend {
 
     public GpuRuntime runtime() { return rt; }
 
+    private volatile boolean cudnnAllowed = true;
+
+    /** Whether convolutions may go to cuDNN where it loads (default true); GpuCheck turns it off to check our kernels. */
+    public void useCudnn(boolean allowed) { this.cudnnAllowed = allowed; }
+
+    private GpuRuntime.Dnn dnn() { return cudnnAllowed ? rt.dnn() : null; }
+
     public CachingAllocator allocator() { return allocator; }
 
     @Override public Device device() { return device; }
@@ -280,21 +287,21 @@ public final class CudaBackend implements Backend {
     // algorithm; otherwise, and always under emulation, to our direct kernels.
 
     @Override public void conv2d(ConvGeometry g, Buffer x, Buffer w, Buffer bias, Buffer y) {
-        GpuRuntime.Dnn dnn = rt.dnn();
+        GpuRuntime.Dnn dnn = dnn();
         if (dnn != null && dnn.convForward(g, c(x).address(), c(w).address(), addressOrZero(bias), c(y).address())) return;
         launch("conv_fwd", Launches.elementwise((long) g.n() * g.k() * g.outH() * g.outW(), ewBlock()),
                 new KernelArgs().ints(conv(g)).ptr(c(x)).ptr(c(w)).ptr(addressOrZero(bias)).ptr(c(y)));
     }
 
     @Override public void conv2dBackwardData(ConvGeometry g, Buffer dy, Buffer w, Buffer dx) {
-        GpuRuntime.Dnn dnn = rt.dnn();
+        GpuRuntime.Dnn dnn = dnn();
         if (dnn != null && dnn.convBackwardData(g, c(dy).address(), c(w).address(), c(dx).address())) return;
         launch("conv_bwd_data", Launches.elementwise((long) g.n() * g.c() * g.h() * g.w(), ewBlock()),
                 new KernelArgs().ints(conv(g)).ptr(c(dy)).ptr(c(w)).ptr(c(dx)));
     }
 
     @Override public void conv2dBackwardWeight(ConvGeometry g, Buffer x, Buffer dy, Buffer dw) {
-        GpuRuntime.Dnn dnn = rt.dnn();
+        GpuRuntime.Dnn dnn = dnn();
         if (dnn != null && dnn.convBackwardFilter(g, c(x).address(), c(dy).address(), c(dw).address())) return;
         long weights = (long) g.k() * g.cg() * g.r() * g.s();
         launch("conv_bwd_weight", Launches.perRow(weights, rowBlock((long) g.n() * g.outH() * g.outW())),

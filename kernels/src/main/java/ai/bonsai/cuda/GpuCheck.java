@@ -52,9 +52,11 @@ public final class GpuCheck {
         System.out.println("gpu-check: " + c.gpu.runtime().describe());
         for (int block : new int[] {0, 128, 1024}) {
             c.gpu.forceBlock(block);
-            c.parity(block == 0 ? "launcher's blocks" : "block " + block);
+            c.gpu.useCudnn(block == 0);   // forced blocks check our own convolution kernels even where cuDNN loads
+            c.parity(block == 0 ? "launcher's blocks, cuDNN where loaded" : "block " + block + ", own kernels");
         }
         c.gpu.forceBlock(0);
+        c.gpu.useCudnn(true);
         c.training();
         c.timings();
         String json = "{\"device\": \"" + c.gpu.runtime().describe().replace("\"", "'") + "\", \"failures\": " + c.failures
