@@ -283,8 +283,9 @@ public final class CudaBackend implements Backend {
 
     private static long addressOrZero(Buffer b) { return b == null ? 0 : c(b).address(); }
 
-    // Convolutions go to cuDNN where the runtime has it (a GPU with libcudnn.so.9) and it offers a deterministic
-    // algorithm; otherwise, and always under emulation, to our direct kernels.
+    // Convolutions and batch norm go to cuDNN where the runtime has it (a GPU with libcudnn.so.9) and it takes the
+    // case (a deterministic convolution algorithm; eps >= 1e-5 for batch norm); otherwise, and always under
+    // emulation, to our own kernels.
 
     @Override public void conv2d(ConvGeometry g, Buffer x, Buffer w, Buffer bias, Buffer y) {
         GpuRuntime.Dnn dnn = dnn();
@@ -310,18 +311,27 @@ public final class CudaBackend implements Backend {
 
     @Override public void batchNormTrain(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean, Buffer runningVar,
                                          float momentum, float eps, Buffer y, Buffer saveMean, Buffer saveInvStd) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dnn.batchNormTrain(n, c, hw, c(x).address(), c(gamma).address(), c(beta).address(), c(runningMean).address(),
+                c(runningVar).address(), momentum, eps, c(y).address(), c(saveMean).address(), c(saveInvStd).address())) return;
         launch("bn_train", Launches.perRow(c, rowBlock((long) n * hw)), new KernelArgs().ptr(c(x)).i32(n).i32(c).i32(hw).ptr(c(gamma))
                 .ptr(c(beta)).ptr(c(runningMean)).ptr(c(runningVar)).f32(momentum).f32(eps).ptr(c(y)).ptr(c(saveMean)).ptr(c(saveInvStd)));
     }
 
     @Override public void batchNormEval(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean, Buffer runningVar,
                                         float eps, Buffer y) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dnn.batchNormEval(n, c, hw, c(x).address(), c(gamma).address(), c(beta).address(), c(runningMean).address(),
+                c(runningVar).address(), eps, c(y).address())) return;
         launch("bn_eval", Launches.elementwise((long) n * c * hw, ewBlock()), new KernelArgs().ptr(c(x)).i32(n).i32(c).i32(hw).ptr(c(gamma))
                 .ptr(c(beta)).ptr(c(runningMean)).ptr(c(runningVar)).f32(eps).ptr(c(y)));
     }
 
     @Override public void batchNormBackward(Buffer x, Buffer dy, int n, int c, int hw, Buffer gamma, Buffer saveMean, Buffer saveInvStd,
                                             Buffer dx, Buffer dGamma, Buffer dBeta) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dx != null && dnn.batchNormBackward(n, c, hw, c(x).address(), c(dy).address(), c(gamma).address(),
+                c(saveMean).address(), c(saveInvStd).address(), c(dx).address(), c(dGamma).address(), c(dBeta).address())) return;
         launch("bn_backward", Launches.perRow(c, rowBlock((long) n * hw)), new KernelArgs().ptr(c(x)).ptr(c(dy)).i32(n).i32(c).i32(hw)
                 .ptr(c(gamma)).ptr(c(saveMean)).ptr(c(saveInvStd)).ptr(addressOrZero(dx)).ptr(c(dGamma)).ptr(c(dBeta)));
     }

@@ -18,7 +18,7 @@ import java.util.function.LongUnaryOperator;
 import static org.bytedeco.cuda.global.cudnn.*;
 
 /**
- * Convolution forward and both backward passes through cuDNN 9 (JavaCPP's CUDA 13 presets), on the legacy default
+ * Convolution forward and both backward passes, and batch norm (training, inference, backward), through cuDNN 9 (JavaCPP's CUDA 13 presets), on the legacy default
  * stream like our kernels and cuBLAS. Per (direction, geometry) a plan is made once: the descriptors and the algorithm,
  * the first of cuDNN's heuristic list (cudnnGet*Algorithm_v7, fastest first) that is deterministic and fits the
  * workspace limit ({@link ConvAlgorithms#choose}); with none, that pass stays on Bonsai's kernel. One workspace,
@@ -162,6 +162,68 @@ final class CudnnConv implements GpuRuntime.Dnn {
         try (FloatPointer one = new FloatPointer(1f); FloatPointer zero = new FloatPointer(0f)) {
             check(cudnnConvolutionBackwardFilter(handle, one, p.x(), new DevicePointer(x), p.y(), new DevicePointer(dy), p.conv(), p.algo(),
                     new DevicePointer(ws), p.workspaceBytes(), zero, p.w(), new DevicePointer(dw)), "cudnnConvolutionBackwardFilter algo " + p.algo() + " for " + g);
+        }
+        return true;
+    }
+
+    // ---------------------------------------------------------------- batch norm (CUDNN_BATCHNORM_SPATIAL)
+
+    /** x as (n, c, hw, 1) and the per-channel (1, c, 1, 1) descriptor, made once per shape. */
+    private record BnKey(int n, int c, int hw) {}
+
+    private record BnPlan(cudnnTensorStruct x, cudnnTensorStruct perChannel) {}
+
+    private final ConvAlgorithms.Cache<BnKey, BnPlan> bnPlans = new ConvAlgorithms.Cache<>();
+
+    private BnPlan bn(int n, int c, int hw) {
+        return bnPlans.get(new BnKey(n, c, hw), k -> {
+            cudnnTensorStruct x = new cudnnTensorStruct(), pc = new cudnnTensorStruct();
+            check(cudnnCreateTensorDescriptor(x), "cudnnCreateTensorDescriptor");
+            check(cudnnCreateTensorDescriptor(pc), "cudnnCreateTensorDescriptor");
+            check(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, k.n(), k.c(), k.hw(), 1), "cudnnSetTensor4dDescriptor bn x " + k);
+            check(cudnnSetTensor4dDescriptor(pc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, k.c(), 1, 1), "cudnnSetTensor4dDescriptor bn " + k);
+            return new BnPlan(x, pc);
+        });
+    }
+
+    /** cuDNN takes eps >= CUDNN_BN_MIN_EPSILON and needs two values per channel for the unbiased variance. */
+    private static boolean bnSupported(int n, int hw, float eps) { return eps >= CUDNN_BN_MIN_EPSILON && (long) n * hw >= 2; }
+
+    @Override public synchronized boolean batchNormTrain(int n, int c, int hw, long x, long gamma, long beta, long runningMean, long runningVar,
+                                                         float momentum, float eps, long y, long saveMean, long saveInvStd) {
+        if (!bnSupported(n, hw, eps)) return false;
+        BnPlan p = bn(n, c, hw);
+        try (FloatPointer one = new FloatPointer(1f); FloatPointer zero = new FloatPointer(0f)) {
+            check(cudnnBatchNormalizationForwardTraining(handle, CUDNN_BATCHNORM_SPATIAL, one, zero, p.x(), new DevicePointer(x), p.x(),
+                    new DevicePointer(y), p.perChannel(), new DevicePointer(gamma), new DevicePointer(beta), momentum,
+                    new DevicePointer(runningMean), new DevicePointer(runningVar), eps, new DevicePointer(saveMean), new DevicePointer(saveInvStd)),
+                    "cudnnBatchNormalizationForwardTraining n=" + n + " c=" + c + " hw=" + hw);
+        }
+        return true;
+    }
+
+    @Override public synchronized boolean batchNormEval(int n, int c, int hw, long x, long gamma, long beta, long runningMean, long runningVar,
+                                                        float eps, long y) {
+        if (eps < CUDNN_BN_MIN_EPSILON) return false;
+        BnPlan p = bn(n, c, hw);
+        try (FloatPointer one = new FloatPointer(1f); FloatPointer zero = new FloatPointer(0f)) {
+            check(cudnnBatchNormalizationForwardInference(handle, CUDNN_BATCHNORM_SPATIAL, one, zero, p.x(), new DevicePointer(x), p.x(),
+                    new DevicePointer(y), p.perChannel(), new DevicePointer(gamma), new DevicePointer(beta),
+                    new DevicePointer(runningMean), new DevicePointer(runningVar), eps), "cudnnBatchNormalizationForwardInference n=" + n + " c=" + c + " hw=" + hw);
+        }
+        return true;
+    }
+
+    @Override public synchronized boolean batchNormBackward(int n, int c, int hw, long x, long dy, long gamma, long saveMean, long saveInvStd,
+                                                            long dx, long dGamma, long dBeta) {
+        if ((long) n * hw < 2 || dx == 0) return false;
+        BnPlan p = bn(n, c, hw);
+        // With the saved mean and inverse std given, cuDNN uses them and not epsilon (passed at its minimum).
+        try (FloatPointer one = new FloatPointer(1f); FloatPointer zero = new FloatPointer(0f)) {
+            check(cudnnBatchNormalizationBackward(handle, CUDNN_BATCHNORM_SPATIAL, one, zero, one, zero, p.x(), new DevicePointer(x), p.x(),
+                    new DevicePointer(dy), p.x(), new DevicePointer(dx), p.perChannel(), new DevicePointer(gamma), new DevicePointer(dGamma),
+                    new DevicePointer(dBeta), CUDNN_BN_MIN_EPSILON, new DevicePointer(saveMean), new DevicePointer(saveInvStd)),
+                    "cudnnBatchNormalizationBackward n=" + n + " c=" + c + " hw=" + hw);
         }
         return true;
     }

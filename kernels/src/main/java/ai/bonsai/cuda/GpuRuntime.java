@@ -52,6 +52,16 @@ public interface GpuRuntime extends AutoCloseable {
         boolean convBackwardData(ai.bonsai.backend.ConvGeometry g, long dy, long w, long dx);
 
         boolean convBackwardFilter(ai.bonsai.backend.ConvGeometry g, long x, long dy, long dw);
+
+        /** Backend.batchNormTrain's contract (running variance unbiased); false where cuDNN cannot take it. */
+        boolean batchNormTrain(int n, int c, int hw, long x, long gamma, long beta, long runningMean, long runningVar,
+                               float momentum, float eps, long y, long saveMean, long saveInvStd);
+
+        boolean batchNormEval(int n, int c, int hw, long x, long gamma, long beta, long runningMean, long runningVar, float eps, long y);
+
+        /** Backend.batchNormBackward's contract with dx present (cuDNN always writes dx). */
+        boolean batchNormBackward(int n, int c, int hw, long x, long dy, long gamma, long saveMean, long saveInvStd,
+                                  long dx, long dGamma, long dBeta);
     }
 
     interface Blas {
