@@ -26,13 +26,16 @@ import java.util.Map;
  * with host labels, backward, and SGD with momentum and weight decay, all on the device.
  *
  * <p>Tolerance: both sides compute in float32 but sum in different orders (per-thread direct convolution and
- * block reductions on the device, blocked GEMM and Winograd on the CPU), so the first loss agrees to rounding
- * (relative 1e-4) and later ones drift as the rounding differences are amplified by training; with lr 0.1 over
- * 20 steps a relative 2e-2 on each loss holds with a wide margin where the kernels are right, while a wrong
- * kernel (a bad gradient, a missed accumulation) moves the loss by far more within a step or two.
+ * block reductions on the device, blocked GEMM and Winograd on the CPU). The losses of the first two steps (one
+ * forward pass; one update) differ by rounding only and must agree within 1e-4 relative; later ones drift as
+ * training amplifies the differences, and must agree within 2e-2. The 2e-2 was sized on the CPU alone: ResNet-20,
+ * batch 32, 20 steps, a 1e-6 relative perturbation of the initial weights moves the losses by up to 2.8e-3 at
+ * lr 0.01 (so GpuCheck uses lr 0.01), but by 2.2e-2 at lr 0.1, where random-label training is too chaotic for a
+ * 20-step comparison. Kernel bugs are the per-primitive parity checks' job; this comparison checks that a whole
+ * training step runs on the device and stays with the CPU.
  */
 public final class TrainingComparison {
-    /** First-step loss: one forward pass, rounding only. */
+    /** The losses of steps 0 and 1: a forward pass and one update, rounding only. */
     public static final double FIRST_LOSS_RTOL = 1e-4;
     /** Every later step's loss. */
     public static final double LOSS_RTOL = 2e-2;
@@ -43,7 +46,7 @@ public final class TrainingComparison {
         public boolean ok() { return initIdentical && worstFirst <= FIRST_LOSS_RTOL && worstLater <= LOSS_RTOL && Double.isFinite(paramDiff); }
 
         public String summary() {
-            return String.format(Locale.ROOT, "%s, %d steps: init identical %b, first-loss rel diff %.2e (tol %.0e), worst later rel diff %.2e "
+            return String.format(Locale.ROOT, "%s, %d steps: init identical %b, steps 0-1 loss rel diff %.2e (tol %.0e), worst later rel diff %.2e "
                     + "(tol %.0e), final params max abs diff %.2e; losses cpu %.5f -> %.5f, device %.5f -> %.5f", model, cpuLosses.length,
                     initIdentical, worstFirst, FIRST_LOSS_RTOL, worstLater, LOSS_RTOL, paramDiff, cpuLosses[0], cpuLosses[cpuLosses.length - 1],
                     deviceLosses[0], deviceLosses[deviceLosses.length - 1]);
@@ -55,9 +58,9 @@ public final class TrainingComparison {
     /**
      * Trains a ResNet-{@code depth} (6n+2) with base width {@code width} (16 for the published ResNets) on
      * {@code batch} seeded random images of {@code size}x{@code size} with random labels for {@code steps} SGD steps
-     * (lr 0.1, momentum 0.9, weight decay 5e-4), once on the CPU and once on {@code device}.
+     * (learning rate {@code lr}, momentum 0.9, weight decay 5e-4), once on the CPU and once on {@code device}.
      */
-    public static Result run(Device device, int depth, int width, int batch, int size, int steps, long seed) {
+    public static Result run(Device device, int depth, int width, int batch, int size, int steps, float lr, long seed) {
         Module cpuModel = resnet(depth, width, new Generator(seed));
         Module devModel = resnet(depth, width, new Generator(seed));
         devModel.to(device);
@@ -65,8 +68,8 @@ public final class TrainingComparison {
         for (Tensor p : devModel.parameters()) {
             if (!p.device().equals(device) || !p.isLeaf() || !p.requiresGrad()) throw new IllegalStateException("Module.to left a parameter on " + p.device());
         }
-        SGD cpuOpt = new SGD(cpuModel.parameters(), 0.1f, 0.9f, 0f, 5e-4f, false);
-        SGD devOpt = new SGD(devModel.parameters(), 0.1f, 0.9f, 0f, 5e-4f, false);
+        SGD cpuOpt = new SGD(cpuModel.parameters(), lr, 0.9f, 0f, 5e-4f, false);
+        SGD devOpt = new SGD(devModel.parameters(), lr, 0.9f, 0f, 5e-4f, false);
         double[] cl = new double[steps], dl = new double[steps];
         Generator data = new Generator(seed ^ 0x5eed);
         for (int s = 0; s < steps; s++) {
@@ -77,11 +80,12 @@ public final class TrainingComparison {
             cl[s] = step(cpuModel, cpuOpt, Tensor.of(images, Device.cpu(), batch, 3, size, size), labels);
             dl[s] = step(devModel, devOpt, Tensor.of(images, device, batch, 3, size, size), labels);
         }
-        double first = rel(cl[0], dl[0]), later = 0;
-        for (int s = 1; s < steps; s++) later = Math.max(later, rel(cl[s], dl[s]));
+        double first = 0, later = 0;
+        for (int s = 0; s < Math.min(2, steps); s++) first = Math.max(first, rel(cl[s], dl[s]));
+        for (int s = 2; s < steps; s++) later = Math.max(later, rel(cl[s], dl[s]));
         double params = sameValues(cpuModel.stateDict(), devModel.stateDict());
         return new Result(cl, dl, first, later, params, initIdentical,
-                String.format(Locale.ROOT, "ResNet-%d width %d, batch %d, %dx%d", depth, width, batch, size, size));
+                String.format(Locale.ROOT, "ResNet-%d width %d, batch %d, %dx%d, lr %g", depth, width, batch, size, size, lr));
     }
 
     private static double rel(double a, double b) {
