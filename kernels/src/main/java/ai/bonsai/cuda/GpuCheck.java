@@ -91,7 +91,7 @@ public final class GpuCheck {
         if (!r.ok()) failures++;
         System.out.println("  " + (r.ok() ? "ok  " : "FAIL") + " " + r.summary());
         results.add(String.format(Locale.ROOT, "{\"check\": \"training ResNet-20, 20 steps\", \"ok\": %b, \"worstSteps01Rel\": %.3e, "
-                + "\"worstLaterRel\": %.3e, \"paramMaxAbsDiff\": %.3e, %s}", r.ok(), r.worstFirst(), r.worstLater(), r.paramDiff(),
+                + "\"worstLaterRel\": %.3e, \"paramMaxAbsDiff\": %.3e, \"evalLogitsMaxAbsDiff\": %.3e, %s}", r.ok(), r.worstFirst(), r.worstLater(), r.paramDiff(), r.evalLogitDiff(),
                 TrainingComparison.lossesJson(r)));
     }
 

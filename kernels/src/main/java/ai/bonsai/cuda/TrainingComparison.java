@@ -42,13 +42,13 @@ public final class TrainingComparison {
 
     /** The comparison's figures. */
     public record Result(double[] cpuLosses, double[] deviceLosses, double worstFirst, double worstLater, double paramDiff,
-                         boolean initIdentical, String model) {
+                         double evalLogitDiff, boolean initIdentical, String model) {
         public boolean ok() { return initIdentical && worstFirst <= FIRST_LOSS_RTOL && worstLater <= LOSS_RTOL && Double.isFinite(paramDiff); }
 
         public String summary() {
             return String.format(Locale.ROOT, "%s, %d steps: init identical %b, steps 0-1 loss rel diff %.2e (tol %.0e), worst later rel diff %.2e "
-                    + "(tol %.0e), final params max abs diff %.2e; losses cpu %.5f -> %.5f, device %.5f -> %.5f", model, cpuLosses.length,
-                    initIdentical, worstFirst, FIRST_LOSS_RTOL, worstLater, LOSS_RTOL, paramDiff, cpuLosses[0], cpuLosses[cpuLosses.length - 1],
+                    + "(tol %.0e), final params max abs diff %.2e, eval-mode logits max abs diff %.2e; losses cpu %.5f -> %.5f, device %.5f -> %.5f", model, cpuLosses.length,
+                    initIdentical, worstFirst, FIRST_LOSS_RTOL, worstLater, LOSS_RTOL, paramDiff, evalLogitDiff, cpuLosses[0], cpuLosses[cpuLosses.length - 1],
                     deviceLosses[0], deviceLosses[deviceLosses.length - 1]);
         }
     }
@@ -84,7 +84,19 @@ public final class TrainingComparison {
         for (int s = 0; s < Math.min(2, steps); s++) first = Math.max(first, rel(cl[s], dl[s]));
         for (int s = 2; s < steps; s++) later = Math.max(later, rel(cl[s], dl[s]));
         double params = sameValues(cpuModel.stateDict(), devModel.stateDict());
-        return new Result(cl, dl, first, later, params, initIdentical,
+        // Inference as bonsai eval runs it: eval mode (batch norm on the running statistics), no graph.
+        float[] images = new float[batch * 3 * size * size];
+        for (int i = 0; i < images.length; i++) images[i] = (float) data.nextGaussian();
+        double evalDiff;
+        cpuModel.eval();
+        devModel.eval();
+        try (var scope = ai.bonsai.autograd.GradMode.noGrad()) {
+            float[] a = cpuModel.forward(Tensor.of(images, Device.cpu(), batch, 3, size, size)).toFloatArray();
+            float[] b = devModel.forward(Tensor.of(images, device, batch, 3, size, size)).toFloatArray();
+            evalDiff = 0;
+            for (int i = 0; i < a.length; i++) evalDiff = Math.max(evalDiff, Double.isNaN(b[i] - a[i]) ? Double.POSITIVE_INFINITY : Math.abs(b[i] - a[i]));
+        }
+        return new Result(cl, dl, first, later, params, evalDiff, initIdentical,
                 String.format(Locale.ROOT, "ResNet-%d width %d, batch %d, %dx%d, lr %g", depth, width, batch, size, size, lr));
     }
 

@@ -48,6 +48,7 @@ class CudaTrainingEmulationTest {
             assertTrue(r.worstFirst() <= 1e-5, "losses of steps 0-1: " + r.summary());
             assertTrue(r.worstLater() <= 1e-5, "later losses: " + r.summary());
             assertTrue(r.paramDiff() <= 1e-5, "final parameters: " + r.summary());
+            assertTrue(r.evalLogitDiff() <= 1e-4, "eval-mode logits after training: " + r.summary());
             assertTrue(r.ok(), r.summary());
             // The losses must change: parameters were updated on the device (a no-op step would keep them flat-ish but
             // never identical across different random batches, so also check the final state moved away from the init).
