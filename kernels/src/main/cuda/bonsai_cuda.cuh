@@ -3,8 +3,11 @@
 #pragma once
 #ifdef __CUDACC__
 #define EMU_REGISTER(k)
+// The launch's dynamic shared memory as an array of floats.
+#define DYNAMIC_SHARED_FLOATS(name) extern __shared__ float name[]
 #else
 #include "emu/cuda_emu.h"
+#define DYNAMIC_SHARED_FLOATS(name) float* name = emu::S().dynShared.data()
 #endif
 
 // Kernels take sizes as int: Bonsai's buffers are indexed by int (Buffer.length()). Loops are grid-stride so any

@@ -227,7 +227,8 @@ public final class Functional {
             if (t[i] < 0 || t[i] >= k) throw new IllegalArgumentException("crossEntropy: target " + t[i] + " at position " + i + " is outside [0, " + k + ")");
         }
         Tensor logp = logSoftmax(logits, 1);
-        Tensor nll = takeAlongAxis(logp, 1, targets.reshape(-1, 1)).mean().neg();
+        // Labels usually come from the host: gather with them on the logits' device.
+        Tensor nll = takeAlongAxis(logp, 1, targets.to(logits.device()).reshape(-1, 1)).mean().neg();
         if (labelSmoothing == 0) return nll;
         Tensor smooth = logp.mean().neg();                    // mean over N and K of -log p
         return nll.mul(1 - labelSmoothing).add(smooth.mul(labelSmoothing));

@@ -194,6 +194,47 @@ public abstract class Module {
         for (Tensor p : parameters()) p.zeroGrad();
     }
 
+    // ---------------------------------------------------------------- device
+
+    /**
+     * Moves every parameter and buffer of this module and its descendants to {@code device} (PyTorch's
+     * {@code module.to(device)}); returns this module. A tensor already there is kept; any other is replaced, in
+     * its registration slot, by a copy on {@code device} (a parameter stays a leaf that requires a gradient if it did, and
+     * its gradient is dropped). Values are copied exactly, so a model moved to a device starts from the same
+     * initialisation as on the CPU.
+     *
+     * <p>Build the optimiser after moving the model: an optimiser holds the parameter tensors it was given, and
+     * those are the replaced ones. Its state (momentum, Adam moments) is then created on the parameters' device,
+     * and optimiser state loaded from a checkpoint is placed there too.
+     */
+    public Module to(ai.bonsai.tensor.Device device) {
+        if (device == null) throw new IllegalArgumentException("Module.to: device is null");
+        moveTensors(this, device, new IdentityHashMap<>());
+        return this;
+    }
+
+    /** Moves own tensors then children's; a tensor shared by two slots is moved once and stays shared. */
+    private static void moveTensors(Module m, ai.bonsai.tensor.Device device, IdentityHashMap<Tensor, Tensor> moved) {
+        for (Map.Entry<String, Tensor> e : m.parameters.entrySet()) {
+            Tensor t = e.getValue();
+            if (t.device().equals(device)) continue;
+            e.setValue(moved.computeIfAbsent(t, x -> x.detach().to(device).requiresGrad(x.requiresGrad())));
+        }
+        for (Map.Entry<String, Tensor> e : m.buffers.entrySet()) {
+            Tensor t = e.getValue();
+            if (t.device().equals(device)) continue;
+            e.setValue(moved.computeIfAbsent(t, x -> x.detach().to(device)));
+        }
+        for (Module c : m.children.values()) moveTensors(c, device, moved);
+    }
+
+    /** The device of this module's first parameter (or buffer); CPU when it has neither. */
+    public ai.bonsai.tensor.Device device() {
+        for (Tensor t : namedParameters().values()) return t.device();
+        for (Tensor t : namedBuffers().values()) return t.device();
+        return ai.bonsai.tensor.Device.cpu();
+    }
+
     // ---------------------------------------------------------------- state dict
 
     /**

@@ -234,4 +234,21 @@ class ModuleTest {
         assertEquals("2.5e-07", Module.pyFloat(2.5e-7));
         assertEquals("1.0", Module.pyFloat(1));
     }
+
+    /** Module.to onto the device the tensors are already on keeps them (the CUDA move is tested in kernels). */
+    @Test void toTheSameDeviceKeepsEveryTensor() {
+        Net net = new Net(new Generator(1));
+        Map<String, Tensor> before = new LinkedHashMap<>();
+        net.namedParameters().forEach(before::put);
+        net.namedBuffers().forEach(before::put);
+        assertSame(net, net.to(ai.bonsai.tensor.Device.cpu()));
+        assertEquals(ai.bonsai.tensor.Device.cpu(), net.device());
+        Map<String, Tensor> after = new LinkedHashMap<>();
+        net.namedParameters().forEach(after::put);
+        net.namedBuffers().forEach(after::put);
+        assertEquals(before.keySet(), after.keySet());
+        for (String k : before.keySet()) assertSame(before.get(k), after.get(k), k);
+        assertThrows(IllegalArgumentException.class, () -> net.to(null));
+        for (Tensor p : net.parameters()) assertTrue(p.requiresGrad() && p.isLeaf());
+    }
 }

@@ -43,6 +43,13 @@ public final class CudaBackend implements Backend {
 
     public GpuRuntime runtime() { return rt; }
 
+    private volatile boolean cudnnAllowed = true;
+
+    /** Whether convolutions may go to cuDNN where it loads (default true); GpuCheck turns it off to check our kernels. */
+    public void useCudnn(boolean allowed) { this.cudnnAllowed = allowed; }
+
+    private GpuRuntime.Dnn dnn() { return cudnnAllowed ? rt.dnn() : null; }
+
     public CachingAllocator allocator() { return allocator; }
 
     @Override public Device device() { return device; }
@@ -276,17 +283,27 @@ public final class CudaBackend implements Backend {
 
     private static long addressOrZero(Buffer b) { return b == null ? 0 : c(b).address(); }
 
+    // Convolutions and batch norm go to cuDNN where the runtime has it (a GPU with libcudnn.so.9) and it takes the
+    // case (a deterministic convolution algorithm; eps >= 1e-5 for batch norm); otherwise, and always under
+    // emulation, to our own kernels.
+
     @Override public void conv2d(ConvGeometry g, Buffer x, Buffer w, Buffer bias, Buffer y) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dnn.convForward(g, c(x).address(), c(w).address(), addressOrZero(bias), c(y).address())) return;
         launch("conv_fwd", Launches.elementwise((long) g.n() * g.k() * g.outH() * g.outW(), ewBlock()),
                 new KernelArgs().ints(conv(g)).ptr(c(x)).ptr(c(w)).ptr(addressOrZero(bias)).ptr(c(y)));
     }
 
     @Override public void conv2dBackwardData(ConvGeometry g, Buffer dy, Buffer w, Buffer dx) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dnn.convBackwardData(g, c(dy).address(), c(w).address(), c(dx).address())) return;
         launch("conv_bwd_data", Launches.elementwise((long) g.n() * g.c() * g.h() * g.w(), ewBlock()),
                 new KernelArgs().ints(conv(g)).ptr(c(dy)).ptr(c(w)).ptr(c(dx)));
     }
 
     @Override public void conv2dBackwardWeight(ConvGeometry g, Buffer x, Buffer dy, Buffer dw) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dnn.convBackwardFilter(g, c(x).address(), c(dy).address(), c(dw).address())) return;
         long weights = (long) g.k() * g.cg() * g.r() * g.s();
         launch("conv_bwd_weight", Launches.perRow(weights, rowBlock((long) g.n() * g.outH() * g.outW())),
                 new KernelArgs().ints(conv(g)).ptr(c(x)).ptr(c(dy)).ptr(c(dw)));
@@ -294,18 +311,27 @@ public final class CudaBackend implements Backend {
 
     @Override public void batchNormTrain(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean, Buffer runningVar,
                                          float momentum, float eps, Buffer y, Buffer saveMean, Buffer saveInvStd) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dnn.batchNormTrain(n, c, hw, c(x).address(), c(gamma).address(), c(beta).address(), c(runningMean).address(),
+                c(runningVar).address(), momentum, eps, c(y).address(), c(saveMean).address(), c(saveInvStd).address())) return;
         launch("bn_train", Launches.perRow(c, rowBlock((long) n * hw)), new KernelArgs().ptr(c(x)).i32(n).i32(c).i32(hw).ptr(c(gamma))
                 .ptr(c(beta)).ptr(c(runningMean)).ptr(c(runningVar)).f32(momentum).f32(eps).ptr(c(y)).ptr(c(saveMean)).ptr(c(saveInvStd)));
     }
 
     @Override public void batchNormEval(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean, Buffer runningVar,
                                         float eps, Buffer y) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dnn.batchNormEval(n, c, hw, c(x).address(), c(gamma).address(), c(beta).address(), c(runningMean).address(),
+                c(runningVar).address(), eps, c(y).address())) return;
         launch("bn_eval", Launches.elementwise((long) n * c * hw, ewBlock()), new KernelArgs().ptr(c(x)).i32(n).i32(c).i32(hw).ptr(c(gamma))
                 .ptr(c(beta)).ptr(c(runningMean)).ptr(c(runningVar)).f32(eps).ptr(c(y)));
     }
 
     @Override public void batchNormBackward(Buffer x, Buffer dy, int n, int c, int hw, Buffer gamma, Buffer saveMean, Buffer saveInvStd,
                                             Buffer dx, Buffer dGamma, Buffer dBeta) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dx != null && dnn.batchNormBackward(n, c, hw, c(x).address(), c(dy).address(), c(gamma).address(),
+                c(saveMean).address(), c(saveInvStd).address(), c(dx).address(), c(dGamma).address(), c(dBeta).address())) return;
         launch("bn_backward", Launches.perRow(c, rowBlock((long) n * hw)), new KernelArgs().ptr(c(x)).ptr(c(dy)).i32(n).i32(c).i32(hw)
                 .ptr(c(gamma)).ptr(c(saveMean)).ptr(c(saveInvStd)).ptr(addressOrZero(dx)).ptr(c(dGamma)).ptr(c(dBeta)));
     }
@@ -370,7 +396,7 @@ public final class CudaBackend implements Backend {
     /**
      * One launch per branch in plan order, then the output stage. The plan is validated by BranchConv; the checks
      * here are the call's (sizes, overwrite needs disjoint outputs, x and y distinct), as on the CPU. The pair form
-     * is Backend's default (conv_a into a temporary buffer, then conv_b).
+     * is fused (branchConv2dPair below).
      */
     @Override public void branchConv2d(BranchConv plan, Buffer x, int n, int h, int w, Buffer y, boolean accumulate) {
         if (n < 1 || h < 1 || w < 1) throw new IllegalArgumentException("branchConv2d: invalid input size n=" + n + " h=" + h + " w=" + w);
@@ -395,6 +421,115 @@ public final class CudaBackend implements Backend {
             launch("branch_output_stage", Launches.elementwise(total, ewBlock()), new KernelArgs().ptr(c(y)).ptr(addressOrZero(plan.outputShift()))
                     .i32(plan.outputRelu() ? 1 : 0).i32(plan.outChannels()).i32(oh * ow).i32((int) total));
         }
+    }
+
+    /**
+     * Both plans in one launch of branch_pair (branch_conv.cu): conv_a's outputs stay in shared memory. The tile is
+     * the largest of 16x16 down to 1x1 whose intermediate region fits 48 KiB; when x and y are the same buffer it must
+     * be the whole image (see the kernel's comment), and where that does not fit, the call takes Backend's default
+     * (conv_a into a temporary, then conv_b).
+     */
+    @Override public void branchConv2dPair(BranchConv first, BranchConv second, Buffer x, int n, int h, int w, Buffer y,
+                                           boolean accumulate) {
+        BranchConv.requireChainable(first, second);
+        if (n < 1 || h < 1 || w < 1) throw new IllegalArgumentException("branchConv2dPair: invalid input size n=" + n + " h=" + h + " w=" + w);
+        if (!accumulate && !second.disjointOutputs())
+            throw new IllegalArgumentException("branchConv2dPair: overwriting needs disjoint branch outputs, but two branches of " + second + " write the same channel");
+        int th = first.outSize(h), tw = first.outSize(w);
+        int oh = th < 1 || tw < 1 ? 0 : second.outSize(th), ow = th < 1 || tw < 1 ? 0 : second.outSize(tw);
+        if (oh < 1 || ow < 1) throw new IllegalArgumentException("branchConv2dPair: input " + h + "x" + w + " is too small for " + first + " then " + second);
+        if (x.length() != (long) n * first.inChannels() * h * w || y.length() != (long) n * second.outChannels() * oh * ow)
+            throw new IllegalArgumentException("branchConv2dPair: x has " + x.length() + " floats, expected " + ((long) n * first.inChannels() * h * w)
+                    + "; y has " + y.length() + ", expected " + ((long) n * second.outChannels() * oh * ow) + " for " + first + " then " + second);
+        int[] tile = pairTile(first.outChannels(), second, oh, ow, c(x).address() == c(y).address());
+        if (tile == null) {
+            Backend.super.branchConv2dPair(first, second, x, n, h, w, y, accumulate);
+            return;
+        }
+        int tileH = tile[0], tileW = tile[1], rh = (tileH - 1) * second.stride() + second.kernel(), rw = (tileW - 1) * second.stride() + second.kernel();
+        int tilesY = (oh + tileH - 1) / tileH, tilesX = (ow + tileW - 1) / tileW;
+        FlatPlan a = flat(first), b = flat(second);
+        LaunchConfig cfg = new LaunchConfig(tilesY * tilesX, Math.min(n, LaunchConfig.MAX_GRID_YZ), 1, ewBlock(), 1, 1,
+                first.outChannels() * rh * rw * Float.BYTES);
+        launch("branch_pair", cfg, new KernelArgs()
+                .ints(n, first.inChannels(), h, w,
+                        first.outChannels(), th, tw, first.kernel(), first.stride(), first.padding(), a.entries,
+                        second.outChannels(), oh, ow, second.kernel(), second.stride(), second.padding(), b.entries,
+                        tileH, tileW, tilesX, rh, rw, first.outputRelu() ? 1 : 0, second.outputRelu() ? 1 : 0, accumulate ? 1 : 0)
+                .ptr(c(x)).ptr(c(a.ints)).ptr(c(a.floats)).ptr(addressOrZero(first.outputShift()))
+                .ptr(c(b.ints)).ptr(c(b.floats)).ptr(addressOrZero(second.outputShift())).ptr(c(y)));
+    }
+
+    /**
+     * branch_pair's output tile {tileH, tileW} for an intermediate of {@code c1} channels, or null when none fits
+     * (then the pair runs through a temporary). In place, the tile must cover the whole oh x ow image.
+     */
+    static int[] pairTile(int c1, BranchConv second, int oh, int ow, boolean inPlace) {
+        int maxFloats = LaunchConfig.MAX_STATIC_SHARED_BYTES / Float.BYTES;
+        if (inPlace) {
+            long rh = (long) (oh - 1) * second.stride() + second.kernel(), rw = (long) (ow - 1) * second.stride() + second.kernel();
+            return (long) c1 * rh * rw <= maxFloats ? new int[] {oh, ow} : null;
+        }
+        for (int t = 16; t >= 1; t /= 2) {
+            int tileH = Math.min(t, oh), tileW = Math.min(t, ow);
+            long rh = (long) (tileH - 1) * second.stride() + second.kernel(), rw = (long) (tileW - 1) * second.stride() + second.kernel();
+            if ((long) c1 * rh * rw <= maxFloats) return new int[] {tileH, tileW};
+        }
+        return null;
+    }
+
+    /** A plan flattened for branch_pair (layout in branch_conv.cu's Flat); kept per plan while the plan lives. */
+    private record FlatPlan(Buffer ints, Buffer floats, int entries) {}
+
+    private final java.util.Map<BranchConv, FlatPlan> flatPlans = java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
+
+    private FlatPlan flat(BranchConv plan) {
+        FlatPlan f = flatPlans.get(plan);
+        if (f != null) return f;
+        int channels = plan.outChannels(), k2 = plan.kernel() * plan.kernel(), e = 0, idxLen = 0, wLen = 0;
+        for (BranchConv.Branch b : plan.branches()) {
+            e += b.outWidth();
+            idxLen += b.inWidth();
+            wLen += b.outWidth() * b.inWidth() * k2;
+        }
+        // Entries in plan order; each channel lists the entries writing it in that order (CSR).
+        int[] count = new int[channels + 1];
+        for (BranchConv.Branch b : plan.branches()) for (int o : b.outChannels()) count[o + 1]++;
+        for (int c = 0; c < channels; c++) count[c + 1] += count[c];
+        int base = channels + 1, list = base, wOff = list + e, inOff = wOff + e, inW = inOff + e, relu = inW + e, idx = relu + e;
+        int[] ints = new int[idx + idxLen];
+        System.arraycopy(count, 0, ints, 0, channels + 1);
+        int[] fill = count.clone();
+        int entry = 0, idxAt = 0, wAt = 0;
+        for (BranchConv.Branch b : plan.branches()) {
+            int[] in = b.inChannels(), out = b.outChannels();
+            System.arraycopy(in, 0, ints, idx + idxAt, in.length);
+            for (int j = 0; j < out.length; j++, entry++) {
+                ints[list + fill[out[j]]++] = entry;
+                ints[wOff + entry] = wAt + j * in.length * k2;
+                ints[inOff + entry] = idxAt;
+                ints[inW + entry] = in.length;
+                ints[relu + entry] = b.relu() ? 1 : 0;
+            }
+            idxAt += in.length;
+            wAt += out.length * in.length * k2;
+        }
+        CudaBuffer floats = c(allocate(DType.FLOAT32, 2 * e + wLen));
+        int at = 0;
+        for (BranchConv.Branch b : plan.branches()) {
+            rt.copy(floats.address() + (long) at * Float.BYTES, c(b.scale()).address(), (long) b.outWidth() * Float.BYTES);
+            rt.copy(floats.address() + (long) (e + at) * Float.BYTES, c(b.shift()).address(), (long) b.outWidth() * Float.BYTES);
+            at += b.outWidth();
+        }
+        long wBytesAt = 2L * e;
+        for (BranchConv.Branch b : plan.branches()) {
+            long len = (long) b.outWidth() * b.inWidth() * k2;
+            rt.copy(floats.address() + wBytesAt * Float.BYTES, c(b.weight()).address(), len * Float.BYTES);
+            wBytesAt += len;
+        }
+        f = new FlatPlan(fromInts(ints), floats, e);
+        flatPlans.put(plan, f);
+        return f;
     }
 
     /** A scratch buffer of {@code count} doubles (8-byte elements), returned to the cache when unreachable. */

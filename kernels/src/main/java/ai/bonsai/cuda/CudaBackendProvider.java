@@ -15,6 +15,23 @@ import java.util.Map;
 public final class CudaBackendProvider implements BackendProvider {
     private static final Map<Integer, CudaBackend> OPEN = new HashMap<>();
 
+    /**
+     * Makes {@code backend} the one {@code Backends.of(backend.device())} returns (tests: a CudaBackend over the
+     * CPU emulator, so that {@code Tensor.to}, {@code Module.to} and everything that finds a backend by device
+     * reach it). Fails if that device is already open.
+     */
+    static void install(CudaBackend backend) {
+        synchronized (OPEN) {
+            if (OPEN.containsKey(backend.device().index())) throw new IllegalStateException("device " + backend.device() + " is already open");
+            OPEN.put(backend.device().index(), backend);
+        }
+    }
+
+    /** Undoes {@link #install}. */
+    static void uninstall(CudaBackend backend) {
+        synchronized (OPEN) { OPEN.remove(backend.device().index(), backend); }
+    }
+
     @Override public Device.Kind kind() { return Device.Kind.CUDA; }
 
     @Override public Backend open(Device device) {

@@ -211,6 +211,23 @@ final class DriverRuntime implements GpuRuntime {
         return b;
     }
 
+    private volatile boolean dnnTried;
+    private volatile CudnnConv dnn;
+
+    /** cuDNN, loaded on the first convolution; where it cannot be, one line says so and our kernels run. */
+    @Override public Dnn dnn() {
+        if (!dnnTried) {
+            synchronized (this) {
+                if (!dnnTried) {
+                    bind();
+                    dnn = CudnnConv.tryCreate(this, tf32, System.err::println);
+                    dnnTried = true;
+                }
+            }
+        }
+        return dnn;
+    }
+
     @Override public void synchronize() { bind(); cuCtxSynchronize(); }
 
     @Override public String describe() { return device + " (" + name + ", driver API, primary context)"; }

@@ -39,6 +39,31 @@ public interface GpuRuntime extends AutoCloseable {
     @Override void close();
 
     /** Column-major SGEMM, cuBLAS's contract, strided-batched. */
+    /** cuDNN's convolutions, or null where cuDNN is not loaded (then Bonsai's own kernels run). */
+    default Dnn dnn() { return null; }
+
+    /**
+     * Convolutions through cuDNN, each overwriting its output (Backend's convention); NCHW, weights (K, C/groups, R, S).
+     * Each returns false, having done nothing, where cuDNN offers no deterministic algorithm within the workspace limit.
+     */
+    interface Dnn {
+        boolean convForward(ai.bonsai.backend.ConvGeometry g, long x, long w, long bias, long y);
+
+        boolean convBackwardData(ai.bonsai.backend.ConvGeometry g, long dy, long w, long dx);
+
+        boolean convBackwardFilter(ai.bonsai.backend.ConvGeometry g, long x, long dy, long dw);
+
+        /** Backend.batchNormTrain's contract (running variance unbiased); false where cuDNN cannot take it. */
+        boolean batchNormTrain(int n, int c, int hw, long x, long gamma, long beta, long runningMean, long runningVar,
+                               float momentum, float eps, long y, long saveMean, long saveInvStd);
+
+        boolean batchNormEval(int n, int c, int hw, long x, long gamma, long beta, long runningMean, long runningVar, float eps, long y);
+
+        /** Backend.batchNormBackward's contract with dx present (cuDNN always writes dx). */
+        boolean batchNormBackward(int n, int c, int hw, long x, long dy, long gamma, long saveMean, long saveInvStd,
+                                  long dx, long dGamma, long dBeta);
+    }
+
     interface Blas {
         void sgemmStridedBatched(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda,
                                  long strideA, long b, int ldb, long strideB, float beta, long c, int ldc, long strideC,

@@ -21,7 +21,7 @@ public final class KernelCatalog {
             Map.entry("batchnorm", List.of("bn_train", "bn_eval", "bn_backward")),
             Map.entry("conv", List.of("conv_fwd", "conv_bwd_data", "conv_bwd_weight")),
             Map.entry("gemm", List.of("gemm_tiled")),
-            Map.entry("branch_conv", List.of("branch_conv", "branch_output_stage")),
+            Map.entry("branch_conv", List.of("branch_conv", "branch_output_stage", "branch_pair")),
             Map.entry("group_reg", List.of("group_rowdots", "group_stats", "group_penalty", "group_second_order")));
 
     public static final List<String> MODULES = KERNELS.keySet().stream().sorted().toList();

@@ -113,4 +113,73 @@ class CudaBackendBranchConvEmulationTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> g.branchConv2d(ga, gx, n, h, w, gx, false));
         assertTrue(e.getMessage().contains("x and y must be different buffers"), e.getMessage());
     }
+
+    /**
+     * The fused pair (branch_pair) against the CPU's: one tile and many, a tile shrunk to fit shared memory, a
+     * strided conv_b, in place (whole-image tile) and in place too large for shared memory (Backend's default through
+     * a temporary), overwrite and accumulate, 1x1 images.
+     */
+    @ParameterizedTest(name = "{0} block {1}")
+    @MethodSource("ewCases")
+    void branchConvPairMatchesCpu(EmulatorRuntime.Order o, int block) {
+        CudaBackend g = GPU.get(o);
+        g.forceBlock(block);
+        // n c0 c1 c2 h w k1 s1 p1 k2 s2 p2 inPlace accumulate, expected tile (0 = through a temporary)
+        int[][] cases = {
+                {2, 3, 4, 3, 5, 6, 3, 1, 1, 3, 1, 1, 1, 1, 6},
+                {1, 3, 5, 4, 37, 21, 3, 1, 1, 3, 1, 1, 0, 0, 16},
+                {3, 4, 6, 5, 13, 13, 1, 1, 0, 3, 2, 1, 0, 1, 7},
+                {1, 2, 200, 3, 9, 11, 3, 1, 1, 3, 1, 1, 0, 1, 4},
+                {2, 3, 200, 3, 9, 9, 3, 1, 1, 3, 1, 1, 1, 1, 0},
+                {2, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 1, 0, 1},
+                {1, 5, 3, 2, 7, 4, 3, 2, 0, 1, 1, 0, 0, 0, 3},
+        };
+        long seed = 500;
+        for (int[] c : cases) {
+            int n = c[0], c0 = c[1], c1 = c[2], c2 = c[3], h = c[4], w = c[5];
+            int k1 = c[6], s1 = c[7], p1 = c[8], k2 = c[9], s2 = c[10], p2 = c[11];
+            boolean inPlace = c[12] == 1, accumulate = c[13] == 1;
+            int th = (h + 2 * p1 - k1) / s1 + 1, tw = (w + 2 * p1 - k1) / s1 + 1;
+            int oh = (th + 2 * p2 - k2) / s2 + 1, ow = (tw + 2 * p2 - k2) / s2 + 1;
+            Random r = new Random(seed++);
+            List<Spec> a = specs(r, c0, c1, k1, true), b = specs(r, c1, c2, k2, !accumulate);
+            float[] shiftA = r.nextBoolean() ? rand(r, c1) : null, shiftB = r.nextBoolean() ? rand(r, c2) : null;
+            boolean reluA = r.nextBoolean(), reluB = r.nextBoolean();
+            BranchConv ca = build(CPU, a, c0, c1, k1, s1, p1, shiftA, reluA), cb = build(CPU, b, c1, c2, k2, s2, p2, shiftB, reluB);
+            BranchConv ga = build(g, a, c0, c1, k1, s1, p1, shiftA, reluA), gb = build(g, b, c1, c2, k2, s2, p2, shiftB, reluB);
+            int[] tile = CudaBackend.pairTile(c1, gb, oh, ow, inPlace);
+            String what = "branchConv2dPair " + java.util.Arrays.toString(c);
+            assertEquals(c[14], tile == null ? 0 : Math.max(tile[0], tile[1]), what + ": tile");
+            float[] x = rand(r, n * c0 * h * w), y0 = rand(r, n * c2 * oh * ow);
+            if (inPlace) {
+                assertEquals(x.length, y0.length, what);
+                Buffer cx = CPU.fromFloats(x), gx = g.fromFloats(x);
+                CPU.branchConv2dPair(ca, cb, cx, n, h, w, cx, accumulate);
+                g.branchConv2dPair(ga, gb, gx, n, h, w, gx, accumulate);
+                assertClose(CPU.toFloats(cx), g.toFloats(gx), what + " in place");
+            } else {
+                Buffer cy = CPU.fromFloats(y0), gy = g.fromFloats(y0);
+                CPU.branchConv2dPair(ca, cb, CPU.fromFloats(x), n, h, w, cy, accumulate);
+                g.branchConv2dPair(ga, gb, g.fromFloats(x), n, h, w, gy, accumulate);
+                float[] want = CPU.toFloats(cy);
+                assertClose(want, g.toFloats(gy), what);
+                // A second call reuses the flattened plans and must give the same answer.
+                Buffer gy2 = g.fromFloats(y0);
+                g.branchConv2dPair(ga, gb, g.fromFloats(x), n, h, w, gy2, accumulate);
+                assertArrayEquals(g.toFloats(gy), g.toFloats(gy2), what + " again");
+            }
+        }
+        Random r = new Random(7);
+        List<Spec> a = specs(r, 2, 3, 3, true), b = specs(r, 3, 2, 3, false);
+        BranchConv ga = build(g, a, 2, 3, 3, 1, 1, null, false), gb = build(g, b, 3, 2, 3, 1, 1, null, false);
+        boolean overlapping = !gb.disjointOutputs();
+        if (overlapping) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> g.branchConv2dPair(ga, gb, g.allocate(ai.bonsai.tensor.DType.FLOAT32, 2 * 4 * 4), 1, 4, 4, g.allocate(ai.bonsai.tensor.DType.FLOAT32, 2 * 4 * 4), false));
+            assertTrue(e.getMessage().contains("overwriting needs disjoint branch outputs"), e.getMessage());
+        }
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> g.branchConv2dPair(ga, gb, g.allocate(ai.bonsai.tensor.DType.FLOAT32, 2 * 16), 1, 4, 4, g.allocate(ai.bonsai.tensor.DType.FLOAT32, 5), true));
+        assertTrue(e.getMessage().contains("y has 5, expected 32"), e.getMessage());
+    }
 }

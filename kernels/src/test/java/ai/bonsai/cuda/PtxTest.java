@@ -122,6 +122,35 @@ class PtxTest {
         assertTrue(e.getMessage().contains("grid=(1,70000,1)"), e.getMessage());
     }
 
+    /** branch_pair's tile: its shared region always fits 48 KiB, and it gives up only when not even a 1x1 tile fits. */
+    @Test
+    void branchPairTilesFitSharedMemory() {
+        ai.bonsai.backend.Backend cpu = ai.bonsai.backend.cpu.CpuBackend.get();
+        for (int[] ks : new int[][] {{1, 1, 0}, {3, 1, 1}, {3, 2, 1}, {5, 1, 2}}) {
+            int k = ks[0], stride = ks[1], pad = ks[2];
+            ai.bonsai.backend.BranchConv second = new ai.bonsai.backend.BranchConv(1, 1, k, stride, pad, java.util.List.of(
+                    new ai.bonsai.backend.BranchConv.Branch(new int[] {0}, new int[] {0}, cpu.allocate(ai.bonsai.tensor.DType.FLOAT32, k * k),
+                            cpu.allocate(ai.bonsai.tensor.DType.FLOAT32, 1), cpu.allocate(ai.bonsai.tensor.DType.FLOAT32, 1), false)));
+            for (int c1 : new int[] {1, 13, 64, 207, 1365, 1366, 4000}) {
+                for (int size : new int[] {1, 7, 16, 17, 32, 207}) {
+                    for (boolean inPlace : new boolean[] {false, true}) {
+                        int[] t = CudaBackend.pairTile(c1, second, size, size + 1, inPlace);
+                        long rh = t == null ? 0 : (long) (t[0] - 1) * stride + k, rw = t == null ? 0 : (long) (t[1] - 1) * stride + k;
+                        String what = "c1=" + c1 + " k=" + k + " stride=" + stride + " out " + size + "x" + (size + 1) + " inPlace=" + inPlace;
+                        if (t == null) {
+                            long need = inPlace ? (long) c1 * ((long) (size - 1) * stride + k) * ((long) size * stride + k) : (long) c1 * k * k;
+                            assertTrue(need * 4 > LaunchConfig.MAX_STATIC_SHARED_BYTES, what + ": gave up although " + need + " floats fit");
+                        } else {
+                            assertTrue(c1 * rh * rw * 4 <= LaunchConfig.MAX_STATIC_SHARED_BYTES, what + ": region " + rh + "x" + rw);
+                            assertTrue(t[0] >= 1 && t[0] <= size && t[1] >= 1 && t[1] <= size + 1, what + ": tile " + t[0] + "x" + t[1]);
+                            if (inPlace) assertArrayEquals(new int[] {size, size + 1}, t, what + ": in place needs the whole image");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void rowKernelSharedArraysMatchTheLargestRowBlock() throws IOException {
         int largest = Launches.ROW_BLOCKS[Launches.ROW_BLOCKS.length - 1];

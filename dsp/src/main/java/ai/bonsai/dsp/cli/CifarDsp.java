@@ -103,6 +103,7 @@ public final class CifarDsp implements Callable<Integer> {
         TrainSplit data = common.trainingData(System.out);
         CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
         Checkpoint.load(source).loadModel(model, true);
+        model.to(device);   // before the optimiser and the group learner, which take the model's tensors
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         LrScheduler sched = new LrScheduler(sgd, new CosineAnnealingLR(epochs, 0));
         DataLoader train = common.trainLoader(data, batchSize);

@@ -106,6 +106,7 @@ public final class CifarFinetune implements Callable<Integer> {
         CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
         PruneWrapper pruner = new PruneWrapper(model, groups, fpEvery);
         pruner.loadState(Checkpoint.load(source).modelState());
+        model.to(device);   // before the optimiser; masks made later are created on the weights' device
 
         DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);

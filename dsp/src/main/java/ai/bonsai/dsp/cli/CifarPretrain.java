@@ -76,6 +76,7 @@ public final class CifarPretrain implements Callable<Integer> {
                 ai.bonsai.backend.cpu.Parallel.threads());
         TrainSplit data = common.trainingData(System.out);
         CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
+        model.to(device);   // initialised on the host (same values on every device), trained on the device
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         int total = epochs;
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> scheduleFactor(e, total)));

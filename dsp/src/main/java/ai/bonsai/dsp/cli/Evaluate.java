@@ -75,6 +75,7 @@ public final class Evaluate implements Callable<Integer> {
         PrintStream log = json ? System.err : System.out;
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         Loaded m = load(ckpt);
+        if (!(m.net instanceof ai.bonsai.dsp.pack.PackedModel)) m.net.to(dev);   // packed models run on the CPU only
         ImageOptions.Source src = ImageOptions.source(data);
         Dataset ds = src != null ? image.evalData(src, src.list() ? m.classes : 0) : dataset(log);
         // Accuracy needs the data's classes to be the model's. With other classes the predictions are still the
