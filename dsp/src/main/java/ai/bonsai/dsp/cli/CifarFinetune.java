@@ -193,6 +193,7 @@ public final class CifarFinetune implements Callable<Integer> {
             String b = metadata.get("beta");
             if (b == null) throw new IllegalArgumentException("resume checkpoint: metadata has no 'beta'");
             pruner.setBeta(Double.parseDouble(b));
+            pruner.refreshRates();   // the model's masks were just loaded
         }
 
         @Override public void afterEpoch(int epoch, TrainingRun run) {

@@ -526,6 +526,12 @@ public final class PruneWrapper implements Trainer.Hooks {
 
     @Override public void afterStep(Tensor x, Tensor y) { afterStep(); }
 
+    /**
+     * Recomputes the rates the progress bar shows from the masks now in the model: after they were loaded from a
+     * resume checkpoint, which holds the masks of later prunes than the one this wrapper last ran.
+     */
+    public void refreshRates() { lastRates = summary(false).rates(); }
+
     /** "flops -50.1% params -40.2%" from the last prune (empty before the first). */
     @Override public String progressFields() {
         return lastRates == null ? "" : String.format("flops -%.1f%% params -%.1f%%", lastRates.prunedFlopsPercent(), lastRates.prunedParamsPercent());
