@@ -16,7 +16,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
-import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -36,40 +35,44 @@ import java.util.Set;
  * {@link #initialize(double)} once, pass the wrapper as the trainer's {@link Trainer.Hooks} (it calls
  * {@link #afterStep()} after every optimiser step).
  *
- * <p>Only {@link CifarResNet} is supported: layer discovery with FLOPs ({@link PrunableLayer#find}) and the
- * exact dead-structure analysis below are written for its basic blocks.
+ * <p>Any model built from the engine's modules works: {@link PrunableLayer#discover} traces it and names the
+ * prunable layers, and the dead-structure rules below run on the traced graph ({@link DeadStructure}), not on
+ * named blocks. The constructors without a discovery take a {@link CifarResNet} at 32x32.
  *
  * <h2>Dead-structure removal</h2>
  * The reference finds dead structure with 125 forward/backward passes on random inputs in training mode and
  * zeroes every conv row/column and BN channel (weight and bias) whose accumulated gradient is exactly zero,
- * overwriting the BN running statistics as a side effect. Here the same structure is found by analysing each
- * basic block {@code x -> conv_a -> bn_a -> relu -> conv_b -> bn_b -> (+ shortcut) -> relu}; running statistics
- * are never written. The rules, applied after masking:
+ * overwriting the BN running statistics as a side effect. Here the same structure is found by analysing the
+ * graph; running statistics are never written. The rules, applied after masking:
  * <ol>
  * <li><b>Empty filter</b> (not function-preserving, the reference's semantics): when every kernel of a prunable
  *     conv's filter {@code n} is zero, the channel after its BN is the constant {@code beta_bn[n]} in training
  *     mode ({@code beta_bn[n] - gamma[n] * mean[n] / sqrt(var[n] + eps)} in eval mode). The reference zeroes
  *     that BN channel's weight and bias (its weight gradient is exactly zero because the normalised input is
  *     zero), so the filter is gone for good; so does this rule. It is the only function change beyond the
- *     masks: for conv_a it drops the constant {@code relu(bias)} the channel fed into conv_b, for conv_b
- *     (filter pruning) the constant added to the residual, which section 6's packing also assumes is gone
- *     ("output channels of no branch pass the residual through").</li>
- * <li><b>Dead input channel</b> (exact): when bn_a channel {@code n} has weight 0 and bias {@code <= 0}, its
- *     output after the ReLU is exactly 0 in both training and eval mode whatever conv_a computes (with weight 0
- *     the batch or running statistics are multiplied by zero), so conv_b's input column {@code n} only ever
- *     multiplies zeros: it is zeroed and masked, and the bias set to 0 (relu(b) = relu(0) = 0 for b <= 0). A
- *     zero conv_a row alone is not enough: its BN still outputs the constant bias, which is why rule 1 comes
- *     first.</li>
- * <li><b>Dead filter</b> (exact): when conv_b's input column {@code n} is entirely zero, conv_a's filter
- *     {@code n} and its bn_a channel cannot reach the loss: the row is zeroed and masked, bn_a's weight and bias
- *     zeroed, conv_b's column masked so fine-tuning cannot grow it back.</li>
+ *     masks: in a basic block it drops, for conv_a, the constant {@code relu(bias)} the channel fed into conv_b,
+ *     for conv_b (filter pruning) the constant added to the residual, which section 6's packing also assumes is
+ *     gone ("output channels of no branch pass the residual through").</li>
+ * <li><b>Dead input channel</b> (exact): a channel that is constantly zero, whatever the input, only ever
+ *     multiplies zeros in the prunable convolutions that read it: their columns are zeroed and masked. Constants
+ *     are followed forward through the graph: a BN channel with weight 0 outputs its bias in training and eval
+ *     mode alike (the batch or running statistics are multiplied by zero), a ReLU maps a bias {@code <= 0} to 0
+ *     (such a bias is set to 0 when only ReLUs read the BN: relu(b) = relu(0)), adds, concats and pooling carry
+ *     constants. A zero conv row alone is not enough: its BN still outputs the constant bias, which is why rule 1
+ *     comes first.</li>
+ * <li><b>Dead filter</b> (exact): when no layer reads a channel (every weight column that reads it is zero), the
+ *     prunable filters that write it and their BN channels cannot reach the loss: rows zeroed and masked, BN weight
+ *     and bias zeroed. Which filters write which channels follows the {@link ai.bonsai.dsp.graph.DependencyGroups
+ *     dependency groups}: across a residual add every branch's filter goes together, and a group that reaches the
+ *     model's output or an op the tracer does not understand is never removed.</li>
  * </ol>
- * Rules 2 and 3 feed each other, so they run until nothing changes (in practice one pass). Nothing else in a
- * CIFAR ResNet is structurally dead: the residual stream carries every block output channel to the classifier,
- * and conv_a's inputs are ReLU outputs of that stream, never identically zero. The result differs from the
- * reference's in one place: for an empty conv_a filter with a positive bn_a bias the reference keeps conv_b's
- * column at this prune (the column's gradient was nonzero during its probe, before it zeroed the bias) and
- * removes it only at the next prune; here it goes at once, so remaining FLOPs are counted a little lower.
+ * Rules 2 and 3 feed each other, so they run until nothing changes (in practice one or two passes). In a CIFAR
+ * ResNet the residual stream carries every block output channel to the classifier, and conv_a's inputs are ReLU
+ * outputs of that stream, never identically zero, so only conv_a's filters and conv_b's columns can die. The
+ * result differs from the reference's in one place: for an empty conv_a filter with a positive bn_a bias the
+ * reference keeps conv_b's column at this prune (the column's gradient was nonzero during its probe, before it
+ * zeroed the bias) and removes it only at the next prune; here it goes at once, so remaining FLOPs are counted a
+ * little lower.
  */
 public final class PruneWrapper implements Trainer.Hooks {
     public static final String GROUP_BUFFER = "group";
@@ -80,12 +83,13 @@ public final class PruneWrapper implements Trainer.Hooks {
     /** Guards the normalisation of importances, as in the reference. */
     private static final double EPS = 1e-12;
 
-    private final CifarResNet model;
+    private final Module model;
     private final int numGroups;
+    private final PrunableLayer.Discovery discovery;
     private final List<PrunableLayer> layers;
     private final boolean[] filterPruned;
-    private final BatchNorm2d[] bnAfter;           // the BN that follows each prunable conv
-    private final int[][] blocks;                  // {conv_a layer index, conv_b layer index} per basic block
+    private final BatchNorm2d[] bnAfter;           // the BN that directly follows each prunable conv, or null
+    private final DeadStructure deadStructure;
     private double beta;
     private PruneSummary.DeadStructure lastRemoval = PruneSummary.DeadStructure.NONE;
     private PruneRates lastRates;                  // null until the first prune
@@ -102,20 +106,39 @@ public final class PruneWrapper implements Trainer.Hooks {
 
     /**
      * Both selections; when {@code fpLayerIndices} is not null it wins and {@code fpEveryNthConv} is ignored,
-     * as in the reference.
+     * as in the reference. The model must be a {@link CifarResNet} (its input size is known); any other model goes
+     * through {@link #PruneWrapper(Module, PrunableLayer.Discovery, int, int, int[])}.
      */
     public PruneWrapper(Module model, int numGroups, int fpEveryNthConv, int[] fpLayerIndices) {
-        if (!(model instanceof CifarResNet resnet)) {
-            throw new IllegalArgumentException("PruneWrapper: model must be a CifarResNet (layer discovery and the dead-structure analysis are defined for it), got "
-                    + (model == null ? "null" : model.getClass().getName()));
-        }
+        this(model, cifarDiscovery(model), numGroups, fpEveryNthConv, fpLayerIndices);
+    }
+
+    private static PrunableLayer.Discovery cifarDiscovery(Module model) {
+        if (model instanceof CifarResNet) return PrunableLayer.discover(model, 3, 32, 32);
+        throw new IllegalArgumentException("PruneWrapper: a " + (model == null ? "null model" : model.getClass().getSimpleName())
+                + " has no known input size; pass PrunableLayer.discover(model, inputDims...) to the constructor that takes a Discovery");
+    }
+
+    /**
+     * Any model: {@code discovery} (from {@link PrunableLayer#discover}) names the prunable layers and holds the
+     * traced graph that the dead-structure analysis walks.
+     */
+    public PruneWrapper(Module model, PrunableLayer.Discovery discovery, int numGroups, int fpEveryNthConv, int[] fpLayerIndices) {
+        if (model == null || discovery == null) throw new IllegalArgumentException("PruneWrapper: model and discovery must not be null");
         if (numGroups < 1) throw new IllegalArgumentException("PruneWrapper: numGroups must be >= 1, got " + numGroups);
         if (fpLayerIndices == null && fpEveryNthConv != -1 && fpEveryNthConv < 1) {
             throw new IllegalArgumentException("PruneWrapper: fpEveryNthConv must be >= 1 or -1 (no filter pruning), got " + fpEveryNthConv);
         }
-        this.model = resnet;
+        if (discovery.layers().isEmpty()) throw new IllegalArgumentException("PruneWrapper: the model has no prunable layers\n" + discovery.format());
+        for (PrunableLayer p : discovery.layers()) {
+            if (model.namedModules().get(p.name()) != p.conv()) {
+                throw new IllegalArgumentException("PruneWrapper: prunable layer " + p.name() + " is not that module of this model (a discovery of another model?)");
+            }
+        }
+        this.model = model;
         this.numGroups = numGroups;
-        this.layers = List.copyOf(PrunableLayer.find(resnet));
+        this.discovery = discovery;
+        this.layers = discovery.layers();
         int count = layers.size();
         filterPruned = new boolean[count];
         if (fpLayerIndices != null) {
@@ -128,22 +151,10 @@ public final class PruneWrapper implements Trainer.Hooks {
         } else if (fpEveryNthConv != -1) {
             for (int l = 0; l < count; l++) filterPruned[l] = (l + 1) % fpEveryNthConv == 0;
         }
-
-        Map<Conv2d, Integer> indexOf = new IdentityHashMap<>();
-        for (PrunableLayer p : layers) indexOf.put(p.conv(), p.index());
+        deadStructure = new DeadStructure(discovery.graph(), layers);
         bnAfter = new BatchNorm2d[count];
-        List<int[]> blockList = new ArrayList<>();
-        for (int s = 0; s < 3; s++) {
-            for (CifarResNet.BasicBlock b : resnet.stage(s)) {
-                int a = lookup(indexOf, b.convA(), "conv_a"), c = lookup(indexOf, b.convB(), "conv_b");
-                bnAfter[a] = b.bnA();
-                bnAfter[c] = b.bnB();
-                blockList.add(new int[] {a, c});
-            }
-        }
-        blocks = blockList.toArray(new int[0][]);
         for (int l = 0; l < count; l++) {
-            if (bnAfter[l] == null) throw new IllegalStateException("PruneWrapper: prunable layer " + layers.get(l).name() + " is not a conv of a basic block");
+            bnAfter[l] = deadStructure.bnAfter(l);
             if (layers.get(l).conv().groups() != 1) {
                 throw new IllegalArgumentException("PruneWrapper: " + layers.get(l).name() + " is a grouped convolution (groups=" + layers.get(l).conv().groups() + "); only groups=1 is supported");
             }
@@ -157,12 +168,6 @@ public final class PruneWrapper implements Trainer.Hooks {
     private static int[] requireIndices(int[] fpLayerIndices) {
         if (fpLayerIndices == null) throw new IllegalArgumentException("PruneWrapper: fpLayerIndices is null; pass an empty array for no filter pruning");
         return fpLayerIndices;
-    }
-
-    private static int lookup(Map<Conv2d, Integer> indexOf, Conv2d conv, String what) {
-        Integer i = indexOf.get(conv);
-        if (i == null) throw new IllegalStateException("PruneWrapper: a block's " + what + " is not among the prunable layers");
-        return i;
     }
 
     /** Registers {@code name} (rows, cols) filled with {@code fill} on the layer's conv, or checks an existing one's shape. */
@@ -181,6 +186,9 @@ public final class PruneWrapper implements Trainer.Hooks {
     // ---------------------------------------------------------------- accessors
 
     public List<PrunableLayer> layers() { return layers; }
+
+    /** The traced graph, the prunable layers and the convolutions left alone (with reasons). */
+    public PrunableLayer.Discovery discovery() { return discovery; }
 
     public int numGroups() { return numGroups; }
 
@@ -347,16 +355,20 @@ public final class PruneWrapper implements Trainer.Hooks {
             int l = p.index(), kk = p.kernel() * p.kernel();
             w[l] = p.conv().weight().toFloatArray();
             for (int i = 0; i < masks[l].length; i++) if (masks[l][i] == 0f) Arrays.fill(w[l], i * kk, (i + 1) * kk, 0f);
-            gamma[l] = bnAfter[l].weight().toFloatArray();
-            bias[l] = bnAfter[l].bias().toFloatArray();
+            if (bnAfter[l] != null) {
+                gamma[l] = bnAfter[l].weight().toFloatArray();
+                bias[l] = bnAfter[l].bias().toFloatArray();
+            }
         }
-        lastRemoval = removeDeadStructure(w, masks, gamma, bias);
+        lastRemoval = deadStructure.remove(w, masks, gamma, bias);
         for (PrunableLayer p : layers) {
             int l = p.index();
             write(p.conv().weight(), w[l]);
             write(buffer(p, MASK_BUFFER), masks[l]);
-            write(bnAfter[l].weight(), gamma[l]);
-            write(bnAfter[l].bias(), bias[l]);
+            if (bnAfter[l] != null) {
+                write(bnAfter[l].weight(), gamma[l]);
+                write(bnAfter[l].bias(), bias[l]);
+            }
         }
         lastRates = summary(false).rates();
         return lastRates;
@@ -364,75 +376,6 @@ public final class PruneWrapper implements Trainer.Hooks {
 
     private static void write(Tensor t, float[] values) {
         t.copyFrom(Tensor.of(values, t.device(), t.dims()));
-    }
-
-    /** The rules of the class comment, on host copies indexed by prunable layer. */
-    private PruneSummary.DeadStructure removeDeadStructure(float[][] w, float[][] masks, float[][] gamma, float[][] bias) {
-        int emptyBn = 0, deadFilters = 0, deadInputs = 0;
-        // Rule 1: the BN channel behind a filter with no kernel left.
-        for (PrunableLayer p : layers) {
-            int l = p.index(), n = p.filters(), rowLen = p.channels() * p.kernel() * p.kernel();
-            for (int f = 0; f < n; f++) {
-                if (!allZero(w[l], f * rowLen, (f + 1) * rowLen)) continue;
-                Arrays.fill(masks[l], f * p.channels(), (f + 1) * p.channels(), 0f);
-                if (gamma[l][f] != 0f || bias[l][f] != 0f) {
-                    gamma[l][f] = 0f;
-                    bias[l][f] = 0f;
-                    emptyBn++;
-                }
-            }
-        }
-        for (int[] block : blocks) {
-            PrunableLayer pa = layers.get(block[0]), pb = layers.get(block[1]);
-            int a = pa.index(), b = pb.index();
-            int mid = pa.filters(), rowLenA = pa.channels() * pa.kernel() * pa.kernel();
-            int nb = pb.filters(), kkB = pb.kernel() * pb.kernel();
-            assert pb.channels() == mid;
-            boolean changed = true;
-            while (changed) {
-                changed = false;
-                for (int f = 0; f < mid; f++) {
-                    // Rule 2: bn_a channel f outputs exactly 0 after the ReLU, so conv_b's column f is dead.
-                    if (gamma[a][f] == 0f && bias[a][f] <= 0f) {
-                        bias[a][f] = 0f;
-                        boolean any = false;
-                        for (int o = 0; o < nb; o++) {
-                            int at = (o * mid + f) * kkB;
-                            if (!allZero(w[b], at, at + kkB)) {
-                                Arrays.fill(w[b], at, at + kkB, 0f);
-                                any = true;
-                            }
-                            masks[b][o * mid + f] = 0f;
-                        }
-                        if (any) {
-                            deadInputs++;
-                            changed = true;
-                        }
-                    }
-                    // Rule 3: conv_b reads channel f nowhere, so conv_a's filter f and its BN channel are dead.
-                    boolean columnZero = true;
-                    for (int o = 0; o < nb && columnZero; o++) columnZero = allZero(w[b], (o * mid + f) * kkB, (o * mid + f + 1) * kkB);
-                    if (columnZero) {
-                        boolean live = !allZero(w[a], f * rowLenA, (f + 1) * rowLenA) || gamma[a][f] != 0f || bias[a][f] != 0f;
-                        Arrays.fill(w[a], f * rowLenA, (f + 1) * rowLenA, 0f);
-                        Arrays.fill(masks[a], f * pa.channels(), (f + 1) * pa.channels(), 0f);
-                        for (int o = 0; o < nb; o++) masks[b][o * mid + f] = 0f;
-                        gamma[a][f] = 0f;
-                        bias[a][f] = 0f;
-                        if (live) {
-                            deadFilters++;
-                            changed = true;
-                        }
-                    }
-                }
-            }
-        }
-        return new PruneSummary.DeadStructure(emptyBn, deadFilters, deadInputs);
-    }
-
-    private static boolean allZero(float[] a, int from, int to) {
-        for (int i = from; i < to; i++) if (a[i] != 0f) return false;
-        return true;
     }
 
     /** What the dead-structure analysis of the last {@link #prune()} zeroed. */
@@ -576,7 +519,7 @@ public final class PruneWrapper implements Trainer.Hooks {
             remainingFlops += row.remainingFlops();
             remainingParams += row.remainingParams();
         }
-        ModelStats dense = ModelStats.of(model);
+        ModelStats dense = ModelStats.of(model, discovery.graph());
         PruneSummary s = new PruneSummary(beta, rows, totalFlops, remainingFlops, totalParams, remainingParams, dense.macs(), dense.params(), lastRemoval);
         if (verbose) System.out.print(s.format(true));
         return s;

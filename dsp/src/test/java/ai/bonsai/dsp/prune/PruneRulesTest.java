@@ -151,7 +151,7 @@ class PruneRulesTest {
     void constructorErrorsNameTheArgument() {
         CifarResNet model = PruneFixtures.resnet(20, 4);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new PruneWrapper(new ai.bonsai.nn.Linear(2, 2, new Generator(1)), 2, 2));
-        assertTrue(e.getMessage().contains("CifarResNet") && e.getMessage().contains("Linear"), e.getMessage());
+        assertTrue(e.getMessage().contains("PrunableLayer.discover") && e.getMessage().contains("Linear"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> new PruneWrapper(model, 0, 2));
         assertTrue(e.getMessage().contains("numGroups") && e.getMessage().contains("got 0"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> new PruneWrapper(model, 2, 0));
