@@ -4,7 +4,9 @@ import ai.bonsai.backend.cpu.Parallel;
 import ai.bonsai.data.DataLoader;
 import ai.bonsai.data.TrainSplit;
 import ai.bonsai.dsp.group.GroupWrapper;
-import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.models.Architectures;
+import ai.bonsai.dsp.prune.PrunableLayer;
+import ai.bonsai.nn.Module;
 import ai.bonsai.dsp.train.Trainer;
 import ai.bonsai.dsp.train.TrainingRun;
 import ai.bonsai.io.Checkpoint;
@@ -20,6 +22,8 @@ import picocli.CommandLine.Option;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -39,8 +43,16 @@ public final class CifarDsp implements Callable<Integer> {
      */
     static final int BEST_AFTER = 9;
 
-    @Option(names = {"-l", "--layers"}, defaultValue = "20", description = "Depth (default: ${DEFAULT-VALUE}).")
-    int layers;
+    @Mixin ArchOptions arch;
+
+    @Option(names = "--exclude", paramLabel = "LAYER", split = ",",
+            description = "Convolutions DSP leaves alone: module paths, or patterns with * (e.g. 'layer4.*'). Recorded in the checkpoint, so finetune excludes them too.")
+    List<String> exclude = new ArrayList<>();
+
+    @Option(names = "--input-size-probe", paramLabel = "model|reference", defaultValue = "model",
+            description = "The input size that scales each layer's regulariser: 'model', the model's own (224 for ImageNet-sized data), or "
+                    + "'reference', 32x32 as the reference always probes (default: ${DEFAULT-VALUE}; equal for CIFAR).")
+    String inputSizeProbe;
 
     @Option(names = {"-g", "--groups"}, defaultValue = "4", description = "Groups per layer (default: ${DEFAULT-VALUE}).")
     int groups;
@@ -87,44 +99,58 @@ public final class CifarDsp implements Callable<Integer> {
      */
     static int firstBestEpoch(int epochs) { return Math.min(BEST_AFTER + 1, epochs); }
 
+    static PrunableLayer.InputSizeProbe probe(String s) {
+        return switch (s.trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "model" -> PrunableLayer.InputSizeProbe.MODEL;
+            case "reference" -> PrunableLayer.InputSizeProbe.REFERENCE;
+            default -> throw new IllegalArgumentException("--input-size-probe: expected model or reference, got '" + s + "'");
+        };
+    }
+
     @Override public Integer call() {
         if (epochs < 1) throw new IllegalArgumentException("--epochs: expected a positive number, got " + epochs);
         if (groups < 1) throw new IllegalArgumentException("--groups: expected a positive number, got " + groups);
         Device device = common.setUp();
-        Path source = ckpt != null ? ckpt : saveDir.resolve("resnet" + layers + ".safetensors");
+        Architectures.Spec spec = arch.spec();
+        PrunableLayer.InputSizeProbe probe = probe(inputSizeProbe);
+        Path source = ckpt != null ? ckpt : saveDir.resolve(spec.baseName() + ".safetensors");
         if (!Files.isRegularFile(source)) {
-            throw new IllegalArgumentException("pretrained model " + source.toAbsolutePath() + " not found: run 'bonsai pretrain -l " + layers
+            throw new IllegalArgumentException("pretrained model " + source.toAbsolutePath() + " not found: run 'bonsai pretrain " + spec.flags()
                     + " --save-dir " + saveDir + "' first, or pass --ckpt FILE");
         }
         Generator g = new Generator(common.seed);
-        System.out.printf("bonsai dsp: ResNet-%d, G=%d, lambda=%g, tau=%g, seed %d, device %s, %d threads%n", layers, groups, lambda,
+        System.out.printf("bonsai dsp: %s, G=%d, lambda=%g, tau=%g, seed %d, device %s, %d threads%n", spec.displayName(), groups, lambda,
                 temperature, common.seed, device, Parallel.threads());
         System.out.println("pretrained model: " + source.toAbsolutePath());
         TrainSplit data = common.trainingData(System.out);
-        CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
+        Module model = spec.create(CommonOptions.numClasses(data), g);
         Checkpoint.load(source).loadModel(model, true);
+        PrunableLayer.Discovery found = PrunableLayer.discover(model, ArchOptions.inputDims(data), probe, exclude);
         model.to(device);   // before the optimiser and the group learner, which take the model's tensors
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         LrScheduler sched = new LrScheduler(sgd, new CosineAnnealingLR(epochs, 0));
         DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);
         long totalIterations = (long) epochs * train.batchesPerEpoch();
-        GroupWrapper groupsLearner = new GroupWrapper(model, sgd, (logits, y) -> Functional.crossEntropy(logits, y), lambda,
-                totalIterations, groups, temperature, g.split(), groupLr);
+        System.out.print(found.format());
+        GroupWrapper groupsLearner = new GroupWrapper(model, found.layers(), sgd, (logits, y) -> Functional.crossEntropy(logits, y), lambda,
+                totalIterations, groups, temperature, g.split(), groupLr, null);
 
-        Map<String, String> meta = common.metadata("dsp", layers, data);
+        Map<String, String> meta = common.metadata("dsp", spec, data);
         meta.put("groups", Integer.toString(groups));
         meta.put("lambda", Float.toString(lambda));
         meta.put("temperature", Float.toString(temperature));
         meta.put("pretrained", source.toAbsolutePath().toString());
-        TrainingRun run = resume.apply(new TrainingRun(new TrainingRun.Config("resnet" + layers + "_g" + groups, saveDir, epochs, firstBestEpoch(epochs), false, resume.resume,
+        meta.put("exclude", String.join(",", exclude));
+        meta.put("inputSizeProbe", probe.name().toLowerCase(java.util.Locale.ROOT));
+        TrainingRun run = resume.apply(new TrainingRun(new TrainingRun.Config(spec.baseName() + "_g" + groups, saveDir, epochs, firstBestEpoch(epochs), false, resume.resume,
                 device, meta, resume.stopAfter(epochs)), System.out));
         Trainer trainer = new Trainer(model, sgd, device, 0f, groupsLearner);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, groupsLearner);
         CommonOptions.reportSkipped(train, eval);
         System.out.printf("best eval accuracy %.2f%% at epoch %d (group-logit std %.4f); saved %s%n", r.bestAccuracy(), r.bestEpoch(),
                 groupsLearner.stats(), r.best().toAbsolutePath());
-        System.out.println("next: bonsai finetune -l " + layers + " -g " + groups + " --save-dir " + saveDir);
+        System.out.println("next: bonsai finetune " + spec.flags() + " -g " + groups + " --save-dir " + saveDir);
         return 0;
     }
 }

@@ -3,7 +3,9 @@ package ai.bonsai.dsp.cli;
 import ai.bonsai.backend.cpu.Parallel;
 import ai.bonsai.data.DataLoader;
 import ai.bonsai.data.TrainSplit;
-import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.models.Architectures;
+import ai.bonsai.dsp.prune.PrunableLayer;
+import ai.bonsai.nn.Module;
 import ai.bonsai.dsp.prune.PruneRates;
 import ai.bonsai.dsp.prune.PruneSummary;
 import ai.bonsai.dsp.prune.PruneWrapper;
@@ -37,8 +39,7 @@ import java.util.concurrent.Callable;
 @Command(name = "finetune", mixinStandardHelpOptions = true,
         description = "Prune a group-learned model to a FLOPs rate and fine-tune it in cosine cycles.")
 public final class CifarFinetune implements Callable<Integer> {
-    @Option(names = {"-l", "--layers"}, defaultValue = "20", description = "Depth (default: ${DEFAULT-VALUE}).")
-    int layers;
+    @Mixin ArchOptions arch;
 
     @Option(names = {"-g", "--groups"}, defaultValue = "4", description = "Groups per layer, as in dsp (default: ${DEFAULT-VALUE}).")
     int groups;
@@ -81,10 +82,10 @@ public final class CifarFinetune implements Callable<Integer> {
     public static void main(String[] args) { System.exit(Bonsai.execute(new CifarFinetune(), args)); }
 
     /** The output stem: resnet20_g4_p0.5. */
-    static String name(int layers, int groups, double rate) {
+    static String name(Architectures.Spec spec, int groups, double rate) {
         String r = Double.toString(rate);
         if (r.endsWith(".0")) r = r.substring(0, r.length() - 2);
-        return "resnet" + layers + "_g" + groups + "_p" + r;
+        return spec.baseName() + "_g" + groups + "_p" + r;
     }
 
     @Override public Integer call() {
@@ -93,19 +94,24 @@ public final class CifarFinetune implements Callable<Integer> {
             throw new IllegalArgumentException("--cycles " + cycles + " and --epochs " + epochs + ": need 1 <= cycles <= epochs");
         }
         Device device = common.setUp();
-        Path source = ckpt != null ? ckpt : saveDir.resolve("resnet" + layers + "_g" + groups + ".safetensors");
+        Architectures.Spec spec = arch.spec();
+        Path source = ckpt != null ? ckpt : saveDir.resolve(spec.baseName() + "_g" + groups + ".safetensors");
         if (!Files.isRegularFile(source)) {
-            throw new IllegalArgumentException("group-learned model " + source.toAbsolutePath() + " not found: run 'bonsai dsp -l " + layers
+            throw new IllegalArgumentException("group-learned model " + source.toAbsolutePath() + " not found: run 'bonsai dsp " + spec.flags()
                     + " -g " + groups + " --save-dir " + saveDir + "' first, or pass --ckpt FILE");
         }
         Generator g = new Generator(common.seed);
-        System.out.printf("bonsai finetune: ResNet-%d, G=%d, rate %.3f, %d cycles, seed %d, device %s, %d threads%n", layers, groups, rate,
+        System.out.printf("bonsai finetune: %s, G=%d, rate %.3f, %d cycles, seed %d, device %s, %d threads%n", spec.displayName(), groups, rate,
                 cycles, common.seed, device, Parallel.threads());
         System.out.println("group-learned model: " + source.toAbsolutePath());
         TrainSplit data = common.trainingData(System.out);
-        CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
-        PruneWrapper pruner = new PruneWrapper(model, groups, fpEvery);
-        pruner.loadState(Checkpoint.load(source).modelState());
+        Module model = spec.create(CommonOptions.numClasses(data), g);
+        Checkpoint groupLearned = Checkpoint.load(source);
+        // The layers dsp learned groups for: the same discovery, with the exclusions it recorded.
+        PrunableLayer.Discovery found = PrunableLayer.discover(model, ArchOptions.inputDims(data), PrunableLayer.InputSizeProbe.MODEL,
+                Evaluate.excluded(groupLearned.metadata()));
+        PruneWrapper pruner = new PruneWrapper(model, found, groups, fpEvery, null);
+        pruner.loadState(groupLearned.modelState());
         model.to(device);   // before the optimiser; masks made later are created on the weights' device
 
         DataLoader train = common.trainLoader(data, batchSize);
@@ -124,8 +130,9 @@ public final class CifarFinetune implements Callable<Integer> {
                     epochs, epochs, cycles, cycleLength, cyclesRun, cycles);
         }
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> cyclicCosine(e, epochs, cycles)));
-        String name = name(layers, groups, rate);
-        Map<String, String> meta = common.metadata("finetune", layers, data);
+        String name = name(spec, groups, rate);
+        Map<String, String> meta = common.metadata("finetune", spec, data);
+        meta.put("exclude", String.join(",", Evaluate.excluded(groupLearned.metadata())));
         meta.put("groups", Integer.toString(groups));
         meta.put("rate", Double.toString(rate));
         meta.put("cycles", Integer.toString(cycles));

@@ -2,13 +2,14 @@ package ai.bonsai.dsp.cli;
 
 import ai.bonsai.data.DataLoader;
 import ai.bonsai.data.TrainSplit;
-import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.models.Architectures;
 import ai.bonsai.dsp.train.Trainer;
 import ai.bonsai.dsp.train.TrainingRun;
 import ai.bonsai.optim.LambdaLR;
 import ai.bonsai.optim.LrScheduler;
 import ai.bonsai.optim.SGD;
 import ai.bonsai.tensor.Device;
+import ai.bonsai.nn.Module;
 import ai.bonsai.tensor.Generator;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -19,15 +20,15 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 
 /**
- * {@code bonsai pretrain}: trains a CIFAR ResNet from scratch, as the reference's cifar_pretrain.py does
+ * {@code bonsai pretrain}: trains a CIFAR ResNet (or the {@code --arch} model) from scratch, as the reference's cifar_pretrain.py does
  * (spec section 8): SGD with momentum, lr / 4 for the first two epochs, then x0.1 at 50 % and 75 % of the
- * epochs, evaluation after every epoch, the best model saved as {@code <save-dir>/resnet<L>.safetensors}.
+ * epochs, evaluation after every epoch, the best model saved as {@code <save-dir>/resnet<L>.safetensors}
+ * ({@code <arch>.safetensors}).
  */
 @Command(name = "pretrain", mixinStandardHelpOptions = true,
-        description = "Train a CIFAR ResNet (the dense model that DSP starts from).")
+        description = "Train a CIFAR ResNet or another --arch (the dense model that DSP starts from).")
 public final class CifarPretrain implements Callable<Integer> {
-    @Option(names = {"-l", "--layers"}, defaultValue = "20", description = "Depth: 20, 32, 44, 56 or 110 (default: ${DEFAULT-VALUE}).")
-    int layers;
+    @Mixin ArchOptions arch;
 
     @Option(names = "--save-dir", defaultValue = "./cifarmodel", description = "Where checkpoints, metrics and plots go (default: ${DEFAULT-VALUE}).")
     Path saveDir;
@@ -72,18 +73,19 @@ public final class CifarPretrain implements Callable<Integer> {
         if (epochs < 1) throw new IllegalArgumentException("--epochs: expected a positive number, got " + epochs);
         Device device = common.setUp();
         Generator g = new Generator(common.seed);
-        System.out.printf("bonsai pretrain: ResNet-%d, seed %d, device %s, %d threads%n", layers, common.seed, device,
+        Architectures.Spec spec = arch.spec();
+        System.out.printf("bonsai pretrain: %s, seed %d, device %s, %d threads%n", spec.displayName(), common.seed, device,
                 ai.bonsai.backend.cpu.Parallel.threads());
         TrainSplit data = common.trainingData(System.out);
-        CifarResNet model = new CifarResNet(layers, CommonOptions.numClasses(data), g);
+        Module model = spec.create(CommonOptions.numClasses(data), g);
         model.to(device);   // initialised on the host (same values on every device), trained on the device
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         int total = epochs;
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> scheduleFactor(e, total)));
         DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);
-        Map<String, String> meta = common.metadata("pretrain", layers, data);
-        TrainingRun run = resume.apply(new TrainingRun(new TrainingRun.Config("resnet" + layers, saveDir, epochs, 1, false, resume.resume, device, meta,
+        Map<String, String> meta = common.metadata("pretrain", spec, data);
+        TrainingRun run = resume.apply(new TrainingRun(new TrainingRun.Config(spec.baseName(), saveDir, epochs, 1, false, resume.resume, device, meta,
                 resume.stopAfter(epochs)), System.out));
         Trainer trainer = new Trainer(model, sgd, device, 0f, Trainer.Hooks.NONE);
         TrainingRun.Result r = run.run(model, sgd, sched, trainer, train, eval, TrainingRun.Extra.NONE);

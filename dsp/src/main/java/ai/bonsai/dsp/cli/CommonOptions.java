@@ -110,11 +110,10 @@ public final class CommonOptions {
     }
 
     /** The metadata every checkpoint of a training command records; commands add their own keys. */
-    java.util.Map<String, String> metadata(String stage, int depth, TrainSplit data) {
+    java.util.Map<String, String> metadata(String stage, ai.bonsai.dsp.models.Architectures.Spec arch, TrainSplit data) {
         java.util.Map<String, String> m = new java.util.LinkedHashMap<>();
         m.put("format", "bonsai-checkpoint-1");
-        m.put("architecture", "cifar_resnet");
-        m.put("depth", Integer.toString(depth));
+        arch.putMetadata(m);
         m.put("numClasses", Integer.toString(data.train().numClasses()));
         if (ImageOptions.source(this.data) != null) m.put("imageSize", Integer.toString(data.train().imageShape().dim(1)));
         m.put("seed", Long.toString(seed));

@@ -73,8 +73,8 @@ public final class Demo implements Callable<Integer> {
                 "-p", Double.toString(rate)) != 0) return 1;
 
         Path pre = saveDir.resolve("resnet20.safetensors"), dsp = saveDir.resolve("resnet20_g" + groups + ".safetensors");
-        Path fine = saveDir.resolve(CifarFinetune.name(20, groups, rate) + ".safetensors");
-        Path packedFile = saveDir.resolve(CifarFinetune.name(20, groups, rate) + ".packed.safetensors");
+        Path fine = saveDir.resolve(CifarFinetune.name(ai.bonsai.dsp.models.Architectures.of(null, 20), groups, rate) + ".safetensors");
+        Path packedFile = saveDir.resolve(CifarFinetune.name(ai.bonsai.dsp.models.Architectures.of(null, 20), groups, rate) + ".packed.safetensors");
         System.out.println();
         System.out.println("== packing into multi-branch convolutions ==");
         List<String> pack = new ArrayList<>(List.of("--ckpt", fine.toString(), "--save", packedFile.toString()));

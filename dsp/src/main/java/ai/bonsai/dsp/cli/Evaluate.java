@@ -5,7 +5,9 @@ import ai.bonsai.data.DataLoader;
 import ai.bonsai.data.Dataset;
 import ai.bonsai.data.SyntheticCifar;
 import ai.bonsai.data.Transform;
+import ai.bonsai.dsp.models.Architectures;
 import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.prune.PruneSummary;
 import ai.bonsai.dsp.models.ModelStats;
 import ai.bonsai.dsp.pack.PackedFormat;
 import ai.bonsai.dsp.pack.PackedModel;
@@ -30,7 +32,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -185,20 +189,27 @@ public final class Evaluate implements Callable<Integer> {
             PackedModel packed = PackedModel.load(ckpt);
             return new Loaded(packed, "resnet" + packed.structure().depth(), "packed", Counts.of(packed), packed.report(), packed.structure().classifier().classes());
         }
-        CifarResNet model = loadModel(Checkpoint.load(ckpt));
-        boolean masked = model.namedBuffers().keySet().stream().anyMatch(k -> k.endsWith("." + PruneWrapper.MASK_BUFFER));
-        if (masked) {
+        Rebuilt rebuilt = rebuild(Checkpoint.load(ckpt));
+        Module model = rebuilt.model();
+        String name = rebuilt.spec().baseName();
+        if (rebuilt.pruner() != null && model instanceof CifarResNet resnet) {
             // What pruning leaves is exactly what the packed form computes: count that.
-            return new Loaded(model, "resnet" + model.depth(), "masked", Counts.of(Packer.pack(model)), null, model.numClasses());
+            return new Loaded(model, name, "masked", Counts.of(Packer.pack(resnet)), null, rebuilt.classes());
         }
-        ModelStats stats = ModelStats.of(model);
+        if (rebuilt.pruner() != null) {
+            PruneSummary s = rebuilt.pruner().summary(false);
+            Counts c = new Counts(Math.round(s.networkRemainingMacs()), s.networkMacs(), Math.round(s.networkRemainingParams()), s.networkParams(),
+                    Math.round(s.remainingFlops()), s.totalFlops(), Math.round(s.remainingParams()), s.totalParams());
+            return new Loaded(model, name, "masked", c, null, rebuilt.classes());
+        }
+        ModelStats stats = ModelStats.of(model, rebuilt.inputDims());
         long prunableMacs = 0, prunableParams = 0;
-        for (PrunableLayer l : PrunableLayer.find(model)) {
+        for (PrunableLayer l : PrunableLayer.discover(model, rebuilt.inputDims(), PrunableLayer.InputSizeProbe.MODEL, rebuilt.excluded()).layers()) {
             prunableMacs += l.flops();
             prunableParams += l.conv().weight().numel();
         }
         Counts c = new Counts(stats.macs(), stats.macs(), stats.params(), stats.params(), prunableMacs, prunableMacs, prunableParams, prunableParams);
-        return new Loaded(model, "resnet" + model.depth(), "dense", c, null, model.numClasses());
+        return new Loaded(model, name, "dense", c, null, rebuilt.classes());
     }
 
     /** TorchScript archives, recognised by the .pt / .pth extension. */
@@ -208,30 +219,57 @@ public final class Evaluate implements Callable<Integer> {
     }
 
     /**
+     * A model rebuilt from a checkpoint, in eval mode: its architecture, input size (3, imageSize, imageSize; 32
+     * unless the checkpoint records {@code imageSize}), classes, the convolutions dsp excluded, and the pruner that
+     * owns its group and mask buffers (null for a dense checkpoint).
+     */
+    record Rebuilt(Module model, Architectures.Spec spec, int[] inputDims, int classes, List<String> excluded, PruneWrapper pruner) {}
+
+    /**
      * Builds the model a checkpoint describes and loads it strictly. A pruned checkpoint (with {@code .mask}
      * and {@code .group} entries) is loaded through a {@link PruneWrapper}, which owns those buffers.
      */
-    static CifarResNet loadModel(Checkpoint ck) {
-        String arch = ck.require("architecture");
-        if (!arch.equals("cifar_resnet")) {
-            throw new IllegalArgumentException("checkpoint " + ck.file() + ": architecture '" + arch + "' is not supported (expected cifar_resnet)");
-        }
-        int depth = ck.requireInt("depth");
-        int classes = ck.metadata().containsKey("numClasses") ? ck.requireInt("numClasses") : 10;
-        CifarResNet model = new CifarResNet(depth, classes, new Generator(0));
+    static Rebuilt rebuild(Checkpoint ck) {
+        Map<String, String> meta = ck.metadata();
+        Architectures.Spec spec = Architectures.fromMetadata(meta, String.valueOf(ck.file()));
+        int classes = meta.containsKey("numClasses") ? ck.requireInt("numClasses") : 10;
+        int size = meta.containsKey("imageSize") ? ck.requireInt("imageSize") : 32;
+        int[] dims = {3, size, size};
+        Module model = spec.create(classes, new Generator(0));
+        List<String> excluded = excluded(meta);
+        PruneWrapper pruner = null;
         boolean dsp = ck.modelState().keySet().stream().anyMatch(k -> k.endsWith("." + PruneWrapper.GROUP_BUFFER));
-        if (dsp) {
-            PruneWrapper pruner = new PruneWrapper(model, ck.requireInt("groups"), -1);
-            try {
+        try {
+            if (dsp) {
+                PrunableLayer.Discovery found = PrunableLayer.discover(model, dims, PrunableLayer.InputSizeProbe.MODEL, excluded);
+                pruner = new PruneWrapper(model, found, ck.requireInt("groups"), -1, null);
                 pruner.loadState(ck.modelState());
-            } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException("checkpoint " + ck.file() + " does not fit the model: " + e.getMessage(), e);
+            } else {
+                ck.loadModel(model, true);
             }
-        } else {
-            ck.loadModel(model, true);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("checkpoint " + ck.file() + " does not fit the model (" + spec.displayName() + "): " + e.getMessage(), e);
         }
         model.eval();
-        return model;
+        return new Rebuilt(model, spec, dims, classes, excluded, pruner);
+    }
+
+    /** A CIFAR ResNet from a checkpoint, for the commands that handle only those (ONNX export, the CIFAR packer). */
+    static CifarResNet loadModel(Checkpoint ck) {
+        Rebuilt r = rebuild(ck);
+        if (!(r.model() instanceof CifarResNet resnet)) {
+            throw new IllegalArgumentException("checkpoint " + ck.file() + ": architecture '" + r.spec().name() + "' is not supported here (expected cifar_resnet)");
+        }
+        return resnet;
+    }
+
+    /** The convolutions a dsp run excluded, from checkpoint metadata ({@code exclude}, comma-separated; none when absent). */
+    static List<String> excluded(Map<String, String> metadata) {
+        String e = metadata.get("exclude");
+        if (e == null || e.isBlank()) return List.of();
+        List<String> out = new ArrayList<>();
+        for (String p : e.split(",")) if (!p.isBlank()) out.add(p.trim());
+        return out;
     }
 
     Dataset dataset(PrintStream log) {

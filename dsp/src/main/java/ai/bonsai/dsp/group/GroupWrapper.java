@@ -143,7 +143,7 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
     private static List<PrunableLayer> discover(Module model) {
         if (model instanceof CifarResNet r) return PrunableLayer.find(r);
         throw new IllegalArgumentException("GroupWrapper: cannot find the prunable layers of a " + (model == null ? "null model" : model.getClass().getSimpleName())
-                + "; pass them with the constructor that takes a List<PrunableLayer>");
+                + "; pass PrunableLayer.discover(model, inputDims...).layers() to the constructor that takes a List<PrunableLayer>");
     }
 
     private static Tensor groupBuffer(Conv2d conv, int groups) {

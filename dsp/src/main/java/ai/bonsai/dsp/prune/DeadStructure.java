@@ -30,7 +30,6 @@ final class DeadStructure {
     private final DependencyGroups groups;
     private final List<PrunableLayer> layers;
     private final Map<Integer, Integer> layerOfOp = new HashMap<>();     // conv op id -> prunable layer
-    private final Map<Integer, Integer> bnOpLayer = new HashMap<>();     // BN op id -> the prunable layer it follows
     private final Map<String, Integer> layerByName = new HashMap<>();
     private final int[] bnOpAfter;                                       // per layer, the BN op after it or -1
     private final Map<String, Op> weighted = new HashMap<>();           // convolutions and linear layers by name
@@ -50,7 +49,6 @@ final class DeadStructure {
             List<Integer> next = graph.consumers(op.id());
             if (next.size() == 1 && graph.op(next.get(0)).kind() == Kind.BATCH_NORM && graph.uses(graph.op(next.get(0)).module()) == 1) {
                 bnOpAfter[p.index()] = next.get(0);
-                bnOpLayer.put(next.get(0), p.index());
             }
         }
     }
@@ -59,36 +57,50 @@ final class DeadStructure {
     BatchNorm2d bnAfter(int l) { return bnOpAfter[l] < 0 ? null : graph.op(bnOpAfter[l]).batchNorm(); }
 
     /**
-     * Applies the rules to host copies indexed by prunable layer: weights {@code w}, masks, and the gamma and bias
-     * of each layer's following batch norm (null entries where there is none).
+     * Applies the rules to host copies of the prunable layers' weights {@code w} and masks (indexed by prunable
+     * layer), and to the weight and bias of every batch norm of the graph, which it writes back where they changed.
      */
-    PruneSummary.DeadStructure remove(float[][] w, float[][] masks, float[][] gamma, float[][] bias) {
+    PruneSummary.DeadStructure remove(float[][] w, float[][] masks) {
         int emptyBn = 0, deadFilters = 0, deadInputs = 0;
-        // Rule 1: a filter with no kernel left; the batch norm behind it is zeroed (the reference's semantics).
+        Map<Integer, float[]> gamma = new HashMap<>(), bias = new HashMap<>();      // by BN op id
+        for (Op op : graph.ops(Kind.BATCH_NORM)) {
+            gamma.put(op.id(), op.batchNorm().weight().toFloatArray());
+            bias.put(op.id(), op.batchNorm().bias().toFloatArray());
+        }
+        // Rule 1's first half: a filter with no kernel left is masked whole.
         for (PrunableLayer p : layers) {
             int l = p.index(), rowLen = rowLength(p);
             for (int f = 0; f < p.filters(); f++) {
-                if (!allZero(w[l], f * rowLen, (f + 1) * rowLen)) continue;
-                Arrays.fill(masks[l], f * p.channels(), (f + 1) * p.channels(), 0f);
-                if (gamma[l] != null && (gamma[l][f] != 0f || bias[l][f] != 0f)) {
-                    gamma[l][f] = 0f;
-                    bias[l][f] = 0f;
-                    emptyBn++;
-                }
+                if (allZero(w[l], f * rowLen, (f + 1) * rowLen)) Arrays.fill(masks[l], f * p.channels(), (f + 1) * p.channels(), 0f);
             }
         }
         Map<Integer, float[]> fixed = new HashMap<>();      // weights of the layers this never changes
         boolean changed = true;
         while (changed) {
             changed = false;
+            // Rule 1: a batch-norm channel whose input is constantly zero (an empty filter, or a depthwise filter that
+            // reads only dead channels) is zeroed: the reference's semantics, its weight gradient is exactly zero.
+            double[][] k = constants(w, gamma, bias, fixed);
+            for (Op op : graph.ops(Kind.BATCH_NORM)) {
+                double[] in = k[op.input(0)];
+                float[] g = gamma.get(op.id()), b = bias.get(op.id());
+                for (int c = 0; c < in.length; c++) {
+                    if (in[c] == 0.0 && (g[c] != 0f || b[c] != 0f)) {
+                        g[c] = 0f;
+                        b[c] = 0f;
+                        emptyBn++;
+                        changed = true;
+                    }
+                }
+            }
             // A batch-norm channel with weight 0 and bias <= 0 that only ReLUs read outputs 0 either way: bias 0.
-            for (PrunableLayer p : layers) {
-                int l = p.index(), bn = bnOpAfter[l];
-                if (bn < 0 || !onlyReluReads(bn)) continue;
-                for (int f = 0; f < p.filters(); f++) if (gamma[l][f] == 0f && bias[l][f] < 0f) bias[l][f] = 0f;
+            for (Op op : graph.ops(Kind.BATCH_NORM)) {
+                if (!onlyReluReads(op.id())) continue;
+                float[] g = gamma.get(op.id()), b = bias.get(op.id());
+                for (int c = 0; c < g.length; c++) if (g[c] == 0f && b[c] < 0f) b[c] = 0f;
             }
             // Rule 2: columns that read a channel which is constantly zero.
-            double[][] k = constants(w, gamma, bias, fixed);
+            k = constants(w, gamma, bias, fixed);
             for (PrunableLayer p : layers) {
                 int l = p.index(), c = p.channels(), kk = p.kernel() * p.kernel();
                 double[] in = k[graph.opOf(p.conv()).input(0)];
@@ -126,10 +138,11 @@ final class DeadStructure {
                             boolean live = !allZero(w[l], f * rowLen, (f + 1) * rowLen);
                             Arrays.fill(w[l], f * rowLen, (f + 1) * rowLen, 0f);
                             Arrays.fill(masks[l], f * p.channels(), (f + 1) * p.channels(), 0f);
-                            if (gamma[l] != null) {
-                                live |= gamma[l][f] != 0f || bias[l][f] != 0f;
-                                gamma[l][f] = 0f;
-                                bias[l][f] = 0f;
+                            if (bnOpAfter[l] >= 0) {
+                                float[] bg = gamma.get(bnOpAfter[l]), bb = bias.get(bnOpAfter[l]);
+                                live |= bg[f] != 0f || bb[f] != 0f;
+                                bg[f] = 0f;
+                                bb[f] = 0f;
                             }
                             if (live) {
                                 deadFilters++;
@@ -140,7 +153,16 @@ final class DeadStructure {
                 }
             }
         }
+        for (Op op : graph.ops(Kind.BATCH_NORM)) {
+            BatchNorm2d bn = op.batchNorm();
+            if (!Arrays.equals(gamma.get(op.id()), bn.weight().toFloatArray())) write(bn.weight(), gamma.get(op.id()));
+            if (!Arrays.equals(bias.get(op.id()), bn.bias().toFloatArray())) write(bn.bias(), bias.get(op.id()));
+        }
         return new PruneSummary.DeadStructure(emptyBn, deadFilters, deadInputs);
+    }
+
+    private static void write(ai.bonsai.tensor.Tensor t, float[] values) {
+        t.copyFrom(ai.bonsai.tensor.Tensor.of(values, t.device(), t.dims()));
     }
 
     private boolean onlyReluReads(int bnOp) {
@@ -180,22 +202,32 @@ final class DeadStructure {
     }
 
     /** The constant each channel of each value is known to hold; NaN where it is not constant (or not known to be). */
-    private double[][] constants(float[][] w, float[][] gamma, float[][] bias, Map<Integer, float[]> fixed) {
+    private double[][] constants(float[][] w, Map<Integer, float[]> gamma, Map<Integer, float[]> bias, Map<Integer, float[]> fixed) {
         double[][] k = new double[graph.ops().size()][];
         for (Op op : graph.ops()) {
             double[] out = new double[op.channels()];
             Arrays.fill(out, Double.NaN);
             switch (op.kind()) {
                 case CONV -> {
+                    // Filter f outputs its bias when every kernel it has reads a channel that is constantly zero (zero
+                    // padding keeps a zero plane zero; a nonzero constant plane would not stay constant at the borders).
                     float[] wt = weights(op, w, fixed);
-                    int rowLen = wt.length / op.channels();
+                    double[] in = k[op.input(0)];
+                    int groupsOfConv = op.conv().groups(), inPer = in.length / groupsOfConv, outPer = op.channels() / groupsOfConv;
+                    int kk = wt.length / (op.channels() * inPer);
                     float[] b = op.conv().bias() == null ? null : op.conv().bias().toFloatArray();
-                    for (int f = 0; f < op.channels(); f++) if (allZero(wt, f * rowLen, (f + 1) * rowLen)) out[f] = b == null ? 0 : b[f];
+                    for (int f = 0; f < op.channels(); f++) {
+                        int first = (f / outPer) * inPer;
+                        boolean constant = true;
+                        for (int i = 0; i < inPer && constant; i++) {
+                            int at = (f * inPer + i) * kk;
+                            constant = in[first + i] == 0.0 || allZero(wt, at, at + kk);
+                        }
+                        if (constant) out[f] = b == null ? 0 : b[f];
+                    }
                 }
                 case BATCH_NORM -> {
-                    Integer l = bnOpLayer.get(op.id());
-                    float[] g = l != null ? gamma[l] : op.batchNorm().weight().toFloatArray();
-                    float[] b = l != null ? bias[l] : op.batchNorm().bias().toFloatArray();
+                    float[] g = gamma.get(op.id()), b = bias.get(op.id());
                     for (int c = 0; c < out.length; c++) if (g[c] == 0f) out[c] = b[c];
                 }
                 case ACTIVATION -> {

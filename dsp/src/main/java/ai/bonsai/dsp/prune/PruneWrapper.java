@@ -88,7 +88,6 @@ public final class PruneWrapper implements Trainer.Hooks {
     private final PrunableLayer.Discovery discovery;
     private final List<PrunableLayer> layers;
     private final boolean[] filterPruned;
-    private final BatchNorm2d[] bnAfter;           // the BN that directly follows each prunable conv, or null
     private final DeadStructure deadStructure;
     private double beta;
     private PruneSummary.DeadStructure lastRemoval = PruneSummary.DeadStructure.NONE;
@@ -152,9 +151,7 @@ public final class PruneWrapper implements Trainer.Hooks {
             for (int l = 0; l < count; l++) filterPruned[l] = (l + 1) % fpEveryNthConv == 0;
         }
         deadStructure = new DeadStructure(discovery.graph(), layers);
-        bnAfter = new BatchNorm2d[count];
         for (int l = 0; l < count; l++) {
-            bnAfter[l] = deadStructure.bnAfter(l);
             if (layers.get(l).conv().groups() != 1) {
                 throw new IllegalArgumentException("PruneWrapper: " + layers.get(l).name() + " is a grouped convolution (groups=" + layers.get(l).conv().groups() + "); only groups=1 is supported");
             }
@@ -350,25 +347,16 @@ public final class PruneWrapper implements Trainer.Hooks {
         float[][] masks = ruleMasks();
         int count = layers.size();
         float[][] w = new float[count][];
-        float[][] gamma = new float[count][], bias = new float[count][];
         for (PrunableLayer p : layers) {
             int l = p.index(), kk = p.kernel() * p.kernel();
             w[l] = p.conv().weight().toFloatArray();
             for (int i = 0; i < masks[l].length; i++) if (masks[l][i] == 0f) Arrays.fill(w[l], i * kk, (i + 1) * kk, 0f);
-            if (bnAfter[l] != null) {
-                gamma[l] = bnAfter[l].weight().toFloatArray();
-                bias[l] = bnAfter[l].bias().toFloatArray();
-            }
         }
-        lastRemoval = deadStructure.remove(w, masks, gamma, bias);
+        lastRemoval = deadStructure.remove(w, masks);       // writes the batch norms it changes
         for (PrunableLayer p : layers) {
             int l = p.index();
             write(p.conv().weight(), w[l]);
             write(buffer(p, MASK_BUFFER), masks[l]);
-            if (bnAfter[l] != null) {
-                write(bnAfter[l].weight(), gamma[l]);
-                write(bnAfter[l].bias(), bias[l]);
-            }
         }
         lastRates = summary(false).rates();
         return lastRates;

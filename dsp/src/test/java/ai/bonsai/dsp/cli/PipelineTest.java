@@ -21,7 +21,10 @@ class PipelineTest {
         assertEquals(0, CliTest.run(new CifarPretrain(), concat(common, "--epochs", "2", "--batch-size", "64")).code());
         CliTest.Run dsp = CliTest.run(new CifarDsp(), concat(common, "--epochs", "1", "--batch-size", "64", "-g", "4"));
         assertEquals(0, dsp.code(), dsp.err());
-        assertTrue(dsp.out().contains("prunable layers (index, name, filters, channels, kernel)"), dsp.out());
+        assertTrue(dsp.out().contains("prunable layers (index, name, filters, channels, kernel, MACs)"), dsp.out());
+        // The convolutions left alone, with the reference's reasons.
+        assertTrue(dsp.out().contains("conv_1_3x3") && dsp.out().contains("the stem (the first convolution)"), dsp.out());
+        assertTrue(dsp.out().contains("stage_2.0.downsample.0") && dsp.out().contains("a shortcut projection"), dsp.out());
         CliTest.Run fine = CliTest.run(new CifarFinetune(), concat(common, "--epochs", "2", "-c", "2", "-g", "4", "-p", "0.5",
                 "--batch-size", "64"));
         assertEquals(0, fine.code(), fine.err());
