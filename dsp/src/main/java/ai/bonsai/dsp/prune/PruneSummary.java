@@ -116,7 +116,7 @@ public record PruneSummary(double beta, List<Layer> layers, long totalFlops, dou
                 remainingFlops, totalFlops, prunedFlopsPercent(), remainingParams, totalParams, prunedParamsPercent()));
         sb.append(String.format("Whole network (stem, shortcut projections and classifier included, BN not counted): MACs %,.0f of %,d (%.2f%% pruned); params %,.0f of %,d (%.2f%% pruned)%n",
                 networkRemainingMacs(), networkMacs, networkPrunedMacsPercent(), networkRemainingParams(), networkParams, networkPrunedParamsPercent()));
-        sb.append(String.format("Dead structure zeroed by the last prune: %d BN channels behind empty filters, %d dead conv_a filters, %d dead conv_b input channels%n",
+        sb.append(String.format("Dead structure zeroed by the last prune: %d BN channels behind empty filters, %d dead filters (nothing reads them), %d dead input channels (constantly zero)%n",
                 removal.emptyFilterBnChannels(), removal.deadFilters(), removal.deadInputChannels()));
         sb.append(rule);
         return sb.toString();
