@@ -8,9 +8,9 @@ Two commands:
            dsp/src/test/resources/torchvision/ that TorchvisionArchitecturesTest holds Bonsai's state dicts to;
            regenerate them with
                /usr/bin/python3 scripts/torchvision-crosscheck.py keys --out dsp/src/test/resources/torchvision
-  logits   for each model: builds it with torch.manual_seed(SEED), puts it in eval mode, re-draws the batch-norm
-           running statistics and affine parameters (fresh ones are 0/1, which would leave the normalisation
-           untested), and writes
+  logits   for each model: builds it with torch.manual_seed(SEED), sets the batch-norm running statistics from one
+           calibration batch and draws random batch-norm affine parameters (fresh ones are 0/1, which would leave
+           the normalisation untested), runs a fixed input in eval mode, and writes
                <model>.safetensors    the whole state_dict (num_batches_tracked as I64), written by hand from numpy
                <model>.input.f32      the fixed input, float32 little-endian, (N, 3, H, W) row-major
                <model>.logits.f32     torchvision's logits, float32 little-endian, (N, classes)
@@ -104,14 +104,21 @@ def write_logits(args):
     for name in args.models:
         shape = MODELS[name][0]
         torch.manual_seed(SEED)
-        model = build(name).eval()
+        model = build(name)
         with torch.no_grad():
-            for m in model.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.running_mean.uniform_(-0.2, 0.2)
-                    m.running_var.uniform_(0.5, 1.5)
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.uniform_(-0.2, 0.2)
+            # Running statistics of real activations: one training-mode pass with momentum 1 sets each batch norm's
+            # running mean and variance to those of a calibration batch, so that the eval-mode network keeps its
+            # activations near unit scale (fresh 0/1 statistics let ResNet-50's logits grow into the hundreds). Then
+            # random affine parameters, so that the normalisation's scale and shift are exercised too.
+            bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+            for m in bns:
+                m.momentum = 1.0
+            model.train()(torch.randn(8, *shape[1:]))
+            for m in bns:
+                m.momentum = 0.1
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+            model.eval()
             x = torch.randn(*shape)
             y = model(x)
         write_safetensors(os.path.join(args.out, name + ".safetensors"), model.state_dict())
