@@ -17,7 +17,8 @@ Two commands:
            plus summary.json with the torch version and each model's input shape and class count.
            TorchvisionCrossCheckTest (-Ptorch-crosscheck) starts this command and compares Bonsai's logits.
 
-Models: resnet18, resnet34, resnet50 and mobilenet_v2 as torchvision builds them (1000 classes), and
+Models: resnet18, resnet34, resnet50 and mobilenet_v2 as torchvision builds them (1000 classes);
+mobilenet_v2_cifar: mobilenet_v2 with 10 classes and stride 1 in features.0 (Bonsai's CIFAR stem option); and
 vgg16_bn_cifar: torchvision's vgg16_bn features (indices kept) followed by one Linear(512, 10), the usual CIFAR VGG.
 
 Needs Debian's PyTorch and torchvision (apt-get install python3-torch python3-torchvision): run with /usr/bin/python3.
@@ -40,6 +41,7 @@ MODELS = {
     "resnet34": ((2, 3, 64, 64), False),
     "resnet50": ((2, 3, 64, 64), True),
     "mobilenet_v2": ((2, 3, 64, 64), True),
+    "mobilenet_v2_cifar": ((2, 3, 32, 32), True),
     "vgg16_bn_cifar": ((2, 3, 32, 32), True),
 }
 
@@ -59,6 +61,10 @@ class Vgg16BnCifar(nn.Module):
 def build(name):
     if name == "vgg16_bn_cifar":
         return Vgg16BnCifar(10)
+    if name == "mobilenet_v2_cifar":
+        model = torchvision.models.mobilenet_v2(num_classes=10)
+        model.features[0][0].stride = (1, 1)   # Bonsai's CIFAR stem: the same keys, stride 1 in the first conv
+        return model
     return getattr(torchvision.models, name)()   # torchvision 0.14: weights=None by default, 1000 classes
 
 

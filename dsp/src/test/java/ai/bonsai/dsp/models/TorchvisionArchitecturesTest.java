@@ -70,6 +70,7 @@ class TorchvisionArchitecturesTest {
                 Arguments.of("resnet34", (Supplier<Module>) () -> TorchvisionResNet.resnet34(1000, new Generator(1)), 21_797_672L),
                 Arguments.of("resnet50", (Supplier<Module>) () -> TorchvisionResNet.resnet50(1000, new Generator(1)), 25_557_032L),
                 Arguments.of("mobilenet_v2", (Supplier<Module>) () -> MobileNetV2.mobilenetV2(1000, new Generator(1)), 3_504_872L),
+                Arguments.of("mobilenet_v2_cifar", (Supplier<Module>) () -> new MobileNetV2(10, true, new Generator(1)), 2_236_682L),
                 Arguments.of("vgg16_bn_cifar", (Supplier<Module>) () -> new Vgg16Bn(10, new Generator(1)), 14_728_266L));
     }
 

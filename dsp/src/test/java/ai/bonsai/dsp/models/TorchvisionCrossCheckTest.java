@@ -15,6 +15,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -26,20 +27,21 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
- * Bonsai's {@link TorchvisionResNet}, {@link MobileNetV2} and {@link Vgg16Bn} against torchvision's own modules
- * with the same weights: {@code scripts/torchvision-crosscheck.py logits} (Debian's PyTorch 1.13 and torchvision
- * 0.14) builds each model with a fixed seed, sets its batch-norm statistics from a calibration batch, draws random
+ * Bonsai's {@link TorchvisionResNet} (18, 50), {@link MobileNetV2} (torchvision's stem and the CIFAR stem) and
+ * {@link Vgg16Bn} against torchvision's own modules with the same weights:
+ * {@code scripts/torchvision-crosscheck.py logits} (Debian's PyTorch 1.13 and torchvision 0.14) builds each model with a fixed seed, sets its batch-norm statistics from a calibration batch, draws random
  * batch-norm affine parameters, and writes the state dict (safetensors), a fixed input and torchvision's eval-mode
  * logits; this test loads the state dict by name with {@link TorchvisionWeights#load} and compares Bonsai's logits.
  * The tolerance is relative to the logits' scale, max |diff| <= 1e-4 * max(1, max |logit|), because float32
  * rounding grows with the activations (ResNet-50's untrained logits reach about 300).
  *
- * <p>Measured on 2026-12-06 (CPU backend, 2 x (3, 64, 64) inputs, 2 x (3, 32, 32) for VGG):
+ * <p>Measured on 2026-12-06 (CPU backend, 2 x (3, 64, 64) inputs, 2 x (3, 32, 32) for the CIFAR models):
  * <pre>
  *   model            max |logit|   max |logit diff|   relative to max |logit|   same argmax
  *   resnet18           5.53          1.38e-05            2.5e-06                 2/2
  *   resnet50         313.6           6.87e-04            2.2e-06                 2/2
  *   mobilenet_v2       1.89          1.44e-05            7.6e-06                 2/2
+ *   mobilenet_v2_cifar 1.89          8.20e-06            4.3e-06                 2/2
  *   vgg16_bn_cifar    10.01          1.50e-05            1.5e-06                 2/2
  * </pre>
  * Each run writes its own figures to target/torchvision-crosscheck/bonsai-vs-torchvision.json.
@@ -51,7 +53,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  */
 class TorchvisionCrossCheckTest {
     private static final double RTOL = 1e-4;
-    private static final List<String> MODELS = List.of("resnet18", "resnet50", "mobilenet_v2", "vgg16_bn_cifar");
+    private static final List<String> MODELS = List.of("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v2_cifar", "vgg16_bn_cifar");
     private static final Path OUT = Path.of("target", "torchvision-crosscheck");
     private static final Map<String, Object> report = new LinkedHashMap<>();
     private static JsonNode summary;
@@ -66,7 +68,8 @@ class TorchvisionCrossCheckTest {
             Path script = Path.of("..", "scripts", "torchvision-crosscheck.py").toAbsolutePath().normalize();
             Files.createDirectories(OUT);
             Path log = OUT.resolve("torchvision-crosscheck.log");
-            List<String> cmd = List.of(python, script.toString(), "logits", "--out", OUT.toString(), "--models", MODELS.get(0), MODELS.get(1), MODELS.get(2), MODELS.get(3));
+            List<String> cmd = new ArrayList<>(List.of(python, script.toString(), "logits", "--out", OUT.toString(), "--models"));
+            cmd.addAll(MODELS);
             System.out.println("torchvision cross-check: " + String.join(" ", cmd));
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
             if (!p.waitFor(10, TimeUnit.MINUTES)) {
@@ -84,13 +87,14 @@ class TorchvisionCrossCheckTest {
             case "resnet18" -> TorchvisionResNet.resnet18(1000, g);
             case "resnet50" -> TorchvisionResNet.resnet50(1000, g);
             case "mobilenet_v2" -> MobileNetV2.mobilenetV2(1000, g);
+            case "mobilenet_v2_cifar" -> new MobileNetV2(10, true, g);
             case "vgg16_bn_cifar" -> new Vgg16Bn(10, g);
             default -> throw new IllegalArgumentException("no Bonsai model for '" + name + "'");
         };
     }
 
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"resnet18", "resnet50", "mobilenet_v2", "vgg16_bn_cifar"})
+    @ValueSource(strings = {"resnet18", "resnet50", "mobilenet_v2", "mobilenet_v2_cifar", "vgg16_bn_cifar"})
     void bonsaiLogitsEqualTorchvisions(String name) throws Exception {
         JsonNode s = summary.path("models").path(name);
         assertTrue(s.isObject(), "summary.json has no entry for " + name);
