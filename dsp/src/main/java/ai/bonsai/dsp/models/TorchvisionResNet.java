@@ -12,6 +12,8 @@ import ai.bonsai.nn.Sequential;
 import ai.bonsai.tensor.Generator;
 import ai.bonsai.tensor.Tensor;
 
+import java.util.Arrays;
+
 /**
  * torchvision's ImageNet ResNet ({@code torchvision.models.resnet18/34/50}), module for module, so that the state
  * dict has torchvision's keys ({@code conv1.weight}, {@code layer1.0.conv1.weight}, {@code layer2.0.downsample.0.weight},
@@ -58,9 +60,9 @@ public final class TorchvisionResNet extends Module {
     public TorchvisionResNet(BlockType block, int[] layers, int numClasses, Generator g) {
         if (block == null) throw new IllegalArgumentException("TorchvisionResNet: block type is null");
         if (layers == null || layers.length != 4) {
-            throw new IllegalArgumentException("TorchvisionResNet: layers must hold 4 block counts, got " + (layers == null ? "null" : java.util.Arrays.toString(layers)));
+            throw new IllegalArgumentException("TorchvisionResNet: layers must hold 4 block counts, got " + (layers == null ? "null" : Arrays.toString(layers)));
         }
-        for (int n : layers) if (n < 1) throw new IllegalArgumentException("TorchvisionResNet: every stage needs at least one block, got layers " + java.util.Arrays.toString(layers));
+        for (int n : layers) if (n < 1) throw new IllegalArgumentException("TorchvisionResNet: every stage needs at least one block, got layers " + Arrays.toString(layers));
         if (numClasses < 1) throw new IllegalArgumentException("TorchvisionResNet: numClasses must be positive, got " + numClasses);
         if (g == null) throw new IllegalArgumentException("TorchvisionResNet: generator is null");
         this.block = block;

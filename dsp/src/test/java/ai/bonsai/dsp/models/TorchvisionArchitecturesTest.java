@@ -4,7 +4,9 @@ import ai.bonsai.autograd.GradMode;
 import ai.bonsai.nn.BatchNorm2d;
 import ai.bonsai.nn.Conv2d;
 import ai.bonsai.nn.Dropout;
+import ai.bonsai.nn.Linear;
 import ai.bonsai.nn.Module;
+import ai.bonsai.nn.Sequential;
 import ai.bonsai.tensor.Generator;
 import ai.bonsai.tensor.Tensor;
 import org.junit.jupiter.api.Test;
@@ -162,11 +164,11 @@ class TorchvisionArchitecturesTest {
         assertEquals(19, m.features().size());
         long residual = m.blocks().stream().filter(MobileNetV2.InvertedResidual::useResConnect).count();
         assertEquals(10, residual, "1 + 2 + 3 + 2 + 2 + 0 blocks repeat their width at stride 1");
-        Conv2d dw = (Conv2d) ((ai.bonsai.nn.Sequential) m.blocks().get(1).conv().get(1)).get(0);
+        Conv2d dw = (Conv2d) ((Sequential) m.blocks().get(1).conv().get(1)).get(0);
         assertEquals(96, dw.groups(), "depthwise: groups = channels (16 * 6)");
         assertEquals(2, dw.stride());
         assertEquals(0.2f, ((Dropout) m.classifier().get(0)).p());
-        assertEquals(1, ((Conv2d) ((ai.bonsai.nn.Sequential) new MobileNetV2(10, true, new Generator(1)).features().get(0)).get(0)).stride());
+        assertEquals(1, ((Conv2d) ((Sequential) new MobileNetV2(10, true, new Generator(1)).features().get(0)).get(0)).stride());
 
         assertEquals(13, new Vgg16Bn(10, new Generator(1)).convs().size());
     }
@@ -187,8 +189,8 @@ class TorchvisionArchitecturesTest {
         float bound = (float) (1 / Math.sqrt(512));
         for (float v : r.fc().weight().toFloatArray()) assertTrue(Math.abs(v) <= bound);
         MobileNetV2 m = MobileNetV2.mobilenetV2(1000, new Generator(5));
-        assertEquals(0.01, std(((ai.bonsai.nn.Linear) m.classifier().get(1)).weight().toFloatArray()), 0.0002);
-        for (float v : ((ai.bonsai.nn.Linear) m.classifier().get(1)).bias().toFloatArray()) assertEquals(0f, v);
+        assertEquals(0.01, std(((Linear) m.classifier().get(1)).weight().toFloatArray()), 0.0002);
+        for (float v : ((Linear) m.classifier().get(1)).bias().toFloatArray()) assertEquals(0f, v);
     }
 
     private static double std(float[] v) {
