@@ -24,6 +24,14 @@ public final class Architectures {
     /** Named architectures: (number of classes, generator) to a freshly initialised model. */
     private static final Map<String, BiFunction<Integer, Generator, Module>> NAMED = new LinkedHashMap<>();
 
+    static {
+        NAMED.put("resnet18", TorchvisionResNet::resnet18);
+        NAMED.put("resnet34", TorchvisionResNet::resnet34);
+        NAMED.put("resnet50", TorchvisionResNet::resnet50);
+        NAMED.put("vgg16", Vgg16Bn::new);
+        NAMED.put("mobilenetv2", MobileNetV2::mobilenetV2);
+    }
+
     /** The names {@code --arch} takes. */
     public static List<String> names() { return List.copyOf(NAMED.keySet()); }
 
