@@ -67,6 +67,9 @@ public final class Evaluate implements Callable<Integer> {
     @Option(names = "--batch-size", defaultValue = "256", description = "Batch size (default: ${DEFAULT-VALUE}).")
     int batchSize;
 
+    @Option(names = "--limit", paramLabel = "N", description = "Evaluate only the first N images (quick checks).")
+    Integer limit;
+
     @Mixin DeviceOptions devices;
 
     @Option(names = "--seed", defaultValue = "1", description = "Seed of the synthetic data, when it is used (default: ${DEFAULT-VALUE}).")
@@ -96,6 +99,10 @@ public final class Evaluate implements Callable<Integer> {
             System.err.println("note: " + why + "; writing the model's class indices (0.." + (m.classes - 1)
                     + ") to --predictions; accuracy and loss are meaningless for these classes and are not reported.");
             ds = new Relabelled(ds, m.classes);
+        }
+        if (limit != null) {
+            if (limit < 1) throw new IllegalArgumentException("--limit: expected a positive number, got " + limit);
+            ds = ds.subset(0, Math.min(limit, ds.size()));
         }
         int[] pred = new int[ds.size()];
         java.util.Arrays.fill(pred, -1);   // stays -1 for an image that could not be read
