@@ -276,7 +276,7 @@ public final class GraphPacker {
                 Plan[] pair = pair(c.first, c, mask, accumulate);
                 if (pair != null) {
                     int[] in = accumulate ? new int[] {value(c.first.conv.input(0)), value(c.other)} : new int[] {value(c.first.conv.input(0))};
-                    add(Type.CONV_PAIR, c.conv, in, new int[0], 0, List.of(pair), Map.of());
+                    steps.add(new Step(Type.CONV_PAIR, c.first.conv.name() + "+" + c.conv.name(), in, new int[0], 0, List.of(pair), Map.of()));
                     return;
                 }
                 single(c.first, mask(c.first.conv.conv()), false);
