@@ -369,7 +369,7 @@ public final class PackedGraph extends Module {
             int want = switch (st.type()) {
                 case CONV, CONV_PAIR -> inputs.length == 2 ? 2 : 1;
                 case ADD -> 2;
-                case CONCAT -> Math.max(inputs.length, 1);
+                case CONCAT -> Math.max(inputs.length, 2);     // a one-input concat would alias its input
                 default -> 1;
             };
             if (inputs.length != want) throw fail(where + " inputs", "expected " + want + " value(s), got " + inputs.length);

@@ -189,4 +189,32 @@ final class GraphModels {
             return fc2.forward(fc1.forward(h.flatten(1)).relu());
         }
     }
+
+    /**
+     * Shapes the others lack: a one-convolution residual that reads its own residual (so the sum needs a copy), a
+     * convolution run twice (shared weights, not prunable), a batch norm after a concat, a "max v" clamp, and a
+     * last convolution with a bias and no batch norm (its vanished filters output their bias).
+     */
+    static final class OddNet extends Module {
+        final Conv2d stem, s, shared, out;
+        final BatchNorm2d bnStem, bnS, bnCat;
+
+        OddNet(Generator g) {
+            stem = registerModule("stem", new Conv2d(3, 8, 3, 1, 1, 1, true, g));
+            bnStem = registerModule("bn_stem", new BatchNorm2d(8));
+            s = registerModule("s", conv(8, 8, 3, 1, g));
+            bnS = registerModule("bn_s", new BatchNorm2d(8));
+            shared = registerModule("shared", conv(8, 8, 1, 1, g));
+            bnCat = registerModule("bn_cat", new BatchNorm2d(16));
+            out = registerModule("out", new Conv2d(16, 6, 3, 2, 1, 1, true, g));
+        }
+
+        @Override public Tensor forward(Tensor x) {
+            Tensor h = bnStem.forward(stem.forward(x)).relu();
+            Tensor r = h.add(bnS.forward(s.forward(h))).relu();
+            Tensor b = shared.forward(shared.forward(r).relu());
+            Tensor c = bnCat.forward(Tensor.cat(1, r, b)).maximum(Tensor.scalar(-0.25f));
+            return Functional.adaptiveAvgPool2d(out.forward(c), 1, 1).flatten(1);
+        }
+    }
 }

@@ -13,6 +13,7 @@ import ai.bonsai.tensor.Tensor;
 import org.junit.jupiter.api.Test;
 
 import java.util.Arrays;
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -119,6 +120,21 @@ class GraphPackerTest {
         assertEquals(2, count(p, Type.MAX_POOL), p.toString());
         assertEquals(2, count(p, Type.LINEAR), p.toString());
         assertEquals(1, count(p, Type.FLATTEN), p.toString());
+    }
+
+    @Test
+    void sharedWeightsSelfResidualBatchNormAfterConcatAndBiasConstants() {
+        Generator g = new Generator(16);
+        int[] dims = {3, 9, 9};
+        Module m = GraphModels.prune(new GraphModels.OddNet(g), dims, 3, 2, 0.5, g);
+        PackedGraph p = checkEquivalent(m, dims, new int[] {6, 11});
+        assertEquals(1, count(p, Type.AFFINE), "the BN after the concat\n" + p);
+        assertEquals(1, count(p, Type.MAX), p.toString());
+        assertEquals(1, count(p, Type.CONCAT), p.toString());
+        // The shared 1x1 convolution is packed once per use: here its two uses, ReLU between, make one pair.
+        assertEquals(1, p.structure().steps().stream().filter(s -> s.name().equals("shared+shared")).count(), p.toString());
+        // The one-convolution residual reads its own residual: it accumulates into a copy (still exact, above).
+        assertEquals(List.of(1, 1), p.structure().steps().stream().filter(s -> s.name().equals("s")).map(s -> List.of(s.inputs()[0], s.inputs()[1])).findFirst().orElseThrow());
     }
 
     @Test
