@@ -309,7 +309,11 @@ public final class PackedGraph extends Module {
     /** Multiply-adds per image at inputDims: the packed convolutions (live branches only) and the linear layers. */
     public long macs() { return macs; }
 
-    /** Convolution weights (packed) and linear weights and biases; folded BN not counted, as in ModelStats. */
+    /**
+     * Convolution weights as packed (live branches; grouped convolutions whole) plus linear weights and biases. Folded
+     * batch norms and convolution biases (now part of the shift) are not counted; {@link #denseParams()}, from
+     * ModelStats, does count convolution biases, so a dense model with biased convolutions reads slightly lower here.
+     */
     public long params() { return params; }
 
     /** The dense model's figures, from {@link ai.bonsai.dsp.models.ModelStats} at packing time. */

@@ -144,6 +144,19 @@ class GraphPackerTest {
         for (ModelGraph.Op op : graph.ops(ModelGraph.Kind.POOL)) assertEquals("maxPool2d k2 s2 p0", op.detail());
         ModelGraph b = ModelGraph.trace(new GraphModels.BottleneckNet(new Generator(1)), 3, 16, 16);
         assertEquals("maxPool2d k3 s2 p1", b.ops(ModelGraph.Kind.POOL).get(0).detail());
+        // No MaxPool2d module at all: the window is found by search (k2 s2 p0 and k4 s2 p1 give the same shape).
+        ModelGraph f = ModelGraph.trace(new FunctionalPool(), 3, 8, 8);
+        assertEquals("maxPool2d k3 s2 p1", f.ops(ModelGraph.Kind.POOL).get(0).detail());
+        Tensor x = Tensor.randn(new Generator(2), 2, 3, 8, 8);
+        FunctionalPool m = new FunctionalPool();
+        assertTrue(PackFixtures.relativeError(PackFixtures.denseLogits(m, x), GraphPacker.pack(m, 3, 8, 8).forward(x).toFloatArray()) <= 1e-6);
+    }
+
+    /** conv then a max pooling called through Functional, with no module to read its window from. */
+    static final class FunctionalPool extends Module {
+        final Conv2d c = registerModule("c", GraphModels.conv(3, 4, 3, 1, new Generator(1)));
+
+        @Override public Tensor forward(Tensor x) { return ai.bonsai.nn.Functional.maxPool2d(c.forward(x), 3, 2, 1); }
     }
 
     /** x -> a -> bn_a -> relu -> b -> bn_b; + x; relu; with masks set by hand and the BN of empty filters left non-zero. */
