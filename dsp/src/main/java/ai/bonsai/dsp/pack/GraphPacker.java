@@ -293,7 +293,7 @@ public final class GraphPacker {
             int n = conv.outChannels();
             boolean[] live = new boolean[n];
             for (int f = 0; f < n; f++) live[f] = any(mask[f]);
-            List<Branch> branches = group(conv.weight().toFloatArray(), conv.inChannels(), conv.kernelSize(), mask, live, bn, relu, null, conv.inChannels());
+            List<Branch> branches = group(conv.weight().toFloatArray(), conv.inChannels(), conv.kernelSize(), mask, live, bn, relu, null);
             float[] constant = constants(bn[1], live, relu);
             boolean outputRelu = accumulate && c.postRelu >= 0;
             Plan p = new Plan(conv.inChannels(), n, conv.kernelSize(), conv.stride(), conv.padding(), branches, constant, outputRelu);
@@ -322,7 +322,7 @@ public final class GraphPacker {
             int width = 0;
             for (int f = 0; f < planes; f++) pos[f] = aKept[f] ? width++ : -1;
             if (width == 0) return null;
-            List<Branch> first = group(ca.weight().toFloatArray(), ca.inChannels(), ca.kernelSize(), ma, aKept, bnA, true, pos, ca.inChannels());
+            List<Branch> first = group(ca.weight().toFloatArray(), ca.inChannels(), ca.kernelSize(), ma, aKept, bnA, true, pos);
             Plan pa = new Plan(ca.inChannels(), width, ca.kernelSize(), ca.stride(), ca.padding(), first, null, false);
             int n = cb.outChannels();
             boolean[][] eff = new boolean[n][planes];
@@ -332,7 +332,7 @@ public final class GraphPacker {
                 live[m] = any(eff[m]);
             }
             boolean relu = b.relu >= 0;
-            List<Branch> second = group(cb.weight().toFloatArray(), cb.inChannels(), cb.kernelSize(), eff, live, bnB, relu, null, planes);
+            List<Branch> second = group(cb.weight().toFloatArray(), cb.inChannels(), cb.kernelSize(), eff, live, bnB, relu, null);
             // conv_b reads the compacted channels: map its input indices.
             List<Branch> mapped = new ArrayList<>();
             for (Branch br : second) {
@@ -361,7 +361,7 @@ public final class GraphPacker {
          * output channels are the filter indices, or {@code pos[f]} when given.
          */
         private static List<Branch> group(float[] w, int channels, int k, boolean[][] mask, boolean[] keep, float[][] bn, boolean relu,
-                                          int[] pos, int width) {
+                                          int[] pos) {
             int kk = k * k;
             Map<String, List<Integer>> rows = new LinkedHashMap<>();
             for (int f = 0; f < keep.length; f++) if (keep[f]) rows.computeIfAbsent(key(mask[f]), x -> new ArrayList<>()).add(f);
@@ -381,7 +381,6 @@ public final class GraphPacker {
                 }
                 out.add(new Branch(in, outs, weight, scale, shift, relu));
             }
-            assert width == channels;
             return out;
         }
 
