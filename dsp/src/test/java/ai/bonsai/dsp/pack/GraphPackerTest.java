@@ -62,6 +62,32 @@ class GraphPackerTest {
     }
 
     @Test
+    void concurrentForwardsOnOneInstanceGiveTheSingleThreadedResult() throws Exception {
+        PackedGraph p = GraphPacker.pack(PackFixtures.masked(8, 4, 0.5, 4), 3, 32, 32);
+        Tensor[] xs = new Tensor[4];
+        float[][] want = new float[xs.length][];
+        for (int i = 0; i < xs.length; i++) {
+            xs[i] = Tensor.randn(new Generator(40 + i), 1 + i, 3, 32, 32);
+            want[i] = p.forward(xs[i]).toFloatArray();
+        }
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(4);
+        try {
+            List<java.util.concurrent.Future<?>> done = new java.util.ArrayList<>();
+            for (int t = 0; t < 4; t++) {
+                done.add(pool.submit(() -> {
+                    for (int r = 0; r < 5; r++) {
+                        for (int i = 0; i < xs.length; i++) org.junit.jupiter.api.Assertions.assertArrayEquals(want[i], p.forward(xs[i]).toFloatArray());
+                    }
+                    return null;
+                }));
+            }
+            for (java.util.concurrent.Future<?> f : done) f.get();
+        } finally {
+            pool.shutdown();
+        }
+    }
+
+    @Test
     void cifarResNet20MatchesTheMaskedModel() {
         CifarResNet m = PackFixtures.masked(20, 4, 0.5, 2);
         PackedGraph p = checkEquivalent(m, new int[] {3, 32, 32});
