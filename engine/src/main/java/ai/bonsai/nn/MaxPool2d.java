@@ -21,6 +21,12 @@ public final class MaxPool2d extends Module {
 
     @Override public Tensor forward(Tensor x) { return Functional.maxPool2d(x, kernel, stride, padding); }
 
+    public int kernel() { return kernel; }
+
+    public int stride() { return stride; }
+
+    public int padding() { return padding; }
+
     @Override protected String extraRepr() {
         return "kernel_size=" + kernel + ", stride=" + stride + ", padding=" + padding + ", dilation=1, ceil_mode=False";
     }

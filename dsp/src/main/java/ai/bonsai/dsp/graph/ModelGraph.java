@@ -4,7 +4,9 @@ import ai.bonsai.autograd.GradMode;
 import ai.bonsai.autograd.Node;
 import ai.bonsai.nn.BatchNorm2d;
 import ai.bonsai.nn.Conv2d;
+import ai.bonsai.nn.Functional;
 import ai.bonsai.nn.Linear;
+import ai.bonsai.nn.MaxPool2d;
 import ai.bonsai.nn.Module;
 import ai.bonsai.tensor.Generator;
 import ai.bonsai.tensor.Tensor;
@@ -42,7 +44,8 @@ public final class ModelGraph {
      * One op. {@code name} is the module path for convolutions, batch norms and linear layers, otherwise the
      * autograd op and its id (for example {@code add#12}); {@code module} is null for ops without a module;
      * {@code inputs} are value ids; {@code shape} is the output's, batch 1; {@code detail} says more
-     * (the activation's function, {@code "min 6.0"} for a clamp, the concat axis).
+     * (the activation's function, {@code "min 6.0"} for a clamp, the concat axis, {@code "maxPool2d k3 s2 p1"} for
+     * a max pooling's window).
      */
     public record Op(int id, Kind kind, String name, Module module, int[] inputs, int[] shape, String detail) {
         public Op {
@@ -221,6 +224,7 @@ public final class ModelGraph {
                     return opaque(t, "batch norm without a BatchNorm2d's weight");
                 }
                 case "maxPool2d":
+                    return op(Kind.POOL, op + "#" + ops.size(), null, new int[] {value(in[0])}, t, maxPoolDetail(in[0], t));
                 case "adaptiveAvgPool2d":
                 case "avgPool2d":
                     return op(Kind.POOL, op + "#" + ops.size(), null, new int[] {value(in[0])}, t, op);
@@ -289,6 +293,32 @@ public final class ModelGraph {
                 return op(Kind.ACTIVATION, op + "#" + ops.size(), null, new int[] {v}, t, detail + (a >= 0 ? "" : " (constant first)"));
             }
             return opaque(t, op);
+        }
+
+        /**
+         * "maxPool2d k3 s2 p1": the autograd node does not keep the window, and a packed replay needs it. The
+         * window is found by running candidates on the probe's own input and keeping the first that reproduces the
+         * traced output exactly: the windows of the model's MaxPool2d modules first (the usual case), then every
+         * small window (a forward that calls Functional.maxPool2d directly). Plain "maxPool2d" when none matches.
+         */
+        private String maxPoolDetail(Tensor x, Tensor y) {
+            if (x.rank() != 4 || y.rank() != 4) return "maxPool2d";
+            List<int[]> candidates = new ArrayList<>();
+            for (Module m : names.keySet()) if (m instanceof MaxPool2d p) candidates.add(new int[] {p.kernel(), p.stride(), p.padding()});
+            int side = Math.max(x.dim(2), x.dim(3));
+            for (int k = 1; k <= Math.min(side + 2, 16); k++) {
+                for (int s = 1; s <= k; s++) for (int p = 0; 2 * p <= k; p++) candidates.add(new int[] {k, s, p});
+            }
+            float[] want = null;
+            try (GradMode.Scope noGrad = GradMode.noGrad()) {
+                for (int[] c : candidates) {
+                    int k = c[0], s = c[1], p = c[2];
+                    if ((x.dim(2) + 2 * p - k) / s + 1 != y.dim(2) || (x.dim(3) + 2 * p - k) / s + 1 != y.dim(3) || x.dim(2) + 2 * p < k || x.dim(3) + 2 * p < k) continue;
+                    if (want == null) want = y.toFloatArray();
+                    if (Arrays.equals(Functional.maxPool2d(x.detach(), k, s, p).toFloatArray(), want)) return "maxPool2d k" + k + " s" + s + " p" + p;
+                }
+            }
+            return "maxPool2d";
         }
 
         private static boolean isBinary(String op) {
