@@ -2,7 +2,11 @@ package ai.bonsai.dsp.cli;
 
 import ai.bonsai.autograd.GradMode;
 import ai.bonsai.backend.cpu.Parallel;
+import ai.bonsai.dsp.models.Architectures;
 import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.pack.GraphPacker;
+import ai.bonsai.dsp.pack.PackedGraph;
+import ai.bonsai.dsp.pack.PackedGraphFormat;
 import ai.bonsai.dsp.pack.PackedFormat;
 import ai.bonsai.dsp.pack.PackedModel;
 import ai.bonsai.dsp.pack.Packer;
@@ -56,6 +60,11 @@ public final class Bench implements Callable<Integer> {
                     + "per image for the first 10 s and 1.8 ms after 15 s.")
     double warmupSeconds;
 
+    @Option(names = "--image-size", paramLabel = "N",
+            description = "Time at N x N pixels instead of the checkpoint's own size (architectures other than the CIFAR ResNets; "
+                    + "masks do not depend on the size, so a model fine-tuned at 32 can be timed at 224).")
+    Integer imageSize;
+
     @Option(names = "--json", description = "Print one JSON object instead of text.")
     boolean json;
 
@@ -89,9 +98,19 @@ public final class Bench implements Callable<Integer> {
                                  int repeats) {
         PackedModel.Structure s = packed.structure();
         CifarResNet dense = new CifarResNet(s.depth(), s.classifier().classes(), new Generator(0));
-        dense.eval();
         Tensor x = Tensor.randn(new Generator(1), batch, s.inputChannels(), s.inputSize(), s.inputSize());
-        long[] stageNanos = new long[s.blocks().size() + 2];
+        return measure(dense, masked, packed, x, warmup, warmupSeconds, repeats, new long[s.blocks().size() + 2]);
+    }
+
+    /**
+     * Any three networks on input {@code x}: {@code dense} (put in eval mode here), {@code masked} (may be null) and
+     * {@code packed}; {@code stageNanos} is filled when the packed network is a {@link PackedModel} (else pass an
+     * empty array).
+     */
+    public static Timing measure(Module dense, Module masked, Module packed, Tensor x, int warmup, double warmupSeconds,
+                                 int repeats, long[] stageNanos) {
+        dense.eval();
+        int batch = x.dim(0);
         double[] dMs = new double[repeats], mMs = new double[repeats], pMs = new double[repeats];
         try (var scope = GradMode.noGrad()) {
             long start = System.nanoTime(), until = start + (long) (warmupSeconds * 1e9);
@@ -123,7 +142,8 @@ public final class Bench implements Callable<Integer> {
                 dMs[r] = time(dense, x);
                 if (masked != null) mMs[r] = time(masked, x);
                 long t = System.nanoTime();
-                packed.forward(x, stageNanos);
+                if (packed instanceof PackedModel pm && stageNanos.length > 0) pm.forward(x, stageNanos);
+                else packed.forward(x);
                 pMs[r] = (System.nanoTime() - t) / 1e6;
             }
         }
@@ -137,6 +157,19 @@ public final class Bench implements Callable<Integer> {
         if (warmup < 0) throw new IllegalArgumentException("--warmup: expected zero or more, got " + warmup);
         if (!(warmupSeconds >= 0)) throw new IllegalArgumentException("--warmup-seconds: expected zero or more, got " + warmupSeconds);
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
+        if (imageSize != null && imageSize < 1) throw new IllegalArgumentException("--image-size: expected a positive number, got " + imageSize);
+        if (PackedGraphFormat.isPackedGraph(ckpt)) {
+            Map<String, String> meta = PackedGraphFormat.metadata(ckpt);
+            Architectures.Spec spec = Architectures.fromMetadata(meta, ckpt.toString());
+            int classes = Integer.parseInt(meta.getOrDefault("numClasses", "10").trim());
+            PackedGraph packed = PackedGraph.load(ckpt);
+            int[] dims = packed.structure().inputDims();
+            if (imageSize != null && imageSize != dims[dims.length - 1]) {
+                throw new IllegalArgumentException("--image-size " + imageSize + ": " + ckpt + " was packed at " + dims[dims.length - 1]
+                        + " pixels; bench the fine-tuned checkpoint instead, which packs at any size");
+            }
+            return benchGraph(spec, spec.create(classes, new Generator(0)), null, packed, dims);
+        }
         CifarResNet masked = null;
         PackedModel packed;
         if (Evaluate.isTorchScript(ckpt)) {
@@ -148,7 +181,16 @@ public final class Bench implements Callable<Integer> {
         } else if (PackedFormat.isPacked(ckpt)) {
             packed = PackedModel.load(ckpt);
         } else {
-            masked = Evaluate.loadModel(Checkpoint.load(ckpt));
+            Evaluate.Rebuilt r = Evaluate.rebuild(Checkpoint.load(ckpt));
+            if (!(r.model() instanceof CifarResNet)) {
+                int[] dims = r.inputDims().clone();
+                if (imageSize != null) {
+                    dims[1] = imageSize;
+                    dims[2] = imageSize;
+                }
+                return benchGraph(r.spec(), r.spec().create(r.classes(), new Generator(0)), r.model(), GraphPacker.pack(r.model(), dims), dims);
+            }
+            masked = (CifarResNet) r.model();
             packed = Packer.pack(masked);
         }
         PackedModel.Structure s = packed.structure();
@@ -216,6 +258,52 @@ public final class Bench implements Callable<Integer> {
             }
             System.out.printf("  %-16s %8.3f ms %5.1f%%%s%n", names.get(i), stageNanos[i] / 1e6 / repeats, 100.0 * stageNanos[i] / total, macs);
         }
+        return 0;
+    }
+
+    /** The dense network of the architecture, the masked one (may be null) and the packed graph, at {@code dims}. */
+    private Integer benchGraph(Architectures.Spec spec, Module dense, Module masked, PackedGraph packed, int[] dims) {
+        int[] shape = new int[dims.length + 1];
+        shape[0] = batch;
+        System.arraycopy(dims, 0, shape, 1, dims.length);
+        Tensor x = Tensor.randn(new Generator(1), shape);
+        Timing t = measure(dense, masked, packed, x, warmup, warmupSeconds, repeats, new long[0]);
+        double macRatio = (double) packed.denseMacs() / packed.macs();
+        if (json) {
+            Map<String, Object> out = new LinkedHashMap<>();
+            out.put("checkpoint", ckpt.toAbsolutePath().toString());
+            out.put("architecture", spec.baseName());
+            out.put("imageSize", dims[dims.length - 1]);
+            out.put("batch", batch);
+            out.put("threads", Parallel.threads());
+            out.put("repeats", repeats);
+            out.put("denseMs", t.denseMs());
+            out.put("maskedMs", masked == null ? null : t.maskedMs());
+            out.put("packedMs", t.packedMs());
+            out.put("speedup", t.speedup());
+            out.put("maskedSpeedup", masked == null ? null : t.maskedMs() / t.packedMs());
+            out.put("macRatio", macRatio);
+            out.put("denseMacs", packed.denseMacs());
+            out.put("packedMacs", packed.macs());
+            out.put("denseImagesPerSecond", batch * 1000.0 / t.denseMs());
+            out.put("packedImagesPerSecond", batch * 1000.0 / t.packedMs());
+            out.put("maxBranches", packed.maxBranches());
+            try {
+                System.out.println(new ObjectMapper().writeValueAsString(out));
+            } catch (IOException e) {
+                throw new UncheckedIOException(e);
+            }
+            return 0;
+        }
+        System.out.printf("%s at %dx%d, batch %d, %d threads, median of %d runs after warm-up%n", spec.displayName(), dims[dims.length - 2],
+                dims[dims.length - 1], batch, Parallel.threads(), repeats);
+        System.out.printf("  dense   %9.3f ms  %9.1f images/s%n", t.denseMs(), batch * 1000.0 / t.denseMs());
+        if (masked != null) System.out.printf("  masked  %9.3f ms  %9.1f images/s%n", t.maskedMs(), batch * 1000.0 / t.maskedMs());
+        else System.out.println("  masked        n/a  (a packed file has no masked network)");
+        System.out.printf("  packed  %9.3f ms  %9.1f images/s%n", t.packedMs(), batch * 1000.0 / t.packedMs());
+        System.out.printf("speed-up %.2fx over dense%s; multiply-adds %,d -> %,d per image (ratio %.2fx; goal: speed-up >= 0.8x the ratio = %.2fx)%n",
+                t.speedup(), masked == null ? "" : String.format(" (%.2fx over masked)", t.maskedMs() / t.packedMs()), packed.denseMacs(), packed.macs(),
+                macRatio, 0.8 * macRatio);
         return 0;
     }
 

@@ -8,6 +8,8 @@ import ai.bonsai.data.Transform;
 import ai.bonsai.dsp.models.Architectures;
 import ai.bonsai.dsp.models.CifarResNet;
 import ai.bonsai.dsp.prune.PruneSummary;
+import ai.bonsai.dsp.pack.PackedGraph;
+import ai.bonsai.dsp.pack.PackedGraphFormat;
 import ai.bonsai.dsp.models.ModelStats;
 import ai.bonsai.dsp.pack.PackedFormat;
 import ai.bonsai.dsp.pack.PackedModel;
@@ -82,7 +84,7 @@ public final class Evaluate implements Callable<Integer> {
         PrintStream log = json ? System.err : System.out;
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         Loaded m = load(ckpt);
-        if (!(m.net instanceof ai.bonsai.dsp.pack.PackedModel)) m.net.to(dev);   // packed models run on the CPU only
+        if (!(m.net instanceof ai.bonsai.dsp.pack.PackedModel) && !(m.net instanceof PackedGraph)) m.net.to(dev);   // packed models run on the CPU only
         ImageOptions.Source src = ImageOptions.source(data);
         Dataset ds = src != null ? image.evalData(src, src.list() ? m.classes : 0) : dataset(log);
         // Accuracy needs the data's classes to be the model's. With other classes the predictions are still the
@@ -196,18 +198,36 @@ public final class Evaluate implements Callable<Integer> {
             PackedModel packed = PackedModel.load(ckpt);
             return new Loaded(packed, "resnet" + packed.structure().depth(), "packed", Counts.of(packed), packed.report(), packed.structure().classifier().classes());
         }
-        Rebuilt rebuilt = rebuild(Checkpoint.load(ckpt));
-        Module model = rebuilt.model();
-        String name = rebuilt.spec().baseName();
-        if (rebuilt.pruner() != null && model instanceof CifarResNet resnet) {
-            // What pruning leaves is exactly what the packed form computes: count that.
-            return new Loaded(model, name, "masked", Counts.of(Packer.pack(resnet)), null, rebuilt.classes());
+        if (PackedGraphFormat.isPackedGraph(ckpt)) {
+            PackedGraph packed = PackedGraph.load(ckpt);
+            Map<String, String> meta = PackedGraphFormat.metadata(ckpt);
+            Architectures.Spec spec = Architectures.fromMetadata(meta, ckpt.toString());
+            long[] p = new long[4];
+            String[] keys = {"prunableMacs", "densePrunableMacs", "prunableParams", "densePrunableParams"};
+            for (int i = 0; i < 4; i++) {
+                String v = meta.get(keys[i]);
+                if (v == null) throw new IllegalArgumentException("packed graph file " + ckpt + ": metadata has no '" + keys[i] + "' (not written by bonsai pack?)");
+                p[i] = Long.parseLong(v.trim());
+            }
+            Counts c = new Counts(packed.macs(), packed.denseMacs(), packed.params(), packed.denseParams(), p[0], p[1], p[2], p[3]);
+            int classes = Integer.parseInt(meta.getOrDefault("numClasses", "10").trim());
+            return new Loaded(packed, spec.baseName(), "packed", c, null, classes);
         }
+        Rebuilt rebuilt = rebuild(Checkpoint.load(ckpt));
+        return new Loaded(rebuilt.model(), rebuilt.spec().baseName(), rebuilt.pruner() != null ? "masked" : "dense", counts(rebuilt), null, rebuilt.classes());
+    }
+
+    /**
+     * The counts of a rebuilt checkpoint: for a masked model what its packed form computes (what pruning leaves),
+     * for a dense one the dense figures.
+     */
+    static Counts counts(Rebuilt rebuilt) {
+        Module model = rebuilt.model();
+        if (rebuilt.pruner() != null && model instanceof CifarResNet resnet) return Counts.of(Packer.pack(resnet));
         if (rebuilt.pruner() != null) {
             PruneSummary s = rebuilt.pruner().summary(false);
-            Counts c = new Counts(Math.round(s.networkRemainingMacs()), s.networkMacs(), Math.round(s.networkRemainingParams()), s.networkParams(),
+            return new Counts(Math.round(s.networkRemainingMacs()), s.networkMacs(), Math.round(s.networkRemainingParams()), s.networkParams(),
                     Math.round(s.remainingFlops()), s.totalFlops(), Math.round(s.remainingParams()), s.totalParams());
-            return new Loaded(model, name, "masked", c, null, rebuilt.classes());
         }
         ModelStats stats = ModelStats.of(model, rebuilt.inputDims());
         long prunableMacs = 0, prunableParams = 0;
@@ -215,8 +235,7 @@ public final class Evaluate implements Callable<Integer> {
             prunableMacs += l.flops();
             prunableParams += l.conv().weight().numel();
         }
-        Counts c = new Counts(stats.macs(), stats.macs(), stats.params(), stats.params(), prunableMacs, prunableMacs, prunableParams, prunableParams);
-        return new Loaded(model, name, "dense", c, null, rebuilt.classes());
+        return new Counts(stats.macs(), stats.macs(), stats.params(), stats.params(), prunableMacs, prunableMacs, prunableParams, prunableParams);
     }
 
     /** TorchScript archives, recognised by the .pt / .pth extension. */

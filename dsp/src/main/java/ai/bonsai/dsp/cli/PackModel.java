@@ -2,7 +2,10 @@ package ai.bonsai.dsp.cli;
 
 import ai.bonsai.autograd.GradMode;
 import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.pack.GraphPacker;
+import ai.bonsai.dsp.pack.PackedGraph;
 import ai.bonsai.dsp.pack.PackedModel;
+import ai.bonsai.nn.Module;
 import ai.bonsai.dsp.pack.Packer;
 import ai.bonsai.io.Checkpoint;
 import ai.bonsai.tensor.Generator;
@@ -13,6 +16,8 @@ import picocli.CommandLine.Option;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
 /**
@@ -33,7 +38,7 @@ public final class PackModel implements Callable<Integer> {
     Path save;
 
     @Option(names = "--check-batch", defaultValue = "16", paramLabel = "N",
-            description = "Random 32x32 inputs for the equivalence check (default: ${DEFAULT-VALUE}).")
+            description = "Random inputs of the model's size for the equivalence check (default: ${DEFAULT-VALUE}).")
     int checkBatch;
 
     @Option(names = "--seed", defaultValue = "1", description = "Seed of the check inputs (default: ${DEFAULT-VALUE}).")
@@ -43,12 +48,69 @@ public final class PackModel implements Callable<Integer> {
 
     public static void main(String[] args) { System.exit(Bonsai.execute(new PackModel(), args)); }
 
+    /** The relative difference, or an error when it exceeds {@link #TOLERANCE} (nothing is saved then). */
+    private double check(double maxRef, double maxDiff) {
+        double rel = maxDiff / Math.max(maxRef, 1e-30);
+        if (!(rel <= TOLERANCE)) {
+            throw new IllegalStateException("packing " + ckpt + ": the packed model differs from the masked one: max |diff| = " + maxDiff
+                    + ", max |logit| = " + maxRef + " (relative " + rel + ", allowed " + TOLERANCE + "); nothing was saved");
+        }
+        return rel;
+    }
+
+    /**
+     * Any other architecture: {@link GraphPacker} over the traced graph, checked the same way, saved as a packed graph
+     * with the architecture, classes, input size and the prunable layers' counts in its metadata (what {@code eval}
+     * and {@code bench} report).
+     */
+    private Integer packGraph(Evaluate.Rebuilt r) {
+        Module model = r.model();
+        int[] dims = r.inputDims();
+        PackedGraph packed = GraphPacker.pack(model, dims);
+        int[] shape = new int[dims.length + 1];
+        shape[0] = checkBatch;
+        System.arraycopy(dims, 0, shape, 1, dims.length);
+        Tensor x = Tensor.randn(new Generator(seed), shape);
+        float[] ref;
+        try (var scope = GradMode.noGrad()) {
+            ref = model.forward(x).toFloatArray();
+        }
+        float[] got = packed.forward(x).toFloatArray();
+        double maxRef = 0, maxDiff = 0;
+        for (int i = 0; i < ref.length; i++) {
+            maxRef = Math.max(maxRef, Math.abs(ref[i]));
+            maxDiff = Math.max(maxDiff, Math.abs(ref[i] - got[i]));
+        }
+        double rel = check(maxRef, maxDiff);
+        Map<String, String> meta = new LinkedHashMap<>();
+        r.spec().putMetadata(meta);
+        meta.put("numClasses", Integer.toString(r.classes()));
+        meta.put("imageSize", Integer.toString(dims[dims.length - 1]));
+        meta.put("source", ckpt.toAbsolutePath().toString());
+        Evaluate.Counts c = Evaluate.counts(r);
+        meta.put("prunableMacs", Long.toString(c.prunableMacs()));
+        meta.put("densePrunableMacs", Long.toString(c.densePrunableMacs()));
+        meta.put("prunableParams", Long.toString(c.prunableParams()));
+        meta.put("densePrunableParams", Long.toString(c.densePrunableParams()));
+        System.out.printf("packed %s (%s%s)%n", ckpt, r.spec().displayName(), r.pruner() != null ? "" : ", no masks: every layer is one dense branch");
+        System.out.print(packed);
+        System.out.printf("equivalence check on %d random inputs: max |packed - masked| = %.3g (%.2g of max |logit| %.3g, allowed %.0g)%n",
+                checkBatch, maxDiff, rel, maxRef, TOLERANCE);
+        System.out.printf("multiply-adds per image: dense %,d, packed %,d (%.2fx fewer)%n", packed.denseMacs(), packed.macs(),
+                (double) packed.denseMacs() / packed.macs());
+        packed.save(save, meta);
+        System.out.println("saved " + save.toAbsolutePath());
+        return 0;
+    }
+
     @Override public Integer call() {
         devices.setUp();
         if (checkBatch < 1) throw new IllegalArgumentException("--check-batch: expected a positive number, got " + checkBatch);
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         Checkpoint ck = Checkpoint.load(ckpt);
-        CifarResNet model = Evaluate.loadModel(ck);
+        Evaluate.Rebuilt rebuilt = Evaluate.rebuild(ck);
+        if (!(rebuilt.model() instanceof CifarResNet)) return packGraph(rebuilt);
+        CifarResNet model = (CifarResNet) rebuilt.model();
         boolean masked = ck.modelState().keySet().stream().anyMatch(k -> k.endsWith(".mask"));
         PackedModel packed = Packer.pack(model);
         Tensor x = Tensor.randn(new Generator(seed), checkBatch, model.stemConv().inChannels(), 32, 32);
@@ -62,11 +124,7 @@ public final class PackModel implements Callable<Integer> {
             maxRef = Math.max(maxRef, Math.abs(ref[i]));
             maxDiff = Math.max(maxDiff, Math.abs(ref[i] - got[i]));
         }
-        double rel = maxDiff / Math.max(maxRef, 1e-30);
-        if (!(rel <= TOLERANCE)) {
-            throw new IllegalStateException("packing " + ckpt + ": the packed model differs from the masked one: max |diff| = " + maxDiff
-                    + ", max |logit| = " + maxRef + " (relative " + rel + ", allowed " + TOLERANCE + "); nothing was saved");
-        }
+        double rel = check(maxRef, maxDiff);
         System.out.printf("packed %s (ResNet-%d%s)%n", ckpt, model.depth(), masked ? "" : ", no masks: every layer is one dense branch");
         System.out.print(packed.report());
         System.out.printf("equivalence check on %d random inputs: max |packed - masked| = %.3g (%.2g of max |logit| %.3g, allowed %.0g)%n",

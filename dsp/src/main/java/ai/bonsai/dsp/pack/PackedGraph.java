@@ -206,7 +206,10 @@ public final class PackedGraph extends Module {
     public static PackedGraph load(Path file) { return PackedGraphFormat.read(file); }
 
     /** Writes this model as a packed graph file (safetensors with the steps in {@code __metadata__}), atomically. */
-    public void save(Path file) { PackedGraphFormat.write(this, file); }
+    public void save(Path file) { PackedGraphFormat.write(this, file, Map.of()); }
+
+    /** Saves with extra metadata entries (strings), read back by {@link PackedGraphFormat#metadata}. */
+    public void save(Path file, Map<String, String> metadata) { PackedGraphFormat.write(this, file, metadata); }
 
     public Structure structure() { return structure; }
 

@@ -71,7 +71,18 @@ public final class PackedGraphFormat {
 
     // ---------------------------------------------------------------- write
 
-    static void write(PackedGraph model, Path file) {
+    /** The file's other metadata (what {@code bonsai pack} records: architecture, classes, counts). */
+    public static Map<String, String> metadata(Path file) {
+        try {
+            Map<String, String> m = new LinkedHashMap<>(SafeTensors.read(file).metadata());
+            m.remove(METADATA_KEY);
+            return m;
+        } catch (IOException e) {
+            throw new UncheckedIOException("packed graph file " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    static void write(PackedGraph model, Path file, Map<String, String> extra) {
         Structure s = model.structure();
         ObjectNode root = JSON.createObjectNode();
         root.put("format", FORMAT);
@@ -124,7 +135,8 @@ public final class PackedGraphFormat {
                 }
             }
         }
-        Map<String, String> meta = new LinkedHashMap<>();
+        Map<String, String> meta = new LinkedHashMap<>(extra);
+        if (meta.containsKey(METADATA_KEY)) throw new IllegalArgumentException("packed graph file " + file + ": extra metadata may not use the key " + METADATA_KEY);
         try {
             meta.put(METADATA_KEY, JSON.writeValueAsString(root));
             SafeTensors.write(file, tensors, meta);

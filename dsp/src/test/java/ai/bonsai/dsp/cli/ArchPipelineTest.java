@@ -18,7 +18,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * {@code bonsai pretrain|dsp|finetune|eval --arch NAME} end to end for every architecture, on a few synthetic images
+ * {@code bonsai pretrain|dsp|finetune|pack|bench|eval --arch NAME} end to end for every architecture, on a few synthetic images
  * (the pipeline, not accuracy), with the checkpoint names {@code NAME.safetensors -> NAME_g<G> -> NAME_g<G>_p<rate>};
  * and MobileNetV2 (depthwise convolutions left alone) on the shared CIFAR-10 images (skipped without ../shared).
  */
@@ -56,6 +56,23 @@ class ArchPipelineTest {
         assertEquals(64, j.get("images").asInt());
         double pf = j.get("prunedFlopsPercent").asDouble();
         assertTrue(pf > 45 && pf < 75, arch + ": pruned FLOPs " + pf + " (target 50, the first cycle's end prunes a little more)");
+
+        // pack (checked against the masked model inside the command), eval the packed file, bench.
+        Path packedFile = dir.resolve(arch + ".packed.safetensors");
+        CliTest.Run pack = ok(new PackModel(), List.of("--ckpt", dir.resolve(arch + "_g2_p0.5.safetensors").toString(), "--save", packedFile.toString(),
+                "--check-batch", "3"));
+        assertTrue(pack.out().contains("equivalence check on 3 random inputs"), pack.out());
+        CliTest.Run evalPacked = ok(new Evaluate(), List.of("--ckpt", packedFile.toString(), "--data", "synthetic", "--limit", "64", "--json"));
+        JsonNode p = new ObjectMapper().readTree(evalPacked.out().lines().filter(l -> l.startsWith("{")).findFirst().orElseThrow());
+        assertEquals("packed", p.get("format").asText());
+        assertEquals(arch, p.get("architecture").asText());
+        assertEquals(j.get("accuracy").asDouble(), p.get("accuracy").asDouble(), 1e-9, "packed and masked predict alike");
+        assertEquals(pf, p.get("prunedFlopsPercent").asDouble(), 1e-9);
+        assertTrue(p.get("macs").asLong() < p.get("denseMacs").asLong());
+        CliTest.Run bench = ok(new Bench(), List.of("--ckpt", dir.resolve(arch + "_g2_p0.5.safetensors").toString(), "--batch", "2",
+                "--warmup", "1", "--warmup-seconds", "0", "--repeats", "2", "--json"));
+        JsonNode b = new ObjectMapper().readTree(bench.out().lines().filter(l -> l.startsWith("{")).findFirst().orElseThrow());
+        assertTrue(b.get("packedMs").asDouble() > 0 && b.get("maskedMs").asDouble() > 0 && b.get("macRatio").asDouble() > 1, b.toString());
     }
 
     @ParameterizedTest
