@@ -158,7 +158,7 @@ public final class Bench implements Callable<Integer> {
         if (!(warmupSeconds >= 0)) throw new IllegalArgumentException("--warmup-seconds: expected zero or more, got " + warmupSeconds);
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         if (imageSize != null && imageSize < 1) throw new IllegalArgumentException("--image-size: expected a positive number, got " + imageSize);
-        if (PackedGraphFormat.isPackedGraph(ckpt)) {
+        if (!Evaluate.isTorchScript(ckpt) && PackedGraphFormat.isPackedGraph(ckpt)) {   // (a .pt archive is no safetensors file)
             Map<String, String> meta = PackedGraphFormat.metadata(ckpt);
             Architectures.Spec spec = Architectures.fromMetadata(meta, ckpt.toString());
             int classes = Integer.parseInt(meta.getOrDefault("numClasses", "10").trim());
