@@ -95,7 +95,7 @@ public final class TorchArchive {
     }
 
     /** Storages of one pickle: key N is entry {@code folder/N}, which must hold exactly numel elements. */
-    private static TorchUnpickler.StorageResolver resolver(TorchZip zip, String folder, String where) {
+    static TorchUnpickler.StorageResolver resolver(TorchZip zip, String folder, String where) {
         Map<String, TorchStorage> cache = new HashMap<>();
         return (dtype, key, numel) -> {
             String entry = folder + "/" + key;
