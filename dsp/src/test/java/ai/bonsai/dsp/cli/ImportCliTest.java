@@ -177,6 +177,15 @@ class ImportCliTest {
     }
 
     @Test
+    void evalOfAStateDictPointsToImport() {
+        // eval reads .pth files as TorchScript archives (the published DSP models); a state dict gets a pointer instead.
+        CliTest.Run r = run(new Evaluate(), "--ckpt", exactPth.toString(), "--data", "synthetic", "--limit", "4");
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains("the root value is a dict, as torch.save(model.state_dict(), f) writes, not a TorchScript module"), r.err());
+        assertTrue(r.err().contains("'bonsai import --from FILE --arch NAME --save CKPT'"), r.err());
+    }
+
+    @Test
     void evalPredictsWithAnImported1000ClassModel() throws IOException {
         Path pth = tmp.resolve("resnet18-1000.pth");
         StateDictFiles.writePth(pth, torchvisionStyle(TorchvisionResNet.resnet18(1000, new Generator(9))));
