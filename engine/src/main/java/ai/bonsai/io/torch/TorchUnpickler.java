@@ -14,8 +14,9 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * A restricted unpickler for the {@code data.pkl} and {@code constants.pkl} of TorchScript archives: pickle
- * protocol 2, written by hand, executing nothing. It is a stack machine over the opcodes below; the only
+ * A restricted unpickler for the {@code data.pkl} and {@code constants.pkl} of TorchScript archives and the
+ * {@code data.pkl} of {@code torch.save} state dicts ({@link TorchStateDict}): pickle protocol 2, written by hand,
+ * executing nothing. It is a stack machine over the opcodes below; the only
  * "calls" it performs are the fixed few of the allowlist, each implemented here in Java:
  *
  * <ul>
