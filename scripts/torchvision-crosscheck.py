@@ -16,6 +16,13 @@ Two commands:
                <model>.logits.f32     torchvision's logits, float32 little-endian, (N, classes)
            plus summary.json with the torch version and each model's input shape and class count.
            TorchvisionCrossCheckTest (-Ptorch-crosscheck) starts this command and compares Bonsai's logits.
+  import   the fixtures of `bonsai import`'s cross-check: for each model (default resnet18 and resnet50, 1000 classes),
+           the same calibrated model as `logits`, saved twice,
+               <model>.pth            torch.save(model.state_dict(), f), PyTorch's own zip format
+               <model>.safetensors    the same state dict as safetensors (as above)
+           plus <model>.input.f32 (a few fixed 224x224 inputs), <model>.logits.f32 and summary.json.
+           TorchvisionImportCrossCheckTest (-Ptorch-crosscheck) imports both files through `bonsai import`, requires
+           identical tensors from the two, and compares `bonsai eval`'s model's logits with these.
 
 Models: resnet18, resnet34, resnet50 and mobilenet_v2 as torchvision builds them (1000 classes);
 mobilenet_v2_cifar: mobilenet_v2 with 10 classes and stride 1 in features.0 (Bonsai's CIFAR stem option); and
@@ -103,12 +110,15 @@ def write_safetensors(path, state):
             f.write(b)
 
 
-def write_logits(args):
+IMPORT_INPUT = (3, 3, 224, 224)   # the import check runs torchvision's own input size
+
+
+def write_logits(args, import_files=False):
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     os.makedirs(args.out, exist_ok=True)
     summary = {"torch": torch.__version__, "torchvision": torchvision.__version__, "seed": SEED, "models": {}}
     for name in args.models:
-        shape = MODELS[name][0]
+        shape = IMPORT_INPUT if import_files else MODELS[name][0]
         torch.manual_seed(SEED)
         model = build(name)
         with torch.no_grad():
@@ -128,6 +138,8 @@ def write_logits(args):
             x = torch.randn(*shape)
             y = model(x)
         write_safetensors(os.path.join(args.out, name + ".safetensors"), model.state_dict())
+        if import_files:
+            torch.save(model.state_dict(), os.path.join(args.out, name + ".pth"))
         x.numpy().astype("<f4").tofile(os.path.join(args.out, name + ".input.f32"))
         y.numpy().astype("<f4").tofile(os.path.join(args.out, name + ".logits.f32"))
         summary["models"][name] = {"input": list(shape), "classes": int(y.shape[1]),
@@ -139,16 +151,20 @@ def write_logits(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["keys", "logits"])
+    ap.add_argument("command", choices=["keys", "logits", "import"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--models", nargs="*", default=None, help="default: all for keys, all but resnet34 for logits")
     args = ap.parse_args()
     if args.models is None:
-        args.models = list(MODELS) if args.command == "keys" else [m for m, (_, on) in MODELS.items() if on]
+        args.models = (list(MODELS) if args.command == "keys" else ["resnet18", "resnet50"] if args.command == "import"
+                       else [m for m, (_, on) in MODELS.items() if on])
     for m in args.models:
         if m not in MODELS:
             sys.exit(f"unknown model '{m}', expected one of {list(MODELS)}")
-    write_keys(args) if args.command == "keys" else write_logits(args)
+    if args.command == "keys":
+        write_keys(args)
+    else:
+        write_logits(args, import_files=args.command == "import")
 
 
 if __name__ == "__main__":

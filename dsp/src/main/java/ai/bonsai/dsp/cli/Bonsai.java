@@ -10,7 +10,7 @@ import picocli.CommandLine.Command;
 @Command(name = "bonsai", mixinStandardHelpOptions = true, version = "bonsai 0.1.0",
         description = "Train CIFAR ResNets and compress them with Dynamic Structure Pruning, on the JVM.",
         subcommands = {Demo.class, Download.class, CifarPretrain.class, CifarDsp.class, CifarFinetune.class, Evaluate.class,
-                PackModel.class, Bench.class, Export.class,
+                PackModel.class, Bench.class, Export.class, Import.class,
                 CommandLine.HelpCommand.class})
 public final class Bonsai implements Runnable {
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;

@@ -23,7 +23,8 @@ import java.util.concurrent.Callable;
  * {@code bonsai pretrain}: trains a CIFAR ResNet (or the {@code --arch} model) from scratch, as the reference's cifar_pretrain.py does
  * (spec section 8): SGD with momentum, lr / 4 for the first two epochs, then x0.1 at 50 % and 75 % of the
  * epochs, evaluation after every epoch, the best model saved as {@code <save-dir>/resnet<L>.safetensors}
- * ({@code <arch>.safetensors}).
+ * ({@code <arch>.safetensors}). {@code --init FILE} starts from imported or earlier weights instead (recorded as
+ * {@code init} in the metadata); the schedule is the same.
  */
 @Command(name = "pretrain", mixinStandardHelpOptions = true,
         description = "Train a CIFAR ResNet or another --arch (the dense model that DSP starts from).")
@@ -47,6 +48,12 @@ public final class CifarPretrain implements Callable<Integer> {
 
     @Option(names = "--wd", defaultValue = "1e-4", description = "Weight decay (default: ${DEFAULT-VALUE}).")
     float wd;
+
+    @Option(names = "--init", paramLabel = "FILE",
+            description = "Start from these weights instead of a random initialisation: a Bonsai checkpoint of the same --arch, or a file "
+                    + "'bonsai import' reads (torch.save state dict, safetensors with torchvision names). Loaded strictly: every tensor must fit; "
+                    + "for another class count, 'bonsai import --classes N --non-strict' first.")
+    Path init;
 
     @Mixin ResumeOptions resume;
 
@@ -78,6 +85,8 @@ public final class CifarPretrain implements Callable<Integer> {
                 ai.bonsai.backend.cpu.Parallel.threads());
         TrainSplit data = common.trainingData(System.out);
         Module model = spec.create(CommonOptions.numClasses(data), g);
+        String initSource = init == null ? null : Import.loadInit(init, model, spec);
+        if (initSource != null) System.out.println("init: weights from " + initSource);
         model.to(device);   // initialised on the host (same values on every device), trained on the device
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         int total = epochs;
@@ -85,6 +94,7 @@ public final class CifarPretrain implements Callable<Integer> {
         DataLoader train = common.trainLoader(data, batchSize);
         DataLoader eval = common.evalLoader(data);
         Map<String, String> meta = common.metadata("pretrain", spec, data);
+        if (initSource != null) meta.put("init", initSource);
         TrainingRun run = resume.apply(new TrainingRun(new TrainingRun.Config(spec.baseName(), saveDir, epochs, 1, false, resume.resume, device, meta,
                 resume.stopAfter(epochs)), System.out));
         Trainer trainer = new Trainer(model, sgd, device, 0f, Trainer.Hooks.NONE);

@@ -50,7 +50,7 @@ class CliTest {
         // Every registered subcommand, with nothing on stderr: picocli warns there (and prints the raw text) when
         // a description has a bare '%', as bench's "within 5 %" once did.
         var subs = new picocli.CommandLine(new Bonsai()).getSubcommands();
-        assertTrue(subs.keySet().containsAll(List.of("pack", "bench", "dsp", "finetune", "export")), subs.keySet().toString());
+        assertTrue(subs.keySet().containsAll(List.of("pack", "bench", "dsp", "finetune", "export", "import")), subs.keySet().toString());
         for (var e : subs.entrySet()) {
             Run r = run(e.getValue().getCommand(), "--help");
             assertEquals(0, r.code(), e.getKey());

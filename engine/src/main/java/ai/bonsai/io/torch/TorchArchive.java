@@ -73,6 +73,11 @@ public final class TorchArchive {
         String where = source + ":" + zip.root() + "/";
         long version = parseVersion(zip, where);
         Object top = TorchUnpickler.load(zip.read("data.pkl"), where + "data.pkl", limits, resolver(zip, "data", where));
+        if (top instanceof Map<?, ?>) {
+            // The same zip layout as torch.save's: say which one this is, since the file names alone do not.
+            throw new TorchFormatException(where + "data.pkl: the root value is a dict, as torch.save(model.state_dict(), f) writes, not a TorchScript "
+                    + "module (torch.jit.save); state dicts are read by TorchStateDict ('bonsai import --from FILE --arch NAME --save CKPT')");
+        }
         if (!(top instanceof TorchObject rootObject)) throw new TorchFormatException(where + "data.pkl: the root value is not a TorchScript module object");
         TorchModule model = TorchModule.of(rootObject, where + "data.pkl", limits.maxModuleDepth());
         Object c = TorchUnpickler.load(zip.read("constants.pkl"), where + "constants.pkl", limits, resolver(zip, "constants", where));
@@ -95,7 +100,7 @@ public final class TorchArchive {
     }
 
     /** Storages of one pickle: key N is entry {@code folder/N}, which must hold exactly numel elements. */
-    private static TorchUnpickler.StorageResolver resolver(TorchZip zip, String folder, String where) {
+    static TorchUnpickler.StorageResolver resolver(TorchZip zip, String folder, String where) {
         Map<String, TorchStorage> cache = new HashMap<>();
         return (dtype, key, numel) -> {
             String entry = folder + "/" + key;

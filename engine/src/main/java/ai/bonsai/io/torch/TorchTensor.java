@@ -69,13 +69,27 @@ public final class TorchTensor {
 
     public TorchStorage storage() { return storage; }
 
-    /** The elements in row-major order; the tensor must be FLOAT32. */
+    /**
+     * The elements in row-major order as float32; the tensor must be floating point. FLOAT64 is rounded to
+     * nearest; FLOAT16 and BFLOAT16 convert exactly.
+     */
     public float[] toFloats() throws TorchFormatException {
-        require(TorchDType.FLOAT32);
+        if (!dtype().isFloating()) throw new TorchFormatException(storage.entry() + ": tensor is " + dtype() + ", expected a floating-point type");
         byte[] b = storage.bytes();
         float[] out = new float[numel];
         long[] pos = positions();
-        for (int i = 0; i < numel; i++) out[i] = Float.intBitsToFloat(le32(b, (int) (pos[i] * 4)));
+        switch (dtype()) {
+            case FLOAT32 -> { for (int i = 0; i < numel; i++) out[i] = Float.intBitsToFloat(le32(b, (int) (pos[i] * 4))); }
+            case FLOAT64 -> {
+                for (int i = 0; i < numel; i++) {
+                    int p = (int) (pos[i] * 8);
+                    out[i] = (float) Double.longBitsToDouble((le32(b, p) & 0xFFFFFFFFL) | (long) le32(b, p + 4) << 32);
+                }
+            }
+            case FLOAT16 -> { for (int i = 0; i < numel; i++) out[i] = halfToFloat(le16(b, (int) (pos[i] * 2))); }
+            case BFLOAT16 -> { for (int i = 0; i < numel; i++) out[i] = Float.intBitsToFloat(le16(b, (int) (pos[i] * 2)) << 16); }
+            default -> throw new AssertionError(dtype());
+        }
         return out;
     }
 
@@ -92,9 +106,9 @@ public final class TorchTensor {
         return out;
     }
 
-    /** A new contiguous CPU tensor (FLOAT32 or INT64) with the same shape and values. */
+    /** A new contiguous CPU tensor with the same shape and values: INT64, or FLOAT32 for every floating type. */
     public Tensor toTensor() throws TorchFormatException {
-        return dtype() == TorchDType.FLOAT32 ? Tensor.of(toFloats(), shape) : Tensor.ofLongs(toLongs(), shape);
+        return dtype().isFloating() ? Tensor.of(toFloats(), shape) : Tensor.ofLongs(toLongs(), shape);
     }
 
     private void require(TorchDType t) throws TorchFormatException {
@@ -116,6 +130,17 @@ public final class TorchTensor {
         }
         return pos;
     }
+
+    /** IEEE 754 binary16 to float, exactly (Float.float16ToFloat arrives only in Java 20). */
+    static float halfToFloat(int h) {
+        int sign = (h & 0x8000) << 16, exp = (h >>> 10) & 0x1F, mant = h & 0x3FF;
+        if (exp == 0x1F) return Float.intBitsToFloat(sign | 0x7F800000 | mant << 13);          // inf, NaN
+        if (exp != 0) return Float.intBitsToFloat(sign | (exp + 112) << 23 | mant << 13);       // 127 - 15 = 112
+        float sub = mant * 0x1p-24f;                                                             // subnormal or zero
+        return sign != 0 ? -sub : sub;
+    }
+
+    private static int le16(byte[] b, int p) { return (b[p] & 0xFF) | (b[p + 1] & 0xFF) << 8; }
 
     private static int le32(byte[] b, int p) {
         return (b[p] & 0xFF) | (b[p + 1] & 0xFF) << 8 | (b[p + 2] & 0xFF) << 16 | (b[p + 3] & 0xFF) << 24;

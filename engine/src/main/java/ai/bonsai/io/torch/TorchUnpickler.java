@@ -7,21 +7,29 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
 /**
- * A restricted unpickler for the {@code data.pkl} and {@code constants.pkl} of TorchScript archives: pickle
- * protocol 2, written by hand, executing nothing. It is a stack machine over the opcodes below; the only
+ * A restricted unpickler for the {@code data.pkl} and {@code constants.pkl} of TorchScript archives and the
+ * {@code data.pkl} of {@code torch.save} state dicts ({@link TorchStateDict}): pickle protocol 2, written by hand,
+ * executing nothing. It is a stack machine over the opcodes below; the only
  * "calls" it performs are the fixed few of the allowlist, each implemented here in Java:
  *
  * <ul>
  *   <li>{@code torch._utils._rebuild_tensor_v2} (REDUCE): (storage, offset, size, stride, requires_grad,
  *       hooks[, metadata]) becomes a {@link TorchTensor}, bounds-checked against the storage;</li>
- *   <li>{@code collections.OrderedDict} (REDUCE with no arguments): an empty map (the hooks argument);</li>
- *   <li>{@code torch.FloatStorage}, {@code torch.LongStorage}: only inside a persistent id
+ *   <li>{@code torch._utils._rebuild_parameter} (REDUCE): (tensor, requires_grad, hooks) becomes the tensor
+ *       itself, as a {@code torch.save} of {@code nn.Parameter}s writes them;</li>
+ *   <li>{@code collections.OrderedDict} (REDUCE with no arguments): an empty map (the hooks argument, and the
+ *       state dict of {@code torch.save(model.state_dict(), f)}); a BUILD on such a map with a dict of string
+ *       keys is accepted and its state dropped: it is the {@code _metadata} attribute (per-module version
+ *       numbers), which only PyTorch's own loader reads;</li>
+ *   <li>{@code torch.FloatStorage}, {@code torch.LongStorage}, {@code torch.DoubleStorage},
+ *       {@code torch.HalfStorage}, {@code torch.BFloat16Storage}: only inside a persistent id
  *       {@code ('storage', type, key, location, numel)} (BINPERSID), which the {@link StorageResolver} turns
  *       into a lazily read {@link TorchStorage};</li>
  *   <li>{@code __torch__.<module> <Class>} (NEWOBJ with no arguments, then BUILD with a dict of attributes):
@@ -44,7 +52,8 @@ import java.util.Set;
 public final class TorchUnpickler {
     /** The exact globals accepted, besides any class under {@code __torch__.}. */
     public static final Set<String> ALLOWED_GLOBALS = Set.of(
-            "torch._utils._rebuild_tensor_v2", "collections.OrderedDict", "torch.FloatStorage", "torch.LongStorage");
+            "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter", "collections.OrderedDict",
+            "torch.FloatStorage", "torch.LongStorage", "torch.DoubleStorage", "torch.HalfStorage", "torch.BFloat16Storage");
     /** The package of TorchScript's own classes, accepted as inert records. */
     public static final String TORCHSCRIPT_PREFIX = "__torch__.";
 
@@ -67,6 +76,8 @@ public final class TorchUnpickler {
     private final int[] marks;
     private int markDepth;
     private final Map<Long, Object> memo = new HashMap<>();
+    /** The maps that collections.OrderedDict made: the only dicts a BUILD may target. */
+    private final Set<Object> orderedDicts = Collections.newSetFromMap(new IdentityHashMap<>());
     private long allocated;
     private int pos, opAt;
 
@@ -177,7 +188,16 @@ public final class TorchUnpickler {
         switch (g.qualified()) {
             case "collections.OrderedDict" -> {
                 if (!a.isEmpty()) throw fail("collections.OrderedDict with " + a.size() + " arguments, expected none");
-                return newDict();
+                Map<Object, Object> d = newDict();
+                orderedDicts.add(d);
+                return d;
+            }
+            case "torch._utils._rebuild_parameter" -> {
+                if (a.size() != 3) throw fail("_rebuild_parameter with " + a.size() + " arguments, expected 3");
+                if (!(a.get(0) instanceof TorchTensor t)) throw fail("_rebuild_parameter: argument 0 is " + describe(a.get(0)) + ", expected a tensor");
+                if (!(a.get(1) instanceof Boolean)) throw fail("_rebuild_parameter: requires_grad is " + describe(a.get(1)) + ", expected a bool");
+                if (!(a.get(2) instanceof Map<?, ?> hooks) || !hooks.isEmpty()) throw fail("_rebuild_parameter: backward hooks are " + describe(a.get(2)) + ", expected an empty OrderedDict");
+                return t;
             }
             case "torch._utils._rebuild_tensor_v2" -> {
                 if (a.size() != 6 && a.size() != 7) throw fail("_rebuild_tensor_v2 with " + a.size() + " arguments, expected 6 or 7");
@@ -205,6 +225,13 @@ public final class TorchUnpickler {
     }
 
     private void build(Object target, Object state) throws TorchFormatException {
+        if (target instanceof Map<?, ?> && orderedDicts.contains(target)) {
+            // An OrderedDict's instance attributes (a state dict's _metadata): checked for shape, then dropped.
+            if (!(state instanceof Map<?, ?> m)) throw fail("BUILD of an OrderedDict with state " + describe(state) + ", expected a dict of attributes");
+            for (Object k : m.keySet()) if (!(k instanceof String)) throw fail("BUILD of an OrderedDict: attribute name " + describe(k) + " is not a string");
+            orderedDicts.remove(target);   // at most once, as for objects
+            return;
+        }
         if (!(target instanceof TorchObject o)) throw fail("BUILD on " + describe(target) + ", expected a " + TORCHSCRIPT_PREFIX + " object");
         if (o.isBuilt()) throw fail("BUILD twice on " + o.className());
         if (!(state instanceof Map<?, ?> m)) throw fail("BUILD of " + o.className() + " with state " + describe(state) + ", expected a dict of attributes");
@@ -220,7 +247,7 @@ public final class TorchUnpickler {
         List<Object> t = asTuple(pid, "persistent id");
         if (t.size() != 5 || !"storage".equals(t.get(0))) throw fail("persistent id " + describe(pid) + ", expected ('storage', type, key, location, numel)");
         if (!(t.get(1) instanceof Global g) || !g.qualified().startsWith("torch.") || TorchDType.ofStorageClass(g.qualified().substring(6)) == null) {
-            throw fail("persistent id storage type " + describe(t.get(1)) + ", expected torch.FloatStorage or torch.LongStorage");
+            throw fail("persistent id storage type " + describe(t.get(1)) + ", expected one of torch.FloatStorage, LongStorage, DoubleStorage, HalfStorage, BFloat16Storage");
         }
         TorchDType dtype = TorchDType.ofStorageClass(g.qualified().substring(6));
         if (!(t.get(2) instanceof String key) || key.isEmpty() || key.length() > 12 || !key.chars().allMatch(c -> c >= '0' && c <= '9')) {
