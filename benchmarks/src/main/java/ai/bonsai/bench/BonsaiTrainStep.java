@@ -30,9 +30,15 @@ final class BonsaiTrainStep {
      * step, as a data loader hands over a new batch (the DJL peer does the same).
      */
     Tensor forwardLoss() {
-        Tensor x = Tensor.of(batch.images, batch.imageDims());
-        return Functional.crossEntropy(model.forward(x), labels);
+        return Functional.crossEntropy(model.forward(input()), labels);
     }
+
+    /** The batch's images, copied into a fresh tensor. */
+    Tensor input() {
+        return Tensor.of(batch.images, batch.imageDims());
+    }
+
+    Tensor labels() { return labels; }
 
     void backwardAndStep(Tensor loss) {
         optimizer.zeroGrad();

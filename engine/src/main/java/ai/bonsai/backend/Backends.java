@@ -19,7 +19,7 @@ public final class Backends {
     }
 
     public static Backend of(Device device) {
-        if (device.kind() == Device.Kind.CPU) return CpuBackend.get();
+        if (device.kind() == Device.Kind.CPU) return CpuBackend.view();
         for (BackendProvider p : Providers.ALL) {
             if (p.kind() == device.kind()) return p.open(device);
         }

@@ -227,8 +227,12 @@ public final class TrainingRun {
             Map<String, Object> end = new LinkedHashMap<>();
             end.put("bestAccuracy", h.bestAccuracy);
             end.put("bestEpoch", h.bestEpoch);
+            // Peak RSS of the whole process so far (the run, and whatever the caller did before it), in MiB.
+            PeakMemory.peakRssBytes().ifPresent(b -> end.put("peakRssMiB", PeakMemory.mib(b)));
             log.log("end", end);
         }
+        String memory = PeakMemory.summary();
+        if (!memory.isEmpty()) out.println(memory);
         double last = h.evalAcc.isEmpty() ? Double.NaN : h.evalAcc.get(h.evalAcc.size() - 1);
         return new Result(h.bestAccuracy, h.bestEpoch, last, bestPath(), metricsPath(), plotPath());
     }

@@ -37,6 +37,22 @@ public final class CpuBackend implements Backend {
 
     public static CpuBackend get() { return INSTANCE; }
 
+    /**
+     * The backend that CPU buffers and {@code Backends.of(cpu)} hand out: this one, or a decorator around it that a
+     * profiler installs ({@code benchmarks/.../StepProfile} times every op this way). Volatile so that a profiler can
+     * switch it between steps; it is read once per op, which is nothing next to the op.
+     */
+    private static volatile Backend view = INSTANCE;
+
+    /** What {@link CpuBuffer#backend()} returns. */
+    public static Backend view() { return view; }
+
+    /**
+     * Routes every CPU op through {@code decorator} (which must pass them on to {@link #get()}), or, with null, back
+     * to this backend directly. For profilers and tests; not for concurrent use with running ops.
+     */
+    public static void observeWith(Backend decorator) { view = decorator == null ? INSTANCE : decorator; }
+
     @Override public Device device() { return Device.cpu(); }
 
     private static float[] f(Buffer b) { return ((CpuBuffer) b).f; }

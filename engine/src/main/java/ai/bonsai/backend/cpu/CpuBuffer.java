@@ -24,7 +24,7 @@ final class CpuBuffer implements Buffer {
 
     static CpuBuffer longs(long[] a) { return new CpuBuffer(DType.INT64, null, null, a); }
 
-    @Override public Backend backend() { return CpuBackend.get(); }
+    @Override public Backend backend() { return CpuBackend.view(); }
 
     @Override public DType dtype() { return dtype; }
 
