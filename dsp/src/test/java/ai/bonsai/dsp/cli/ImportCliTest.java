@@ -176,6 +176,46 @@ class ImportCliTest {
         assertTrue(r.err().contains("--init " + imported + ": a checkpoint of resnet18 (--arch resnet18), but this run trains resnet34 (--arch resnet34)"), r.err());
     }
 
+    /** Issue 14's workflow end to end: import, pretrain --init, dsp, finetune, pack, bench and eval on an image folder. */
+    @Test
+    void theWholeWorkflowRunsFromImportedWeightsOnAnImageFolder() throws IOException {
+        Path folder = ImageFolderCliTest.makeFolder(tmp.resolve("workflow-colours"), "blue", "green", "red");
+        Path imported = tmp.resolve("wf-r18-3.safetensors");
+        assertEquals(0, run(new Import(), "--from", exactPth.toString(), "--arch", "resnet18", "--classes", "3", "--non-strict", "--save", imported.toString()).code());
+        Path dir = tmp.resolve("workflow");
+        String[] data = {"--arch", "resnet18", "--data", "imagefolder:" + folder, "--image-size", "32", "--holdout", "0.34", "--batch-size", "4",
+                "--save-dir", dir.toString(), "--seed", "2"};
+        CliTest.Run r = run(new CifarPretrain(), concat(data, "--init", imported.toString(), "--epochs", "1"));
+        assertEquals(0, r.code(), r.out() + r.err());
+        r = run(new CifarDsp(), concat(data, "--epochs", "1", "-g", "2"));
+        assertEquals(0, r.code(), r.out() + r.err());
+        r = run(new CifarFinetune(), concat(data, "--epochs", "1", "-c", "1", "-g", "2", "-p", "0.5"));
+        assertEquals(0, r.code(), r.out() + r.err());
+        Path fine = dir.resolve("resnet18_g2_p0.5.safetensors");
+        assertEquals("32", Checkpoint.load(fine).metadata().get("imageSize"));
+        Path packed = dir.resolve("resnet18.packed.safetensors");
+        r = run(new PackModel(), "--ckpt", fine.toString(), "--save", packed.toString(), "--check-batch", "2");
+        assertEquals(0, r.code(), r.out() + r.err());
+        r = run(new Bench(), "--ckpt", fine.toString(), "--batch", "2", "--warmup", "1", "--warmup-seconds", "0", "--repeats", "1", "--json");
+        assertEquals(0, r.code(), r.out() + r.err());
+        CliTest.Run masked = run(new Evaluate(), "--ckpt", fine.toString(), "--data", "imagefolder:" + folder, "--image-size", "32", "--json");
+        CliTest.Run pack = run(new Evaluate(), "--ckpt", packed.toString(), "--data", "imagefolder:" + folder, "--image-size", "32", "--json");
+        assertEquals(0, masked.code(), masked.err());
+        assertEquals(0, pack.code(), pack.err());
+        var json = new com.fasterxml.jackson.databind.ObjectMapper();
+        var m = json.readTree(masked.out().lines().filter(l -> l.startsWith("{")).findFirst().orElseThrow());
+        var p = json.readTree(pack.out().lines().filter(l -> l.startsWith("{")).findFirst().orElseThrow());
+        assertEquals(18, m.get("images").asInt());
+        assertEquals(m.get("accuracy").asDouble(), p.get("accuracy").asDouble(), 1e-9, "packed and masked agree on the folder");
+        assertTrue(p.get("prunedFlopsPercent").asDouble() > 45, p.toString());
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
     @Test
     void evalOfAStateDictPointsToImport() {
         // eval reads .pth files as TorchScript archives (the published DSP models); a state dict gets a pointer instead.
