@@ -13,7 +13,6 @@ import ai.bonsai.nn.BatchNorm2d;
 import ai.bonsai.nn.Conv2d;
 import ai.bonsai.nn.Linear;
 import ai.bonsai.nn.Module;
-import ai.bonsai.tensor.Tensor;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -384,26 +383,9 @@ public final class GraphPacker {
             return out;
         }
 
-        /** The input-channel mask of a conv: its {@code mask} buffer when registered, else its non-zero kernels. */
+        /** The input-channel mask of a conv, as {@link Packer} reads it. */
         private static boolean[][] mask(Conv2d c) {
-            int n = c.outChannels(), ch = c.inChannels(), kk = c.kernelSize() * c.kernelSize();
-            float[] w = c.weight().toFloatArray();
-            Tensor buf = c.namedBuffers().get(PruneWrapper.MASK_BUFFER);
-            float[] m = buf == null ? null : buf.toFloatArray();
-            if (m != null && m.length != n * ch) {
-                throw new IllegalArgumentException("GraphPacker: " + c + " mask has " + m.length + " entries, expected (" + n + ", " + ch + ") = " + (n * ch));
-            }
-            boolean[][] out = new boolean[n][ch];
-            for (int f = 0; f < n; f++) {
-                for (int i = 0; i < ch; i++) {
-                    if (m != null) {
-                        out[f][i] = m[f * ch + i] != 0f;
-                    } else {
-                        for (int j = 0; j < kk && !out[f][i]; j++) out[f][i] = w[(f * ch + i) * kk + j] != 0f;
-                    }
-                }
-            }
-            return out;
+            return Packer.mask(c, c.weight().toFloatArray(), c.kernelSize() * c.kernelSize());
         }
 
         private static String key(boolean[] row) {

@@ -10,7 +10,6 @@ import ai.bonsai.io.NamedArray;
 import ai.bonsai.io.SafeTensors;
 import ai.bonsai.tensor.DType;
 import ai.bonsai.tensor.Shape;
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -162,18 +161,8 @@ public final class PackedFormat {
         } catch (IOException e) {
             throw new UncheckedIOException(source + ": " + e.getMessage(), e);
         }
-        String text = contents.metadata().get(METADATA_KEY);
-        if (text == null) {
-            throw PackedValidation.fail(source, "__metadata__", "has no '" + METADATA_KEY + "' entry: not a packed model"
-                    + " (pack a fine-tuned checkpoint with 'bonsai pack --ckpt FILE --save FILE')");
-        }
-        if (text.length() > MAX_JSON_CHARS) throw PackedValidation.fail(source, METADATA_KEY, "is " + text.length() + " characters, over the limit " + MAX_JSON_CHARS);
-        JsonNode root;
-        try {
-            root = JSON.readTree(text);
-        } catch (JsonProcessingException e) {
-            throw PackedValidation.fail(source, METADATA_KEY, "is not valid JSON: " + e.getOriginalMessage());
-        }
+        JsonNode root = PackedValidation.metadataJson(source, contents.metadata(), METADATA_KEY, MAX_JSON_CHARS,
+                "not a packed model (pack a fine-tuned checkpoint with 'bonsai pack --ckpt FILE --save FILE')");
         Reader r = new Reader(source, contents.tensors());
         Structure s = r.structure(root);
         r.checkAllUsed();

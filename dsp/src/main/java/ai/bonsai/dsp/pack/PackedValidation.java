@@ -147,6 +147,26 @@ final class PackedValidation {
         if (v < lo || v > hi) throw fail(source, where, "expected a value in [" + lo + ", " + hi + "], got " + v);
     }
 
+    /**
+     * The JSON tree under {@code key} of a packed file's metadata (both packed formats keep their structure there):
+     * present, at most {@code maxChars} long, valid JSON without duplicate keys. {@code missing} says what a file
+     * without the key is not.
+     */
+    static com.fasterxml.jackson.databind.JsonNode metadataJson(String source, java.util.Map<String, String> metadata, String key, int maxChars,
+                                                                String missing) {
+        String text = metadata.get(key);
+        if (text == null) throw fail(source, "__metadata__", "has no '" + key + "' entry: " + missing);
+        if (text.length() > maxChars) throw fail(source, key, "is " + text.length() + " characters, over the limit " + maxChars);
+        try {
+            return STRICT_JSON.readTree(text);
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw fail(source, key, "is not valid JSON: " + e.getOriginalMessage());
+        }
+    }
+
+    private static final com.fasterxml.jackson.databind.ObjectMapper STRICT_JSON = new com.fasterxml.jackson.databind.ObjectMapper()
+            .enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_READING_DUP_TREE_KEY);
+
     static IllegalArgumentException fail(String source, String where, String what) {
         return new IllegalArgumentException(source + ": " + where + ": " + what);
     }

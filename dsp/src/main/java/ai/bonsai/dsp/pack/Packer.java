@@ -127,12 +127,12 @@ public final class Packer {
     }
 
     /** The input-channel mask of a conv: its {@code mask} buffer when registered, else its non-zero kernels. */
-    private static boolean[][] mask(Conv2d c, float[] w, int kk) {
+    static boolean[][] mask(Conv2d c, float[] w, int kk) {
         int n = c.outChannels(), ch = c.inChannels();
         Tensor buf = c.namedBuffers().get(PruneWrapper.MASK_BUFFER);
         float[] m = buf == null ? null : buf.toFloatArray();
         if (m != null && m.length != n * ch) {
-            throw new IllegalArgumentException("Packer: " + c + " mask has " + m.length + " entries, expected (" + n + ", " + ch + ") = " + (n * ch));
+            throw new IllegalArgumentException("packing: " + c + " mask has " + m.length + " entries, expected (" + n + ", " + ch + ") = " + (n * ch));
         }
         boolean[][] out = new boolean[n][ch];
         for (int f = 0; f < n; f++) {
