@@ -13,6 +13,7 @@ import ai.bonsai.dsp.pack.Packer;
 import ai.bonsai.dsp.imports.PackedResNetConverter;
 import ai.bonsai.io.Checkpoint;
 import ai.bonsai.nn.Module;
+import ai.bonsai.tensor.Device;
 import ai.bonsai.tensor.Generator;
 import ai.bonsai.tensor.Tensor;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -87,7 +88,7 @@ public final class Bench implements Callable<Integer> {
     private static final double WARMUP_CAP_SECONDS = 80;
 
     public static Timing measure(CifarResNet masked, PackedModel packed, int batch, int warmup, int repeats) {
-        return measure(masked, packed, batch, warmup, 0, repeats);
+        return measure(masked, packed, batch, warmup, 0, repeats, Device.cpu());
     }
 
     /**
@@ -95,11 +96,16 @@ public final class Bench implements Callable<Integer> {
      * the dense and packed medians of two successive windows agree within 5 % (at most 80 s in all).
      */
     public static Timing measure(CifarResNet masked, PackedModel packed, int batch, int warmup, double warmupSeconds,
-                                 int repeats) {
+                                 int repeats, Device device) {
         PackedModel.Structure s = packed.structure();
         CifarResNet dense = new CifarResNet(s.depth(), s.classifier().classes(), new Generator(0));
         Tensor x = Tensor.randn(new Generator(1), batch, s.inputChannels(), s.inputSize(), s.inputSize());
-        return measure(dense, masked, packed, x, warmup, warmupSeconds, repeats, new long[s.blocks().size() + 2]);
+        dense.to(device);
+        if (masked != null) masked.to(device);
+        packed.to(device);
+        // Per-stage times need the device to finish each stage; on a GPU they would serialise the pipeline.
+        long[] stages = new long[device.kind() == Device.Kind.CPU ? s.blocks().size() + 2 : 0];
+        return measure(dense, masked, packed, x.to(device), warmup, warmupSeconds, repeats, stages);
     }
 
     /**
@@ -115,9 +121,9 @@ public final class Bench implements Callable<Integer> {
         try (var scope = GradMode.noGrad()) {
             long start = System.nanoTime(), until = start + (long) (warmupSeconds * 1e9);
             for (int i = 0; i < warmup || System.nanoTime() < until; i++) {
-                dense.forward(x);
-                if (masked != null) masked.forward(x);
-                packed.forward(x);
+                finish(dense.forward(x));
+                if (masked != null) finish(masked.forward(x));
+                finish(packed.forward(x));
             }
             // Then until the JIT has settled: windows of runs whose median times agree with the previous window's
             // within 5 %, for at most WARMUP_CAP_SECONDS from the start.
@@ -127,10 +133,8 @@ public final class Bench implements Callable<Integer> {
                 double[] d = new double[WARMUP_WINDOW], p = new double[WARMUP_WINDOW];
                 for (int i = 0; i < WARMUP_WINDOW; i++) {
                     d[i] = time(dense, x);
-                    if (masked != null) masked.forward(x);
-                    long t = System.nanoTime();
-                    packed.forward(x);
-                    p[i] = (System.nanoTime() - t) / 1e6;
+                    if (masked != null) finish(masked.forward(x));
+                    p[i] = time(packed, x);
                 }
                 double md = median(d), mp = median(p);
                 boolean settled = Math.abs(md - prevD) <= 0.05 * prevD && Math.abs(mp - prevP) <= 0.05 * prevP;
@@ -143,7 +147,7 @@ public final class Bench implements Callable<Integer> {
                 if (masked != null) mMs[r] = time(masked, x);
                 long t = System.nanoTime();
                 if (packed instanceof PackedModel pm && stageNanos.length > 0) pm.forward(x, stageNanos);
-                else packed.forward(x);
+                else finish(packed.forward(x));
                 pMs[r] = (System.nanoTime() - t) / 1e6;
             }
         }
@@ -151,7 +155,7 @@ public final class Bench implements Callable<Integer> {
     }
 
     @Override public Integer call() {
-        devices.setUp();
+        Device device = devices.setUp();
         if (batch < 1) throw new IllegalArgumentException("--batch: expected a positive number, got " + batch);
         if (repeats < 1) throw new IllegalArgumentException("--repeats: expected a positive number, got " + repeats);
         if (warmup < 0) throw new IllegalArgumentException("--warmup: expected zero or more, got " + warmup);
@@ -159,6 +163,7 @@ public final class Bench implements Callable<Integer> {
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         if (imageSize != null && imageSize < 1) throw new IllegalArgumentException("--image-size: expected a positive number, got " + imageSize);
         if (!Evaluate.isTorchScript(ckpt) && PackedGraphFormat.isPackedGraph(ckpt)) {   // (a .pt archive is no safetensors file)
+            requireCpu(device, ckpt);
             Map<String, String> meta = PackedGraphFormat.metadata(ckpt);
             Architectures.Spec spec = Architectures.fromMetadata(meta, ckpt.toString());
             int classes = Integer.parseInt(meta.getOrDefault("numClasses", "10").trim());
@@ -183,6 +188,7 @@ public final class Bench implements Callable<Integer> {
         } else {
             Evaluate.Rebuilt r = Evaluate.rebuild(Checkpoint.load(ckpt));
             if (!(r.model() instanceof CifarResNet)) {
+                requireCpu(device, ckpt);
                 int[] dims = r.inputDims().clone();
                 if (imageSize != null) {
                     dims[1] = imageSize;
@@ -197,7 +203,7 @@ public final class Bench implements Callable<Integer> {
         if (!s.architecture().equals("cifar_resnet")) {
             throw new IllegalArgumentException("--ckpt " + ckpt + ": architecture '" + s.architecture() + "' has no dense counterpart to time (expected cifar_resnet)");
         }
-        Timing t = measure(masked, packed, batch, warmup, warmupSeconds, repeats);
+        Timing t = measure(masked, packed, batch, warmup, warmupSeconds, repeats, device);
         double denseMs = t.denseMs(), maskedMs = t.maskedMs(), packedMs = t.packedMs();
         long[] stageNanos = t.stageNanos();
         int blocks = s.blocks().size();
@@ -211,6 +217,7 @@ public final class Bench implements Callable<Integer> {
             Map<String, Object> out = new LinkedHashMap<>();
             out.put("checkpoint", ckpt.toAbsolutePath().toString());
             out.put("architecture", "resnet" + s.depth());
+            out.put("device", device.toString());
             out.put("batch", batch);
             out.put("threads", Parallel.threads());
             out.put("repeats", repeats);
@@ -240,13 +247,15 @@ public final class Bench implements Callable<Integer> {
             }
             return 0;
         }
-        System.out.printf("ResNet-%d, batch %d, %d threads, median of %d runs after %d warm-up runs%n", s.depth(), batch, Parallel.threads(), repeats, warmup);
+        System.out.printf("ResNet-%d, batch %d, %s, median of %d runs after %d warm-up runs%n", s.depth(), batch,
+                device.kind() == Device.Kind.CPU ? Parallel.threads() + " threads" : "device " + device, repeats, warmup);
         System.out.printf("  dense   %9.3f ms  %9.1f images/s%n", denseMs, batch * 1000.0 / denseMs);
         if (masked != null) System.out.printf("  masked  %9.3f ms  %9.1f images/s%n", maskedMs, batch * 1000.0 / maskedMs);
         else System.out.println("  masked        n/a  (a packed or imported model has no masked network)");
         System.out.printf("  packed  %9.3f ms  %9.1f images/s%n", packedMs, batch * 1000.0 / packedMs);
         System.out.printf("speed-up %.2fx over dense%s; multiply-adds %,d -> %,d per image (ratio %.2fx)%n", denseMs / packedMs,
                 masked == null ? "" : String.format(" (%.2fx over masked)", maskedMs / packedMs), packed.denseMacs(), packed.macs(), macRatio);
+        if (stageNanos.length == 0) return 0;   // not timed per stage on a GPU (see measure)
         long total = Arrays.stream(stageNanos).sum();
         System.out.println("where time goes (packed, mean per run):");
         for (int i = 0; i < stageNanos.length; i++) {
@@ -259,6 +268,13 @@ public final class Bench implements Callable<Integer> {
             System.out.printf("  %-16s %8.3f ms %5.1f%%%s%n", names.get(i), stageNanos[i] / 1e6 / repeats, 100.0 * stageNanos[i] / total, macs);
         }
         return 0;
+    }
+
+    /** Packed graphs (architectures other than the CIFAR ResNets) have CPU plans only. */
+    private static void requireCpu(Device device, Path ckpt) {
+        if (device.kind() != Device.Kind.CPU) {
+            throw new IllegalArgumentException("--device " + device + ": " + ckpt + " is a packed graph (not a CIFAR ResNet), which runs on the CPU only; use --device cpu");
+        }
     }
 
     /** The dense network of the architecture, the masked one (may be null) and the packed graph, at {@code dims}. */
@@ -309,8 +325,16 @@ public final class Bench implements Callable<Integer> {
 
     private static double time(Module m, Tensor x) {
         long t = System.nanoTime();
-        m.forward(x);
+        finish(m.forward(x));
         return (System.nanoTime() - t) / 1e6;
+    }
+
+    /**
+     * Waits for a forward's result: a GPU backend returns as soon as the work is queued, and reading the logits back
+     * (a few kilobytes) waits for it. A CPU result is complete already.
+     */
+    private static void finish(Tensor y) {
+        if (y.device().kind() != Device.Kind.CPU) y.toFloatArray();
     }
 
     static double median(double[] v) {

@@ -83,7 +83,7 @@ public final class Demo implements Callable<Integer> {
         CifarResNet masked = Evaluate.loadModel(Checkpoint.load(fine));
         PackedModel packed = PackedModel.load(packedFile);
         List<Bench.Timing> timings = new ArrayList<>();
-        for (int batch : new int[] {1, 128}) timings.add(Bench.measure(masked, packed, batch, 3, batch == 1 ? 10 : 2, batch == 1 ? 25 : 7));
+        for (int batch : new int[] {1, 128}) timings.add(Bench.measure(masked, packed, batch, 3, batch == 1 ? 10 : 2, batch == 1 ? 25 : 7, ai.bonsai.tensor.Device.cpu()));
         Checkpoint cp = Checkpoint.load(pre), cd = Checkpoint.load(dsp), cf = Checkpoint.load(fine);
         List<Stage> rows = List.of(
                 new Stage("pretrain", pct(cp.require("bestAccuracy")), "0.00%", "0.00%", pre),

@@ -133,14 +133,9 @@ public final class PackedModel extends Module {
                              long shortcutMacs, long shortcutParams) {}
 
     private final Structure structure;
-    private final BranchConv stemPlan;
-    private final BranchConv[] planA, planB, planShortcut;
-    private final Buffer[] residualBias;
     private final int[] inSize;                 // input side of each block at structure.inputSize
-    private final Buffer fcWeight, fcBias;
-    private final Backend be;
-    /** Intermediate buffers of the last forward, taken by the next one (a concurrent forward allocates its own). */
-    private final AtomicReference<Workspace> spare = new AtomicReference<>();
+    /** The weights and plans on the model's device; {@link #to} swaps in a new set. */
+    private volatile Plans plans;
 
     /**
      * The block activations of one forward, by length and slot, reused across forwards: every
@@ -148,8 +143,12 @@ public final class PackedModel extends Module {
      * output channels), so stale contents never matter and nothing needs zeroing. Slots 0 and 1 hold the block
      * activations (the current one and a projection's output).
      */
-    private final class Workspace {
+    private static final class Workspace {
+        private final Backend be;
         private final Map<Long, Buffer> buffers = new HashMap<>();
+
+        Workspace(Backend be) { this.be = be; }
+
         private final java.util.Set<Long> used = new java.util.HashSet<>();
 
         Buffer get(int slot, int length) {
@@ -172,57 +171,93 @@ public final class PackedModel extends Module {
 
     private PackedModel(Structure s) {
         this.structure = s;
-        this.be = ai.bonsai.backend.Backends.of(Device.cpu());
-        stemPlan = fullPlan(s.stem(), true);
         int n = s.blocks().size();
-        planA = new BranchConv[n];
-        planB = new BranchConv[n];
-        planShortcut = new BranchConv[n];
-        residualBias = new Buffer[n];
         inSize = new int[n];
         int size = outSize(s.inputSize(), s.stem().kernel(), s.stem().stride(), s.stem().padding());
         for (int i = 0; i < n; i++) {
             Block b = s.blocks().get(i);
             inSize[i] = size;
             size = outSize(size, b.kernel(), b.stride(), b.padding());
-            if (b.shortcut() != null) planShortcut[i] = fullPlan(b.shortcut(), false);
-            if (b.residualBias() != null) residualBias[i] = be.fromFloats(b.residualBias());
-            if (b.convA().isEmpty() || b.convB().isEmpty()) continue;
-            // conv_a writes the concatenation of its branches; pos maps an original conv_a filter to its place there.
-            int[] pos = new int[b.planes()];
-            List<BranchConv.Branch> a = new ArrayList<>();
-            int width = 0;
-            for (Branch br : b.convA()) {
-                int[] out = new int[br.out().length];
-                for (int j = 0; j < out.length; j++) {
-                    pos[br.out()[j]] = width;
-                    out[j] = width++;
-                }
-                a.add(new BranchConv.Branch(br.in(), out, be.fromFloats(br.weight()), be.fromFloats(br.bn().scale()),
-                        be.fromFloats(br.bn().shift()), true));
-            }
-            planA[i] = new BranchConv(b.inChannels(), width, b.kernel(), b.stride(), b.padding(), a);
-            List<BranchConv.Branch> c = new ArrayList<>();
-            for (Branch br : b.convB()) {
-                int[] in = new int[br.in().length];
-                for (int j = 0; j < in.length; j++) in[j] = pos[br.in()[j]];
-                c.add(new BranchConv.Branch(in, br.out(), be.fromFloats(br.weight()), be.fromFloats(br.bn().scale()),
-                        be.fromFloats(br.bn().shift()), false));
-            }
-            // The block's residual constant and final ReLU ride on conv_b's output stage: no extra pass over it.
-            planB[i] = new BranchConv(width, b.planes(), b.kernel(), 1, b.padding(), c, residualBias[i], true);
         }
-        fcWeight = be.fromFloats(s.classifier().weight());
-        fcBias = be.fromFloats(s.classifier().bias());
+        plans = new Plans(s, Device.cpu());
         super.train(false);
     }
 
-    private BranchConv fullPlan(DenseConv d, boolean relu) {
-        int[] in = iota(d.inChannels()), out = iota(d.outChannels());
-        return new BranchConv(d.inChannels(), d.outChannels(), d.kernel(), d.stride(), d.padding(),
-                List.of(new BranchConv.Branch(in, out, be.fromFloats(d.weight()), be.fromFloats(d.bn().scale()),
-                        be.fromFloats(d.bn().shift()), relu)));
+    /**
+     * The packed weights as device buffers and the branch-convolution plans over them, built once per device:
+     * conv_a's branches write a concatenation (pos maps an original conv_a filter to its place there), conv_b's read
+     * it, and the block's residual constant and final ReLU ride on conv_b's output stage.
+     */
+    private static final class Plans {
+        final Device device;
+        final Backend be;
+        final BranchConv stemPlan;
+        final BranchConv[] planA, planB, planShortcut;
+        final Buffer[] residualBias;
+        final Buffer fcWeight, fcBias;
+        /** Intermediate buffers of the last forward, taken by the next one (a concurrent forward allocates its own). */
+        final AtomicReference<Workspace> spare = new AtomicReference<>();
+
+        Plans(Structure s, Device device) {
+            this.device = device;
+            this.be = ai.bonsai.backend.Backends.of(device);
+            stemPlan = fullPlan(s.stem(), true);
+            int n = s.blocks().size();
+            planA = new BranchConv[n];
+            planB = new BranchConv[n];
+            planShortcut = new BranchConv[n];
+            residualBias = new Buffer[n];
+            for (int i = 0; i < n; i++) {
+                Block b = s.blocks().get(i);
+                if (b.shortcut() != null) planShortcut[i] = fullPlan(b.shortcut(), false);
+                if (b.residualBias() != null) residualBias[i] = be.fromFloats(b.residualBias());
+                if (b.convA().isEmpty() || b.convB().isEmpty()) continue;
+                // conv_a writes the concatenation of its branches; pos maps an original conv_a filter to its place there.
+                int[] pos = new int[b.planes()];
+                List<BranchConv.Branch> a = new ArrayList<>();
+                int width = 0;
+                for (Branch br : b.convA()) {
+                    int[] out = new int[br.out().length];
+                    for (int j = 0; j < out.length; j++) {
+                        pos[br.out()[j]] = width;
+                        out[j] = width++;
+                    }
+                    a.add(new BranchConv.Branch(br.in(), out, be.fromFloats(br.weight()), be.fromFloats(br.bn().scale()),
+                            be.fromFloats(br.bn().shift()), true));
+                }
+                planA[i] = new BranchConv(b.inChannels(), width, b.kernel(), b.stride(), b.padding(), a);
+                List<BranchConv.Branch> c = new ArrayList<>();
+                for (Branch br : b.convB()) {
+                    int[] in = new int[br.in().length];
+                    for (int j = 0; j < in.length; j++) in[j] = pos[br.in()[j]];
+                    c.add(new BranchConv.Branch(in, br.out(), be.fromFloats(br.weight()), be.fromFloats(br.bn().scale()),
+                            be.fromFloats(br.bn().shift()), false));
+                }
+                // The block's residual constant and final ReLU ride on conv_b's output stage: no extra pass over it.
+                planB[i] = new BranchConv(width, b.planes(), b.kernel(), 1, b.padding(), c, residualBias[i], true);
+            }
+            fcWeight = be.fromFloats(s.classifier().weight());
+            fcBias = be.fromFloats(s.classifier().bias());
+        }
+
+        private BranchConv fullPlan(DenseConv d, boolean relu) {
+            int[] in = iota(d.inChannels()), out = iota(d.outChannels());
+            return new BranchConv(d.inChannels(), d.outChannels(), d.kernel(), d.stride(), d.padding(),
+                    List.of(new BranchConv.Branch(in, out, be.fromFloats(d.weight()), be.fromFloats(d.bn().scale()),
+                            be.fromFloats(d.bn().shift()), relu)));
+        }
     }
+
+    /**
+     * Moves the packed weights to {@code device} (a CUDA device runs the same plans on the CUDA backend's
+     * branch-convolution kernels); inputs to {@link #forward} must then be on that device. Returns this.
+     */
+    @Override public PackedModel to(Device device) {
+        if (!plans.device.equals(device)) plans = new Plans(structure, device);
+        return this;
+    }
+
+    @Override public Device device() { return plans.device; }
 
     static int[] iota(int n) {
         int[] a = new int[n];
@@ -276,7 +311,11 @@ public final class PackedModel extends Module {
         if (nanos != null && nanos.length != nb + 2) {
             throw new IllegalArgumentException("PackedModel.forward: nanos must have blocks + 2 = " + (nb + 2) + " entries, got " + nanos.length);
         }
-        if (x.device().kind() != Device.Kind.CPU) throw new IllegalArgumentException("PackedModel.forward: x is on " + x.device() + "; packed models run on the CPU");
+        Plans pl = plans;
+        if (!x.device().equals(pl.device)) {
+            throw new IllegalArgumentException("PackedModel.forward: x is on " + x.device() + ", the model on " + pl.device + " (move one with .to(device))");
+        }
+        Backend be = pl.be;
         int c0 = structure.inputChannels();
         if (x.rank() != 4 || x.dim(1) != c0) {
             throw new IllegalArgumentException("PackedModel.forward: expected x (N," + c0 + ",H,W), got " + x.shape());
@@ -287,13 +326,13 @@ public final class PackedModel extends Module {
             throw new IllegalArgumentException("PackedModel.forward: input " + x.shape() + " is smaller than the stem's kernel");
         }
         long t0 = System.nanoTime();
-        Workspace ws = spare.getAndSet(null);
-        if (ws == null) ws = new Workspace();
+        Workspace ws = pl.spare.getAndSet(null);
+        if (ws == null) ws = new Workspace(be);
         int c = st.outChannels();
-        int oh = stemPlan.outSize(h), ow = stemPlan.outSize(w);
+        int oh = pl.stemPlan.outSize(h), ow = pl.stemPlan.outSize(w);
         int curSlot = 0;
         Buffer cur = ws.get(curSlot, Math.multiplyExact(n, c * oh * ow));
-        be.branchConv2d(stemPlan, x.buffer(), n, h, w, cur, false);
+        be.branchConv2d(pl.stemPlan, x.buffer(), n, h, w, cur, false);
         h = oh;
         w = ow;
         t0 = lap(nanos, 0, t0);
@@ -302,19 +341,19 @@ public final class PackedModel extends Module {
             int bh = outSize(h, b.kernel(), b.stride(), b.padding()), bw = outSize(w, b.kernel(), b.stride(), b.padding());
             if (bh < 1 || bw < 1) throw new IllegalArgumentException("PackedModel.forward: input " + x.shape() + " is too small for block " + b.name());
             Buffer res = cur;                     // identity: accumulate into the block input, which is ours
-            if (planShortcut[i] != null) {
+            if (pl.planShortcut[i] != null) {
                 curSlot = 1 - curSlot;
                 res = ws.get(curSlot, n * b.planes() * bh * bw);
-                be.branchConv2d(planShortcut[i], cur, n, h, w, res, false);
+                be.branchConv2d(pl.planShortcut[i], cur, n, h, w, res, false);
             }
-            if (planA[i] != null) {
+            if (pl.planA[i] != null) {
                 // conv_a then conv_b (which adds, then the block's constant and ReLU); conv_a's output t only ever
                 // exists one unit of images at a time.
-                be.branchConv2dPair(planA[i], planB[i], cur, n, h, w, res, true);
+                be.branchConv2dPair(pl.planA[i], pl.planB[i], cur, n, h, w, res, true);
             } else {                                                   // conv_b fully pruned: the residual only
-                if (residualBias[i] != null) {
+                if (pl.residualBias[i] != null) {
                     int[] dims = {n, b.planes(), bh, bw};
-                    be.binary(BinaryOp.ADD, res, dims, residualBias[i], new int[] {1, b.planes(), 1, 1}, res, dims);
+                    be.binary(BinaryOp.ADD, res, dims, pl.residualBias[i], new int[] {1, b.planes(), 1, 1}, res, dims);
                 }
                 be.unary(UnaryOp.RELU, res, res);
             }
@@ -328,10 +367,10 @@ public final class PackedModel extends Module {
         Buffer pooled = be.allocate(DType.FLOAT32, n * feat);
         be.adaptiveAvgPool2d(cur, n * feat, h, w, 1, 1, pooled);
         Buffer logits = be.allocate(DType.FLOAT32, n * fc.classes());
-        be.gemm(false, true, 1, n, fc.classes(), feat, 1f, pooled, 0, fcWeight, 0, 0f, logits);
+        be.gemm(false, true, 1, n, fc.classes(), feat, 1f, pooled, 0, pl.fcWeight, 0, 0f, logits);
         int[] od = {n, fc.classes()};
-        be.binary(BinaryOp.ADD, logits, od, fcBias, new int[] {1, fc.classes()}, logits, od);
-        spare.set(ws.trim());
+        be.binary(BinaryOp.ADD, logits, od, pl.fcBias, new int[] {1, fc.classes()}, logits, od);
+        pl.spare.set(ws.trim());
         lap(nanos, nb + 1, t0);
         return Tensor.of(Shape.of(n, fc.classes()), logits);
     }
