@@ -186,6 +186,9 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
     /** After {@code optimizer.step()}: steps 1 to 12 of spec section 4 on the batch (x, y) just trained on. */
     @Override public void afterStep(Tensor x, Tensor y) {
         if (!sampled) throw new IllegalStateException("GroupWrapper.afterStep: call initialize() before the forward pass of every iteration");
+        // First, so that a model moved or re-registered since construction is named as such, not as a device or shape
+        // mismatch deep in step 1.
+        snapshot.checkCurrent();
         float alpha = alpha();
         int n = layers.size();
         try (var scope = GradMode.noGrad()) {
@@ -382,8 +385,8 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
             return c;
         }
 
+        /** Copies the live state; {@link #checkCurrent} must have passed this iteration. */
         void save() {
-            checkCurrent();
             for (int i = 0; i < live.size(); i++) copies.get(i).copyFrom(live.get(i));
         }
 
@@ -392,7 +395,7 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
         }
 
         /** The state's tensors must still be the ones captured (a pruned or re-registered layer would not be). */
-        private void checkCurrent() {
+        void checkCurrent() {
             Map<String, Tensor> now = model.stateDict();
             if (now.size() != live.size()) {
                 throw new IllegalStateException("GroupWrapper: the model's state changed from " + live.size() + " to " + now.size()
