@@ -195,11 +195,13 @@ public final class Trainer {
 
     /**
      * Whether every FLOAT32 tensor (or gradient) is finite, when all of them live on one device other than the CPU:
-     * checked there and read back as one scalar, the sum over tensors of sum(t * 0), which is 0 when all are finite and NaN as soon
-     * as one element is NaN or infinite (0 * inf is NaN, and NaN survives the sums). This runs twice per step, so a
-     * device model is not copied to the host to look at it; only when the answer is "no" does the caller's element
-     * scan (on the host) find and name the tensor. False as soon as a CPU tensor is met (a read there is a plain
-     * copy, so CPU training checks exactly as before, by the scan) or the tensors are on several devices.
+     * checked there and read back as one scalar, the sum of all their elements. A NaN or an infinity makes that sum
+     * non-finite (NaN and inf survive additions, inf + -inf is NaN); a finite sum proves every element finite. A sum
+     * that overflows only sends the caller to its element scan, which then finds nothing: slower, never wrong. This
+     * runs twice per step, so a device model is not copied to the host to look at it; only when the answer is "no"
+     * does the caller's element scan (on the host) find and name the tensor. False as soon as a CPU tensor is met (a
+     * read there is a plain copy, so CPU training checks exactly as before, by the scan) or the tensors are on
+     * several devices.
      */
     private static boolean finiteOnDevice(Map<String, Tensor> tensors, boolean gradients) {
         Tensor acc = null;
@@ -208,7 +210,7 @@ public final class Trainer {
                 Tensor t = gradients ? v.grad() : v;
                 if (t == null || t.dtype() != DType.FLOAT32) continue;
                 if (t.device().kind() == Device.Kind.CPU || acc != null && !acc.device().equals(t.device())) return false;
-                Tensor s = t.detach().mul(0f).sum();
+                Tensor s = t.detach().sum();
                 acc = acc == null ? s : acc.add(s);
             }
         }
