@@ -37,6 +37,8 @@ public final class CifarResNet extends Module {
     /**
      * With stage widths {@code width}, 2 * width and 4 * width instead of 16, 32, 64: narrow models for tests that
      * must run fast (the emulated CUDA device). Draws from {@code g} in the same order as the published widths.
+     * The width is not recorded in checkpoint metadata: the commands, and rebuilding a model from a checkpoint,
+     * always use 16.
      */
     public CifarResNet(int depth, int numClasses, int width, Generator g) {
         if (width < 1) throw new IllegalArgumentException("CifarResNet: width must be positive, got " + width);
