@@ -104,7 +104,12 @@ public final class PackModel implements Callable<Integer> {
     }
 
     @Override public Integer call() {
-        devices.setUp();
+        ai.bonsai.tensor.Device dev = devices.setUp();
+        if (dev.kind() != ai.bonsai.tensor.Device.Kind.CPU) {
+            // Packing and the packed forward pass of the equivalence check are CPU code: one line here, not a failure inside them.
+            throw new IllegalArgumentException("device " + dev + ": packing runs on the CPU only (a checkpoint from a " + dev
+                    + " run loads there as it is); use --device cpu");
+        }
         if (checkBatch < 1) throw new IllegalArgumentException("--check-batch: expected a positive number, got " + checkBatch);
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         Checkpoint ck = Checkpoint.load(ckpt);

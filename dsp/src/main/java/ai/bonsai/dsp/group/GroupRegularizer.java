@@ -3,6 +3,7 @@ package ai.bonsai.dsp.group;
 import ai.bonsai.backend.Backend;
 import ai.bonsai.dsp.prune.PrunableLayer;
 import ai.bonsai.tensor.DType;
+import ai.bonsai.tensor.Device;
 import ai.bonsai.tensor.Tensor;
 
 /**
@@ -15,6 +16,10 @@ import ai.bonsai.tensor.Tensor;
  *
  * <p>{@code R = scale * sum_g s_g * sum_c L_gc} with {@code scale = sqrt(inputSize) * k * (G / N)^1.5}; the
  * penalty carries the scale, dR/dp and the step-8 term do not (the reference's behaviour).
+ *
+ * <p>The output tensors live on one device, fixed at construction (the layer's weight's device for
+ * {@link #GroupRegularizer(PrunableLayer, int)}): the fused kernels take buffers of one backend, so every weight and
+ * assignment passed in must be on that device too (a mismatch is an error naming both devices).
  */
 public final class GroupRegularizer {
     private final int groups, filters, channels, kernel;
@@ -23,12 +28,21 @@ public final class GroupRegularizer {
     private final Tensor pieces;
     private boolean piecesValid;
 
-    /** The regulariser of a prunable layer with {@code groups} groups, sized and scaled from its record. */
+    /**
+     * The regulariser of a prunable layer with {@code groups} groups, sized and scaled from its record, on the device
+     * where the layer's weight is now (so build it after {@code model.to(device)}).
+     */
     public GroupRegularizer(PrunableLayer layer, int groups) {
-        this(groups, layer.filters(), layer.channels(), layer.kernel(), layer.inputSize());
+        this(groups, layer.filters(), layer.channels(), layer.kernel(), layer.inputSize(), layer.conv().weight().device());
     }
 
+    /** On the CPU. */
     public GroupRegularizer(int groups, int filters, int channels, int kernel, double inputSize) {
+        this(groups, filters, channels, kernel, inputSize, Device.cpu());
+    }
+
+    /** With its output tensors on {@code device}, where the weights it is given must be. */
+    public GroupRegularizer(int groups, int filters, int channels, int kernel, double inputSize, Device device) {
         if (groups < 1 || filters < 1 || channels < 1 || kernel < 1) {
             throw new IllegalArgumentException("GroupRegularizer: groups=" + groups + ", filters=" + filters + ", channels=" + channels
                     + ", kernel=" + kernel + " (all must be positive)");
@@ -41,8 +55,9 @@ public final class GroupRegularizer {
         this.channels = channels;
         this.kernel = kernel;
         this.scale = scale(inputSize, kernel, groups, filters);
-        this.penalty = Tensor.zeros(filters, channels, kernel, kernel);
-        this.pieces = Tensor.zeros(groups, Backend.groupPiecesRowLength(filters, channels));
+        if (device == null) throw new IllegalArgumentException("GroupRegularizer: device is null");
+        this.penalty = Tensor.zeros(device, filters, channels, kernel, kernel);
+        this.pieces = Tensor.zeros(device, groups, Backend.groupPiecesRowLength(filters, channels));
     }
 
     /** {@code sqrt(inputSize) * k * (G / N)^1.5}, the reference's per-layer scaling of the penalty. */
@@ -51,6 +66,9 @@ public final class GroupRegularizer {
     }
 
     public float scale() { return scale; }
+
+    /** Where the penalty and pieces live, and where weights and assignments passed in must be. */
+    public Device device() { return penalty.device(); }
 
     public int groups() { return groups; }
 
@@ -83,9 +101,9 @@ public final class GroupRegularizer {
         return penalty;
     }
 
-    /** A new (G, N) tensor holding the unscaled dR_g/dp at {@code w} with assignment {@code p}. */
+    /** A new (G, N) tensor, on the regulariser's device, holding the unscaled dR_g/dp at {@code w} with assignment {@code p}. */
     public Tensor dRdp(Tensor w, Tensor p) {
-        Tensor out = Tensor.zeros(groups, filters);
+        Tensor out = Tensor.zeros(penalty.device(), groups, filters);
         compute(w, p, out, false, false);
         return out;
     }
@@ -132,17 +150,21 @@ public final class GroupRegularizer {
 
     /**
      * The hard assignment of logits A (G, N): one-hot columns at argmax_g A[g, n], ties to the lowest group (so
-     * all-zero logits put every filter in group 0). No noise.
+     * all-zero logits put every filter in group 0). No noise. Computed on the logits' device (group learning calls
+     * this every step, so no trip through the host): the backend's argmax keeps the first maximum, and the one-hot
+     * is a scatter of ones at those indices into zeros, {@code onehot[argmax[n], n] += 1}, exactly 0 and 1 on
+     * every device.
      */
     public static Tensor hardAssignment(Tensor logits) {
         if (logits.rank() != 2 || logits.dtype() != DType.FLOAT32) {
             throw new IllegalArgumentException("hardAssignment: logits must be a FLOAT32 (G, N) tensor, got " + logits.dtype() + " " + logits.shape());
         }
         int g = logits.dim(0), n = logits.dim(1);
-        long[] winner = logits.argmax(0).toLongArray();      // the backend's argmax keeps the first maximum
-        float[] onehot = new float[g * n];
-        for (int f = 0; f < n; f++) onehot[(int) winner[f] * n + f] = 1f;
-        return Tensor.of(onehot, logits.device(), g, n);
+        Tensor winner = logits.argmax(0);                     // (N) INT64, on the logits' device
+        Tensor onehot = Tensor.zeros(logits.device(), g, n);
+        Tensor ones = Tensor.zeros(logits.device(), n).fill(1f);
+        logits.backend().takeAlongAxisAdd(onehot.buffer(), 1, g, n, winner.buffer(), ones.buffer());
+        return onehot;
     }
 
     private void requirePieces(String op) {
@@ -158,7 +180,8 @@ public final class GroupRegularizer {
                     + ", " + kernel + "), got " + w.dtype() + " " + w.shape());
         }
         if (!w.device().equals(penalty.device())) {
-            throw new IllegalArgumentException("GroupRegularizer." + op + ": weight on " + w.device() + ", regulariser on " + penalty.device());
+            throw new IllegalArgumentException("GroupRegularizer." + op + ": weight on " + w.device() + ", regulariser on " + penalty.device()
+                    + " (build the regulariser, or the GroupWrapper, after model.to(device))");
         }
     }
 
@@ -166,6 +189,9 @@ public final class GroupRegularizer {
         if (p.dtype() != DType.FLOAT32 || p.rank() != 2 || p.dim(0) != groups || p.dim(1) != filters) {
             throw new IllegalArgumentException("GroupRegularizer." + op + ": " + name + " must be FLOAT32 (" + groups + ", " + filters + "), got "
                     + p.dtype() + " " + p.shape());
+        }
+        if (!p.device().equals(penalty.device())) {
+            throw new IllegalArgumentException("GroupRegularizer." + op + ": " + name + " on " + p.device() + ", regulariser on " + penalty.device());
         }
     }
 }

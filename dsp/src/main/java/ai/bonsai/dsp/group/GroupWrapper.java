@@ -10,6 +10,7 @@ import ai.bonsai.nn.Functional;
 import ai.bonsai.nn.Module;
 import ai.bonsai.optim.Adam;
 import ai.bonsai.optim.SGD;
+import ai.bonsai.tensor.Device;
 import ai.bonsai.tensor.Generator;
 import ai.bonsai.tensor.Tensor;
 
@@ -36,6 +37,12 @@ import java.util.function.BiFunction;
  * are saved with the model ({@code stage_1.0.conv_a.group}); pruning reads them from there. An existing
  * {@code group} buffer of the right shape (for example loaded from a checkpoint) is kept, otherwise zeros are
  * registered.
+ *
+ * <p>Devices: build the wrapper after {@code model.to(device)} (and the optimiser after that too). Everything it
+ * creates (assignments, dR/dp, the look-ahead copies, the regularisers' outputs, the group optimiser's moments) lives
+ * on each prunable weight's device, and an iteration runs there: the host only draws the Gumbel noise from the
+ * generator (uploaded, so every device sees the same draws) and reads the logits once per progress update
+ * ({@link #stats()}). A model moved after the wrapper was built is reported by the next {@link #afterStep}.
  *
  * <p>The generator is the wrapper's own: pass one used for nothing else. Resuming ({@link #restore}) replaces it
  * with a generator at the saved state, so a resumed run draws the same Gumbel noise as an uninterrupted one.
@@ -127,7 +134,9 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
             require(conv.groups() == 1, "GroupWrapper: layer " + layer.name() + " is a grouped convolution (groups=" + conv.groups() + ")");
             regs[l] = new GroupRegularizer(layer, numGroups);
             logits[l] = groupBuffer(conv, numGroups);
-            pgrad[l] = Tensor.zeros(numGroups, layer.filters());
+            require(logits[l].device().equals(conv.weight().device()), "GroupWrapper: layer " + layer.name() + " has its weight on "
+                    + conv.weight().device() + " but its group logits on " + logits[l].device() + "; move the whole model with model.to(device)");
+            pgrad[l] = Tensor.zeros(conv.weight().device(), numGroups, layer.filters());
             adapted[l] = conv.weight().detach().copy();
             diff[l] = conv.weight().detach().copy();
         }
@@ -177,6 +186,9 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
     /** After {@code optimizer.step()}: steps 1 to 12 of spec section 4 on the batch (x, y) just trained on. */
     @Override public void afterStep(Tensor x, Tensor y) {
         if (!sampled) throw new IllegalStateException("GroupWrapper.afterStep: call initialize() before the forward pass of every iteration");
+        // First, so that a model moved or re-registered since construction is named as such, not as a device or shape
+        // mismatch deep in step 1.
+        snapshot.checkCurrent();
         float alpha = alpha();
         int n = layers.size();
         try (var scope = GradMode.noGrad()) {
@@ -232,19 +244,51 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
     /**
      * The mean over layers of the standard deviation of each layer's group logits, over all G * N elements of A,
      * unbiased (divided by G * N - 1) as torch.std by default. NaN when G * N = 1, as torch.
+     *
+     * <p>The progress bar asks for this after every step, so all layers' logits come to the host in one read (one
+     * transfer from a device instead of one per layer); the sums are the same double sums as before.
      */
     public double stats() {
+        float[] all = allLogits();
         double sum = 0;
+        int off = 0;
         for (Tensor a : logits) {
-            float[] v = a.toFloatArray();
+            int len = a.numel();
             double mean = 0;
-            for (float x : v) mean += x;
-            mean /= v.length;
+            for (int i = off; i < off + len; i++) mean += all[i];
+            mean /= len;
             double ss = 0;
-            for (float x : v) ss += (x - mean) * (x - mean);
-            sum += Math.sqrt(ss / (v.length - 1));
+            for (int i = off; i < off + len; i++) ss += (all[i] - mean) * (all[i] - mean);
+            sum += Math.sqrt(ss / (len - 1));
+            off += len;
         }
         return sum / logits.length;
+    }
+
+    /** Every layer's logits, flattened and concatenated in layer order: one read from the device. */
+    private float[] allLogits() {
+        Device d = logits[0].device();
+        for (Tensor a : logits) {
+            if (!a.device().equals(d)) d = null;
+        }
+        if (d == null || d.kind() == Device.Kind.CPU || logits.length == 1) {
+            // Mixed devices (never in a model moved as a whole) or the CPU, where a read is a plain copy: layer by layer.
+            int total = 0;
+            for (Tensor a : logits) total += a.numel();
+            float[] all = new float[total];
+            int off = 0;
+            for (Tensor a : logits) {
+                float[] v = a.toFloatArray();
+                System.arraycopy(v, 0, all, off, v.length);
+                off += v.length;
+            }
+            return all;
+        }
+        Tensor[] flat = new Tensor[logits.length];
+        try (var scope = GradMode.noGrad()) {
+            for (int l = 0; l < logits.length; l++) flat[l] = logits[l].detach().reshape(-1);
+            return Tensor.cat(0, flat).toFloatArray();
+        }
     }
 
     public List<PrunableLayer> layers() { return layers; }
@@ -341,8 +385,8 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
             return c;
         }
 
+        /** Copies the live state; {@link #checkCurrent} must have passed this iteration. */
         void save() {
-            checkCurrent();
             for (int i = 0; i < live.size(); i++) copies.get(i).copyFrom(live.get(i));
         }
 
@@ -351,7 +395,7 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
         }
 
         /** The state's tensors must still be the ones captured (a pruned or re-registered layer would not be). */
-        private void checkCurrent() {
+        void checkCurrent() {
             Map<String, Tensor> now = model.stateDict();
             if (now.size() != live.size()) {
                 throw new IllegalStateException("GroupWrapper: the model's state changed from " + live.size() + " to " + now.size()
@@ -361,7 +405,9 @@ public final class GroupWrapper implements Trainer.Hooks, TrainingRun.Extra {
             for (Map.Entry<String, Tensor> e : now.entrySet()) {
                 Tensor l = live.get(i++);
                 if (e.getValue().buffer() != l.buffer()) {
-                    throw new IllegalStateException("GroupWrapper: model state entry " + e.getKey() + " was replaced after the wrapper was built");
+                    throw new IllegalStateException("GroupWrapper: model state entry " + e.getKey() + " was replaced after the wrapper was built"
+                            + (e.getValue().device().equals(l.device()) ? "" : " (moved from " + l.device() + " to " + e.getValue().device()
+                            + ": call model.to(device) before building the GroupWrapper)"));
                 }
             }
         }

@@ -32,7 +32,16 @@ public final class CifarResNet extends Module {
     private final AdaptiveAvgPool2d pool = new AdaptiveAvgPool2d(1);
     private final Linear classifier;
 
-    public CifarResNet(int depth, int numClasses, Generator g) {
+    public CifarResNet(int depth, int numClasses, Generator g) { this(depth, numClasses, 16, g); }
+
+    /**
+     * With stage widths {@code width}, 2 * width and 4 * width instead of 16, 32, 64: narrow models for tests that
+     * must run fast (the emulated CUDA device). Draws from {@code g} in the same order as the published widths.
+     * The width is not recorded in checkpoint metadata: the commands, and rebuilding a model from a checkpoint,
+     * always use 16.
+     */
+    public CifarResNet(int depth, int numClasses, int width, Generator g) {
+        if (width < 1) throw new IllegalArgumentException("CifarResNet: width must be positive, got " + width);
         if (depth < 8 || (depth - 2) % 6 != 0) {
             throw new IllegalArgumentException("CifarResNet: depth must be 6n+2 (20, 32, 44, 56, 110), got " + depth);
         }
@@ -40,10 +49,10 @@ public final class CifarResNet extends Module {
         this.depth = depth;
         this.numClasses = numClasses;
         int blocks = (depth - 2) / 6;
-        stem = registerModule("conv_1_3x3", new Conv2d(3, 16, 3, 1, 1, 1, false, g));
-        bn1 = registerModule("bn_1", new BatchNorm2d(16));
-        int in = 16;
-        int[] widths = {16, 32, 64};
+        stem = registerModule("conv_1_3x3", new Conv2d(3, width, 3, 1, 1, 1, false, g));
+        bn1 = registerModule("bn_1", new BatchNorm2d(width));
+        int in = width;
+        int[] widths = {width, 2 * width, 4 * width};
         for (int s = 0; s < 3; s++) {
             Sequential stage = new Sequential();
             for (int b = 0; b < blocks; b++) {
@@ -53,7 +62,7 @@ public final class CifarResNet extends Module {
             }
             stages[s] = registerModule("stage_" + (s + 1), stage);
         }
-        classifier = registerModule("classifier", new Linear(64, numClasses, true, g));
+        classifier = registerModule("classifier", new Linear(4 * width, numClasses, true, g));
         // The reference's init (cifar_pretrain.py), applied over the layers' PyTorch defaults: Kaiming normal
         // (fan_out) for every convolution, BN weight 1 and bias 0, classifier bias 0. The classifier weight keeps
         // nn.Linear's default, U(-1/sqrt(64), 1/sqrt(64)) = U(-0.125, 0.125): the reference never re-draws it.

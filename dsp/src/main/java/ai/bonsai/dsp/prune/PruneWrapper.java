@@ -1,5 +1,7 @@
 package ai.bonsai.dsp.prune;
 
+import ai.bonsai.autograd.GradMode;
+import ai.bonsai.backend.BinaryOp;
 import ai.bonsai.dsp.models.CifarResNet;
 import ai.bonsai.dsp.models.ModelStats;
 import ai.bonsai.dsp.train.Plots;
@@ -422,37 +424,40 @@ public final class PruneWrapper implements Trainer.Hooks {
     /**
      * After every fine-tuning step: re-applies the masks to the weights, and zeroes each BN bias whose weight is
      * zero (in every BN of the model, as the reference does), so filters removed by pruning stay removed.
+     *
+     * <p>This runs every step, so it runs on the weights' device with no trip through the host: a select,
+     * {@code w = keep > 0 ? w : 0} (the backend's RELU_BACKWARD), with {@code keep = (mask != 0) or (w == 0)}. The
+     * {@code w == 0} term leaves a masked zero exactly as it is (a -0 stays -0, as the element loop this replaces
+     * only wrote non-zero entries), and a masked NaN becomes 0, so the result is bit for bit the loop's.
+     * Likewise a BN bias is kept where {@code gamma != 0 or bias == 0}.
      */
     public void afterStep() {
-        for (PrunableLayer p : layers) {
-            float[] m = buffer(p, MASK_BUFFER).toFloatArray();
-            Tensor weight = p.conv().weight();
-            float[] w = weight.toFloatArray();
-            int kk = p.kernel() * p.kernel();
-            boolean changed = false;
-            for (int i = 0; i < m.length; i++) {
-                if (m[i] != 0f) continue;
-                for (int j = i * kk; j < (i + 1) * kk; j++) {
-                    if (w[j] != 0f) {
-                        w[j] = 0f;
-                        changed = true;
-                    }
-                }
+        try (var scope = GradMode.noGrad()) {
+            for (PrunableLayer p : layers) {
+                Tensor weight = p.conv().weight();
+                Tensor mask = buffer(p, MASK_BUFFER);
+                Tensor zero = zero(weight);
+                Tensor maskKept = mask.eq(zero).affine(-1f, 1f).reshape(p.filters(), p.channels(), 1, 1);
+                select(weight, maskKept.maximum(weight.detach().eq(zero)));
             }
-            if (changed) write(weight, w);
-        }
-        for (Module m : model.namedModules().values()) {
-            if (!(m instanceof BatchNorm2d bn)) continue;
-            float[] g = bn.weight().toFloatArray(), b = bn.bias().toFloatArray();
-            boolean changed = false;
-            for (int i = 0; i < g.length; i++) {
-                if (g[i] == 0f && b[i] != 0f) {
-                    b[i] = 0f;
-                    changed = true;
-                }
+            for (Module m : model.namedModules().values()) {
+                if (!(m instanceof BatchNorm2d bn)) continue;
+                Tensor bias = bn.bias();
+                Tensor zero = zero(bias);
+                select(bias, bn.weight().detach().eq(zero).affine(-1f, 1f).maximum(bias.detach().eq(zero)));
             }
-            if (changed) write(bn.bias(), b);
         }
+    }
+
+    /** A one-element zero on t's device, to compare with. */
+    private static Tensor zero(Tensor t) { return Tensor.zeros(t.device(), 1); }
+
+    /** {@code t = keep > 0 ? t : 0} in place, keep of t's shape and device. */
+    private static void select(Tensor t, Tensor keep) {
+        int[] d = t.dims();
+        t.checkSameDevice("PruneWrapper.afterStep", keep);
+        if (!keep.shape().equals(t.shape())) throw new IllegalStateException("PruneWrapper.afterStep: keep " + keep.shape() + " for " + t.shape());
+        t.backend().binary(BinaryOp.RELU_BACKWARD, t.buffer(), d, keep.buffer(), d, t.buffer(), d);
     }
 
     @Override public void afterStep(Tensor x, Tensor y) { afterStep(); }

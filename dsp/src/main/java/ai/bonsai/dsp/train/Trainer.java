@@ -178,6 +178,7 @@ public final class Trainer {
      * {@code gradients}: look at each one's gradient (a missing gradient is fine) instead of its values.
      */
     static String firstNonFinite(Map<String, Tensor> tensors, boolean gradients) {
+        if (finiteOnDevice(tensors, gradients)) return null;
         for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
             Tensor t = gradients ? e.getValue().grad() : e.getValue();
             if (t == null || t.dtype() != DType.FLOAT32) continue;
@@ -190,6 +191,31 @@ public final class Trainer {
             }
         }
         return null;
+    }
+
+    /**
+     * Whether every FLOAT32 tensor (or gradient) is finite, when all of them live on one device other than the CPU:
+     * checked there and read back as one scalar, the sum of all their elements. A NaN or an infinity makes that sum
+     * non-finite (NaN and inf survive additions, inf + -inf is NaN); a finite sum proves every element finite. A sum
+     * that overflows only sends the caller to its element scan, which then finds nothing: slower, never wrong. This
+     * runs twice per step, so a device model is not copied to the host to look at it; only when the answer is "no"
+     * does the caller's element scan (on the host) find and name the tensor. False as soon as a CPU tensor is met (a
+     * read there is a plain copy, so CPU training checks exactly as before, by the scan) or the tensors are on
+     * several devices.
+     */
+    private static boolean finiteOnDevice(Map<String, Tensor> tensors, boolean gradients) {
+        Tensor acc = null;
+        try (var scope = GradMode.noGrad()) {
+            for (Tensor v : tensors.values()) {
+                Tensor t = gradients ? v.grad() : v;
+                if (t == null || t.dtype() != DType.FLOAT32) continue;
+                if (t.device().kind() == Device.Kind.CPU || acc != null && !acc.device().equals(t.device())) return false;
+                Tensor s = t.detach().sum();
+                acc = acc == null ? s : acc.add(s);
+            }
+        }
+        if (acc == null) return false;     // nothing to check: the scan finds nothing either
+        return Float.isFinite(acc.item());
     }
 
     /** Copies of the model's state and the optimiser's, taken before a step that skip-step may have to drop. */

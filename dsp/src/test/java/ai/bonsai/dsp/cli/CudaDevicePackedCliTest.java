@@ -1,0 +1,48 @@
+package ai.bonsai.dsp.cli;
+
+import ai.bonsai.cuda.EmulatedCuda;
+import ai.bonsai.dsp.models.CifarResNet;
+import ai.bonsai.dsp.pack.PackFixtures;
+import ai.bonsai.io.Checkpoint;
+import ai.bonsai.tensor.Device;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The parts of the DSP workflow that run on the CPU only, asked for with {@code --device cuda} where a CUDA device
+ * exists (emulated, so that the device check passes): packing, and evaluating a packed model, stop with one line
+ * naming the device and what to do, exit 1, instead of failing inside the packed forward pass.
+ */
+class CudaDevicePackedCliTest {
+    @TempDir Path dir;
+
+    @Test void packAndPackedEvalOnCudaSayTheyRunOnTheCpu() {
+        try (EmulatedCuda gpu = EmulatedCuda.open(Device.cuda(0))) {
+            CifarResNet model = PackFixtures.masked(8, 4, 0.6, 5);
+            Path ck = dir.resolve("resnet8_g4.safetensors"), packed = dir.resolve("resnet8.packed.safetensors");
+            Checkpoint.save(ck, model, null, null, null, Map.of("architecture", "cifar_resnet", "depth", "8", "groups", "4"));
+
+            CliTest.Run p = CliTest.run(new Bonsai(), "pack", "--device", "cuda", "--ckpt", ck.toString(), "--save", packed.toString());
+            assertEquals(1, p.code(), p.err());
+            assertEquals("bonsai pack: device cuda:0: packing runs on the CPU only (a checkpoint from a cuda:0 run loads there as it is); "
+                    + "use --device cpu", p.err().strip());
+
+            CliTest.Run ok = CliTest.run(new Bonsai(), "pack", "--ckpt", ck.toString(), "--save", packed.toString(), "--check-batch", "2");
+            assertEquals(0, ok.code(), ok.err());
+
+            CliTest.Run e = CliTest.run(new Bonsai(), "eval", "--device", "cuda", "--ckpt", packed.toString(), "--data", "synthetic", "--limit", "4");
+            assertEquals(1, e.code(), e.err());
+            String line = e.err().strip();
+            assertTrue(line.startsWith("bonsai eval: device cuda:0: " + packed + " is a packed model, which runs on the CPU only; "
+                    + "evaluate it with --device cpu"), line);
+            assertEquals(1, line.lines().count(), line);
+
+        }
+    }
+}
