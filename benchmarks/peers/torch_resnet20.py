@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""PyTorch eager peer for scripts/gpu-check: a CIFAR ResNet-20 (the reference's architecture) on CUDA, timing
-one SGD training step at batch 128 and inference at batch 128 and 1, in float32 with TF32 off (Bonsai's default).
+"""PyTorch eager peer for scripts/gpu-check, on CUDA in float32 with TF32 off (Bonsai's default): a CIFAR ResNet-20
+(the reference's architecture) timing one SGD training step at batch 128 and inference at batch 128 and 1; a dense
+ResNet-56 at inference, batch 256; and, given --packed FILE (the reference's published resnet56_g4.pt, a TorchScript
+archive of the packed model), that packed model at batch 256 in PyTorch itself.
 Writes a JSON report (--out). Needs torch with CUDA; nothing else."""
 import argparse, json, time
 import torch
@@ -28,13 +30,16 @@ class Block(nn.Module):
 
 
 class ResNet20(nn.Module):
-    def __init__(self):
+    """A CIFAR ResNet of depth 6n+2 (20 by default)."""
+
+    def __init__(self, depth=20):
         super().__init__()
+        n = (depth - 2) // 6
         self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(16)
         layers, cin = [], 16
         for cout, stride in ((16, 1), (32, 2), (64, 2)):
-            for i in range(3):
+            for i in range(n):
                 layers.append(Block(cin, cout, stride if i == 0 else 1))
                 cin = cout
         self.stages = nn.Sequential(*layers)
@@ -60,6 +65,7 @@ def timed(fn, reps):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--packed", help="a packed ResNet-56 TorchScript archive (resnet56_g4.pt) to time at batch 256")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -82,6 +88,15 @@ def main():
         inf1 = timed(lambda: model(x[:1]), 50)
     report = {"peer": "pytorch eager " + torch.__version__, "device": torch.cuda.get_device_name(0),
               "train_step_ms_batch128": train_ms, "inference_ms_batch128": inf128, "inference_ms_batch1": inf1}
+    x256 = torch.randn(256, 3, 32, 32, device=dev)
+    dense56 = ResNet20(56).to(dev).eval()
+    with torch.no_grad():
+        report["resnet56_dense_inference_ms_batch256"] = timed(lambda: dense56(x256), 30)
+    if args.packed:
+        packed = torch.jit.load(args.packed, map_location=dev).eval()
+        with torch.no_grad():
+            report["resnet56_packed_inference_ms_batch256"] = timed(lambda: packed(x256), 30)
+        report["packed_file"] = args.packed
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
     print("torch peer:", json.dumps(report))

@@ -9,6 +9,9 @@ import java.util.function.DoubleBinaryOperator;
 public final class Ref {
     private Ref() {}
 
+    /** The element count of a shape. */
+    public static int numelOf(int[] d) { return numel(d); }
+
     static int numel(int[] d) {
         int n = 1;
         for (int x : d) n *= x;

@@ -349,11 +349,15 @@ public final class CudaBackend implements Backend {
     }
 
     @Override public void adaptiveAvgPool2d(Buffer x, int planes, int h, int w, int oh, int ow, Buffer y) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dnn.avgPoolForward(planes, h, w, oh, ow, c(x).address(), c(y).address())) return;
         launch("adaptive_avg_fwd", Launches.elementwise((long) planes * oh * ow, ewBlock()),
                 new KernelArgs().ptr(c(x)).ptr(c(y)).i32(planes).i32(h).i32(w).i32(oh).i32(ow));
     }
 
     @Override public void adaptiveAvgPool2dBackward(Buffer dy, int planes, int h, int w, int oh, int ow, Buffer dx) {
+        GpuRuntime.Dnn dnn = dnn();
+        if (dnn != null && dnn.avgPoolBackward(planes, h, w, oh, ow, c(dy).address(), c(dx).address())) return;
         launch("adaptive_avg_bwd", Launches.elementwise((long) planes * h * w, ewBlock()),
                 new KernelArgs().ptr(c(dy)).ptr(c(dx)).i32(planes).i32(h).i32(w).i32(oh).i32(ow));
     }

@@ -7,6 +7,7 @@ import org.bytedeco.cuda.cudnn.cudnnConvolutionBwdFilterAlgoPerf_t;
 import org.bytedeco.cuda.cudnn.cudnnConvolutionFwdAlgoPerf_t;
 import org.bytedeco.cuda.cudnn.cudnnConvolutionStruct;
 import org.bytedeco.cuda.cudnn.cudnnFilterStruct;
+import org.bytedeco.cuda.cudnn.cudnnPoolingStruct;
 import org.bytedeco.cuda.cudnn.cudnnTensorStruct;
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.Pointer;
@@ -18,7 +19,7 @@ import java.util.function.LongUnaryOperator;
 import static org.bytedeco.cuda.global.cudnn.*;
 
 /**
- * Convolution forward and both backward passes, and batch norm (training, inference, backward), through cuDNN 9 (JavaCPP's CUDA 13 presets), on the legacy default
+ * Convolution forward and both backward passes, batch norm (training, inference, backward) and average pooling, through cuDNN 9 (JavaCPP's CUDA 13 presets), on the legacy default
  * stream like our kernels and cuBLAS. Per (direction, geometry) a plan is made once: the descriptors and the algorithm,
  * the first of cuDNN's heuristic list (cudnnGet*Algorithm_v7, fastest first) that is deterministic and fits the
  * workspace limit ({@link ConvAlgorithms#choose}); with none, that pass stays on Bonsai's kernel. One workspace,
@@ -224,6 +225,54 @@ final class CudnnConv implements GpuRuntime.Dnn {
                     new DevicePointer(dy), p.x(), new DevicePointer(dx), p.perChannel(), new DevicePointer(gamma), new DevicePointer(dGamma),
                     new DevicePointer(dBeta), CUDNN_BN_MIN_EPSILON, new DevicePointer(saveMean), new DevicePointer(saveInvStd)),
                     "cudnnBatchNormalizationBackward n=" + n + " c=" + c + " hw=" + hw);
+        }
+        return true;
+    }
+
+    /** Average-pooling descriptors per shape: input (planes, 1, h, w), output (planes, 1, oh, ow), windows h/oh x w/ow. */
+    private record PoolKey(int planes, int h, int w, int oh, int ow) {}
+
+    private record PoolPlan(cudnnTensorStruct x, cudnnTensorStruct y, cudnnPoolingStruct pool) {}
+
+    private final ConvAlgorithms.Cache<PoolKey, PoolPlan> poolPlans = new ConvAlgorithms.Cache<>();
+
+    private PoolPlan pool(int planes, int h, int w, int oh, int ow) {
+        return poolPlans.get(new PoolKey(planes, h, w, oh, ow), k -> {
+            cudnnTensorStruct x = new cudnnTensorStruct(), y = new cudnnTensorStruct();
+            cudnnPoolingStruct p = new cudnnPoolingStruct();
+            check(cudnnCreateTensorDescriptor(x), "cudnnCreateTensorDescriptor");
+            check(cudnnCreateTensorDescriptor(y), "cudnnCreateTensorDescriptor");
+            check(cudnnCreatePoolingDescriptor(p), "cudnnCreatePoolingDescriptor");
+            check(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, k.planes(), 1, k.h(), k.w()), "cudnnSetTensor4dDescriptor pool x " + k);
+            check(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, k.planes(), 1, k.oh(), k.ow()), "cudnnSetTensor4dDescriptor pool y " + k);
+            int wh = k.h() / k.oh(), ww = k.w() / k.ow();
+            check(cudnnSetPooling2dDescriptor(p, CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING, CUDNN_NOT_PROPAGATE_NAN, wh, ww, 0, 0, wh, ww),
+                    "cudnnSetPooling2dDescriptor " + k);
+            return new PoolPlan(x, y, p);
+        });
+    }
+
+    private static boolean poolSupported(int h, int w, int oh, int ow) { return oh > 0 && ow > 0 && h % oh == 0 && w % ow == 0; }
+
+    @Override public synchronized boolean avgPoolForward(int planes, int h, int w, int oh, int ow, long x, long y) {
+        if (!poolSupported(h, w, oh, ow)) return false;
+        PoolPlan p = pool(planes, h, w, oh, ow);
+        try (FloatPointer one = new FloatPointer(1f); FloatPointer zero = new FloatPointer(0f)) {
+            check(cudnnPoolingForward(handle, p.pool(), one, p.x(), new DevicePointer(x), zero, p.y(), new DevicePointer(y)),
+                    "cudnnPoolingForward planes=" + planes + " " + h + "x" + w + " -> " + oh + "x" + ow);
+        }
+        return true;
+    }
+
+    @Override public synchronized boolean avgPoolBackward(int planes, int h, int w, int oh, int ow, long dy, long dx) {
+        if (!poolSupported(h, w, oh, ow)) return false;
+        PoolPlan p = pool(planes, h, w, oh, ow);
+        // Average pooling's backward reads neither y nor x; cuDNN still takes their pointers, so dy and dx (of the
+        // same shapes) stand in for them.
+        try (FloatPointer one = new FloatPointer(1f); FloatPointer zero = new FloatPointer(0f)) {
+            check(cudnnPoolingBackward(handle, p.pool(), one, p.y(), new DevicePointer(dy), p.y(), new DevicePointer(dy), p.x(),
+                    new DevicePointer(dx), zero, p.x(), new DevicePointer(dx)),
+                    "cudnnPoolingBackward planes=" + planes + " " + h + "x" + w + " -> " + oh + "x" + ow);
         }
         return true;
     }

@@ -62,6 +62,16 @@ public interface GpuRuntime extends AutoCloseable {
         /** Backend.batchNormBackward's contract with dx present (cuDNN always writes dx). */
         boolean batchNormBackward(int n, int c, int hw, long x, long dy, long gamma, long saveMean, long saveInvStd,
                                   long dx, long dGamma, long dBeta);
+
+        /**
+         * Backend.adaptiveAvgPool2d where oh divides h and ow divides w (then PyTorch's bins are plain windows of
+         * h/oh by w/ow, stride the same); false, having done nothing, otherwise. Max pooling stays on our kernel:
+         * the engine's contract records each window's argmax for the backward pass, which cuDNN does not give.
+         */
+        default boolean avgPoolForward(int planes, int h, int w, int oh, int ow, long x, long y) { return false; }
+
+        /** The backward of {@link #avgPoolForward}, overwriting dx; false where that would have been false. */
+        default boolean avgPoolBackward(int planes, int h, int w, int oh, int ow, long dy, long dx) { return false; }
     }
 
     interface Blas {

@@ -84,13 +84,12 @@ public final class Evaluate implements Callable<Integer> {
         PrintStream log = json ? System.err : System.out;
         if (!Files.isRegularFile(ckpt)) throw new IllegalArgumentException("--ckpt " + ckpt.toAbsolutePath() + ": no such file");
         Loaded m = load(ckpt);
-        boolean packedNet = m.net instanceof ai.bonsai.dsp.pack.PackedModel || m.net instanceof PackedGraph;
-        if (packedNet && dev.kind() != Device.Kind.CPU) {
-            // The packed forward passes are CPU code: say so here rather than fail inside them on a device input.
+        if (m.net instanceof PackedGraph && dev.kind() != Device.Kind.CPU) {
+            // Packed graphs have CPU plans only (packed CIFAR ResNets run anywhere): say so here rather than fail inside.
             throw new IllegalArgumentException("device " + dev + ": " + ckpt + " is a " + m.kind + " model, which runs on the CPU only; "
                     + "evaluate it with --device cpu (or evaluate the masked checkpoint it was packed from on " + dev + ")");
         }
-        if (!packedNet) m.net.to(dev);
+        m.net.to(dev);
         ImageOptions.Source src = ImageOptions.source(data);
         Dataset ds = src != null ? image.evalData(src, src.list() ? m.classes : 0) : dataset(log);
         // Accuracy needs the data's classes to be the model's. With other classes the predictions are still the
