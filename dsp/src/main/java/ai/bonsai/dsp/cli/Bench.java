@@ -58,7 +58,7 @@ public final class Bench implements Callable<Integer> {
             description = "Warm up for at least this many seconds too (default: ${DEFAULT-VALUE}); then on until the "
                     + "median times of successive windows of runs agree within 5 %% (at most 80 s). On 2 cores the "
                     + "compute threads starve the JIT's compiler threads: at batch 1 dense ResNet-20 took 12-16 ms "
-                    + "per image for the first 10 s and 1.8 ms after 15 s.")
+                    + "per image for the first 10 s and 1.8 ms after 15 s. With --warmup 0 too, there is no warm-up at all.")
     double warmupSeconds;
 
     @Option(names = "--image-size", paramLabel = "N",
@@ -127,8 +127,9 @@ public final class Bench implements Callable<Integer> {
             }
             // Then until the JIT has settled: windows of runs whose median times agree with the previous window's
             // within 5 %, for at most WARMUP_CAP_SECONDS from the start.
+            // (None at all when both warm-up settings are zero: the caller asked for cold timings.)
             double prevD = Double.NaN, prevP = Double.NaN;
-            long cap = start + (long) (WARMUP_CAP_SECONDS * 1e9);
+            long cap = warmup == 0 && warmupSeconds == 0 ? start : start + (long) (WARMUP_CAP_SECONDS * 1e9);
             while (System.nanoTime() < cap) {
                 double[] d = new double[WARMUP_WINDOW], p = new double[WARMUP_WINDOW];
                 for (int i = 0; i < WARMUP_WINDOW; i++) {

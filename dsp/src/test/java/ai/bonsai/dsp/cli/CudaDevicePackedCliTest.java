@@ -26,7 +26,7 @@ class CudaDevicePackedCliTest {
         try { return java.nio.file.Files.readString(p); } catch (java.io.IOException x) { throw new java.io.UncheckedIOException(x); }
     }
 
-    @Test void packSaysItRunsOnTheCpuAndPackedEvalRunsOnTheDevice() {
+    @Test void packSaysItRunsOnTheCpuAndPackedEvalRunsOnTheDevice() throws Exception {
         try (EmulatedCuda gpu = EmulatedCuda.open(Device.cuda(0))) {
             CifarResNet model = PackFixtures.masked(8, 4, 0.6, 5);
             Path ck = dir.resolve("resnet8_g4.safetensors"), packed = dir.resolve("resnet8.packed.safetensors");
@@ -49,6 +49,15 @@ class CudaDevicePackedCliTest {
                     "--limit", "6", "--predictions", predGpu.toString());
             assertEquals(0, e.code(), e.err());
             assertEquals(read(predCpu), read(predGpu), "predicted classes, CPU vs device");
+
+            // bench times dense, masked and packed on the device (no warm-up: each forward is slow under emulation).
+            CliTest.Run bench = CliTest.run(new Bonsai(), "bench", "--device", "cuda", "--ckpt", ck.toString(), "--batch", "1",
+                    "--warmup", "0", "--warmup-seconds", "0", "--repeats", "1", "--json");
+            assertEquals(0, bench.code(), bench.err());
+            com.fasterxml.jackson.databind.JsonNode j = new com.fasterxml.jackson.databind.ObjectMapper().readTree(bench.out());
+            assertEquals("cuda:0", j.get("device").asText());
+            for (String f : new String[] {"denseMs", "maskedMs", "packedMs"}) assertTrue(j.get(f).asDouble() > 0, f + ": " + j);
+            assertEquals(0, j.get("blocks").size(), "no per-stage times on a GPU");
 
         }
     }
