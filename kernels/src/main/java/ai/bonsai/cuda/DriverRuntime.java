@@ -7,6 +7,7 @@ import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;
+import jcuda.driver.CUevent_flags;
 import jcuda.driver.JCudaDriver;
 
 import java.io.IOException;
@@ -22,7 +23,10 @@ import static jcuda.driver.JCudaDriver.*;
 /**
  * A GPU through JCuda's driver API, in the device's primary context (the one the CUDA runtime, and so cuBLAS,
  * uses), everything on the legacy default stream so our kernels and library calls are ordered without host
- * synchronisation. Host transfers go through one pinned staging buffer.
+ * synchronisation. Reads go through a pinned staging buffer and wait (a value is wanted). Writes go through a
+ * ring of pinned slots and do not wait: the bytes are copied into a slot, an asynchronous copy is queued behind the
+ * work already issued, and an event marks when the slot may be reused, so uploading a batch's images or labels in
+ * the middle of a step does not stall the host until the device has drained its queue.
  */
 final class DriverRuntime implements GpuRuntime {
     /** The PTX files in the jar, one per kernel family; loaded ahead of time built, never compiled here. */
@@ -34,6 +38,11 @@ final class DriverRuntime implements GpuRuntime {
     private final String name;
     private Pointer staging = new Pointer();
     private long stagingBytes;
+    private static final int WRITE_SLOTS = 4;
+    private final Pointer[] writeSlot = new Pointer[WRITE_SLOTS];
+    private final long[] writeSlotBytes = new long[WRITE_SLOTS];
+    private final jcuda.driver.CUevent[] writeDone = new jcuda.driver.CUevent[WRITE_SLOTS];
+    private int nextSlot;
     private volatile CublasGemm blas;
     private final boolean tf32;
 
@@ -171,8 +180,25 @@ final class DriverRuntime implements GpuRuntime {
     @Override public synchronized void write(long dst, ByteBuffer src) {
         bind();
         int n = src.remaining();
-        stage(n).put(src.duplicate());
-        cuMemcpyHtoD(Address.at(dst), staging, n);
+        if (n == 0) return;
+        int i = nextSlot;
+        nextSlot = (nextSlot + 1) % WRITE_SLOTS;
+        // The slot's previous copy must have left it; with four slots this waits only when four uploads are queued.
+        if (writeDone[i] != null) cuEventSynchronize(writeDone[i]);
+        else {
+            writeDone[i] = new jcuda.driver.CUevent();
+            cuEventCreate(writeDone[i], CUevent_flags.CU_EVENT_DISABLE_TIMING);
+        }
+        if (n > writeSlotBytes[i]) {
+            if (writeSlotBytes[i] > 0) cuMemFreeHost(writeSlot[i]);
+            writeSlot[i] = new Pointer();
+            long size = Math.max(n, 1 << 20);
+            cuMemAllocHost(writeSlot[i], size);
+            writeSlotBytes[i] = size;
+        }
+        writeSlot[i].getByteBuffer(0, n).put(src.duplicate());
+        cuMemcpyHtoDAsync(Address.at(dst), writeSlot[i], n, null);
+        cuEventRecord(writeDone[i], null);
     }
 
     @Override public synchronized void read(long src, ByteBuffer dst) {
@@ -235,5 +261,14 @@ final class DriverRuntime implements GpuRuntime {
     @Override public synchronized void close() {
         if (stagingBytes > 0) cuMemFreeHost(staging);
         stagingBytes = 0;
+        for (int i = 0; i < WRITE_SLOTS; i++) {
+            if (writeDone[i] != null) {
+                cuEventSynchronize(writeDone[i]);
+                cuEventDestroy(writeDone[i]);
+                writeDone[i] = null;
+            }
+            if (writeSlotBytes[i] > 0) cuMemFreeHost(writeSlot[i]);
+            writeSlotBytes[i] = 0;
+        }
     }
 }

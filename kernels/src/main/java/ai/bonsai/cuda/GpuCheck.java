@@ -246,7 +246,7 @@ public final class GpuCheck {
 
     /**
      * The ResNet-20 training step at batch 128 (32x32, SGD with momentum 0.9 and weight decay 1e-4), as the PyTorch
-     * peer (benchmarks/peers/torch_resnet20.py) times it: inputs and labels already on the device, no value read
+     * peer (benchmarks/peers/torch_resnet20.py) times it: inputs already on the device, no value read
      * back inside the step, 5 warm-up steps, then the mean of 20 with one synchronisation at the end. The CPU figure
      * is the same step on this machine's cores, for scale.
      */
@@ -259,7 +259,9 @@ public final class GpuCheck {
             ai.bonsai.tensor.Tensor x = ai.bonsai.tensor.Tensor.randn(new ai.bonsai.tensor.Generator(1), batch, 3, side, side).to(dev);
             long[] labels = new long[batch];
             for (int i = 0; i < labels.length; i++) labels[i] = i % 10;
-            ai.bonsai.tensor.Tensor y = ai.bonsai.tensor.Tensor.ofLongs(labels, labels.length).to(dev);
+            // Labels stay on the host, as in Trainer: cross-entropy checks their range there and uploads them
+            // (asynchronously); labels on the device would be read back for that check, a wait in every step.
+            ai.bonsai.tensor.Tensor y = ai.bonsai.tensor.Tensor.ofLongs(labels, labels.length);
             model.train();
             Runnable step = () -> {
                 opt.zeroGrad();
