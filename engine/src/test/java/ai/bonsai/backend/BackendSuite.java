@@ -11,7 +11,8 @@ import java.util.Random;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
- * The engine's backend test suite: every {@link Backend} primitive that training and packed inference use, held to
+ * The engine's backend test suite: every {@link Backend} primitive that training, DSP's group learning and packed
+ * inference use, held to
  * a naive double-precision reference ({@link Ref} and the loops here) on seeded random inputs of awkward sizes.
  * One suite, parameterised over backends by subclassing: the CPU backend runs it here
  * ({@code CpuBackendSuiteTest}), the CUDA backend under the CPU emulator and, where a driver exists, on a GPU
@@ -453,6 +454,162 @@ public abstract class BackendSuite {
                 check(Ref.softmaxRows(x, rc[0], rc[1], log), y, (log ? "log-softmax " : "softmax ") + rc[0] + "x" + rc[1]);
             }
         }
+    }
+
+    // ---------------------------------------------------------------- DSP: packed multi-branch convolution
+
+    /** A branch description in doubles, for the reference; the backend gets the same values as buffers. */
+    private record RefBranch(int[] in, int[] out, double[] w, double[] scale, double[] shift, boolean relu) {}
+
+    private BranchConv plan(int cin, int cout, int k, int stride, int pad, java.util.List<RefBranch> bs, double[] outShift, boolean outRelu) {
+        java.util.List<BranchConv.Branch> list = new java.util.ArrayList<>();
+        for (RefBranch b : bs) list.add(new BranchConv.Branch(b.in(), b.out(), up(b.w()), up(b.scale()), up(b.shift()), b.relu()));
+        return new BranchConv(cin, cout, k, stride, pad, list, outShift == null ? null : up(outShift), outRelu);
+    }
+
+    /** The contract of {@link Backend#branchConv2d}, literally: gather, convolve, scale and shift, ReLU, write or add, output stage. */
+    private static double[] refBranchConv(double[] x, int n, int cin, int h, int w, int k, int stride, int pad, java.util.List<RefBranch> bs,
+                                          double[] y0, int cout, boolean accumulate, double[] outShift, boolean outRelu) {
+        int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+        double[] y = y0.clone();
+        for (RefBranch b : bs) {
+            int ci = b.in().length, co = b.out().length;
+            double[] xg = new double[n * ci * h * w];
+            for (int img = 0; img < n; img++) for (int i = 0; i < ci; i++)
+                System.arraycopy(x, (img * cin + b.in()[i]) * h * w, xg, (img * ci + i) * h * w, h * w);
+            double[] t = Ref.conv2d(xg, b.w(), null, n, ci, h, w, co, k, k, stride, pad, 1);
+            for (int img = 0; img < n; img++) for (int j = 0; j < co; j++) for (int q = 0; q < oh * ow; q++) {
+                double v = b.scale()[j] * t[(img * co + j) * oh * ow + q] + b.shift()[j];
+                if (b.relu()) v = Math.max(v, 0);
+                int at = (img * cout + b.out()[j]) * oh * ow + q;
+                y[at] = accumulate ? y[at] + v : v;
+            }
+        }
+        if (outShift != null || outRelu) {
+            for (int img = 0; img < n; img++) for (int c = 0; c < cout; c++) for (int q = 0; q < oh * ow; q++) {
+                int at = (img * cout + c) * oh * ow + q;
+                double v = y[at] + (outShift == null ? 0 : outShift[c]);
+                y[at] = outRelu ? Math.max(v, 0) : v;
+            }
+        }
+        return y;
+    }
+
+    private static RefBranch branch(int[] in, int[] out, int k, long seed, boolean relu) {
+        return new RefBranch(in, out, rand(out.length * in.length * k * k, seed, -0.5, 0.5), rand(out.length, seed + 1, 0.5, 1.5),
+                rand(out.length, seed + 2, -0.3, 0.3), relu);
+    }
+
+    @Test void branchConvolutionOverwritingAccumulatingAndWithAnOutputStage() {
+        int n = 2, cin = 7, h = 9, w = 6, cout = 5;
+        double[] x = rand(n * cin * h * w, 131, -1, 1);
+        for (int[] geo : new int[][] {{3, 1, 1}, {3, 2, 1}, {1, 2, 0}}) {
+            int k = geo[0], stride = geo[1], pad = geo[2];
+            int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+            // Two branches over overlapping, unordered input channels, writing disjoint output channels; channel 2 is
+            // written by no branch (left untouched when overwriting).
+            java.util.List<RefBranch> bs = java.util.List.of(branch(new int[] {6, 0, 3}, new int[] {4, 0}, k, 140, true),
+                    branch(new int[] {3, 5}, new int[] {1, 3}, k, 150, false));
+            double[] y0 = rand(n * cout * oh * ow, 160, -1, 1);
+            for (boolean acc : new boolean[] {false, true}) {
+                double[] ref = refBranchConv(x, n, cin, h, w, k, stride, pad, bs, y0, cout, acc, null, false);
+                Buffer y = up(y0);
+                backend().branchConv2d(plan(cin, cout, k, stride, pad, bs, null, false), up(x), n, h, w, y, acc);
+                check(ref, y, "branchConv2d k=" + k + " stride=" + stride + (acc ? " accumulate" : " overwrite"));
+            }
+            double[] outShift = rand(cout, 170, -0.5, 0.5);
+            double[] ref = refBranchConv(x, n, cin, h, w, k, stride, pad, bs, y0, cout, true, outShift, true);
+            Buffer y = up(y0);
+            backend().branchConv2d(plan(cin, cout, k, stride, pad, bs, outShift, true), up(x), n, h, w, y, true);
+            check(ref, y, "branchConv2d k=" + k + " stride=" + stride + " with output shift and ReLU");
+        }
+    }
+
+    @Test void branchConvolutionPairAsAPackedBlock() {
+        // conv_a (2 branches, 6 -> 4 concatenated) then conv_b (4 -> 6, adding into y, output shift and ReLU), into a
+        // separate y and in place into the block's own input, as the identity residual does.
+        int n = 2, c = 6, h = 7, w = 7;
+        double[] x = rand(n * c * h * w, 181, -1, 1);
+        java.util.List<RefBranch> a = java.util.List.of(branch(new int[] {0, 2, 4}, new int[] {0, 1}, 3, 190, true),
+                branch(new int[] {1, 5}, new int[] {2, 3}, 3, 200, true));
+        java.util.List<RefBranch> b = java.util.List.of(branch(new int[] {0, 1}, new int[] {5, 0, 2}, 3, 210, false),
+                branch(new int[] {3, 2}, new int[] {1}, 3, 220, false));
+        double[] outShift = rand(c, 230, -0.5, 0.5);
+        double[] t = refBranchConv(x, n, c, h, w, 3, 1, 1, a, new double[n * 4 * h * w], 4, false, null, false);
+        double[] ref = refBranchConv(t, n, 4, h, w, 3, 1, 1, b, x, c, true, outShift, true);
+        Buffer y = up(x);
+        backend().branchConv2dPair(plan(c, 4, 3, 1, 1, a, null, false), plan(4, c, 3, 1, 1, b, outShift, true), up(x), n, h, w, y, true);
+        check(ref, y, "branchConv2dPair into another buffer");
+        Buffer same = up(x);
+        backend().branchConv2dPair(plan(c, 4, 3, 1, 1, a, null, false), plan(4, c, 3, 1, 1, b, outShift, true), same, n, h, w, same, true);
+        check(ref, same, "branchConv2dPair in place");
+    }
+
+    // ---------------------------------------------------------------- DSP: the group regulariser
+
+    @Test void groupRegulariserAndItsSecondOrderTerm() {
+        int groups = 3, filters = 5, channels = 4, kk = 9;
+        double[] w = rand(filters * channels * kk, 241, -1, 1), p = rand(groups * filters, 242, 0.05, 1), d = rand(w.length, 243, -0.1, 0.1);
+        for (int c = 0; c < channels; c++) for (int q = 0; q < kk; q++) w[(1 * channels + c) * kk + q] = 0;   // an all-zero filter
+        double scale = 0.37;
+        double[] penalty = new double[w.length], dRdp = new double[groups * filters];
+        int row = Backend.groupPiecesRowLength(filters, channels);
+        double[] pieces = new double[groups * row], pgrad0 = rand(groups * filters, 244, -1, 1), pgrad = pgrad0.clone();
+        for (int g = 0; g < groups; g++) {
+            double[] L = new double[channels];
+            double sumL = 0, S = 0;
+            for (int c = 0; c < channels; c++) {
+                double acc = 0;
+                for (int f = 0; f < filters; f++) acc += p[g * filters + f] * p[g * filters + f] * norm2(w, f, c, channels, kk);
+                L[c] = Math.sqrt(acc);
+                sumL += L[c];
+            }
+            for (int f = 0; f < filters; f++) S += Math.sqrt(p[g * filters + f]);
+            double sg = S * S;
+            pieces[g * row] = sg;
+            pieces[g * row + 1] = sumL;
+            for (int f = 0; f < filters; f++) {
+                double pn = p[g * filters + f];
+                double dsdp = Math.sqrt(pn) * sg / (pn * S + 1e-8), dLdp = 0, a2 = 0, a1 = 0, a3 = 0;
+                for (int c = 0; c < channels; c++) {
+                    double l = L[c] + 1e-8, q = 0;
+                    dLdp += pn * norm2(w, f, c, channels, kk) / l;
+                    for (int t = 0; t < kk; t++) {
+                        int i = (f * channels + c) * kk + t;
+                        penalty[i] += scale * sg * pn * pn * w[i] / l;
+                        q += w[i] * d[i];
+                    }
+                    a2 += pn * pn * q / l;
+                    a1 += pn * q / l;
+                    a3 += pn * pn * q / (l * l);
+                }
+                dRdp[g * filters + f] = sg * dLdp + sumL * dsdp;
+                pieces[g * row + 2 + f] = dsdp;
+                pieces[g * row + 2 + filters + f] = dLdp;
+                pgrad[g * filters + f] += dsdp * a2 + sg * (2 * a1 - dLdp * a3);
+            }
+            for (int c = 0; c < channels; c++) pieces[g * row + 2 + 2 * filters + c] = L[c];
+        }
+        Buffer pen = backend().allocate(DType.FLOAT32, w.length), dr = backend().allocate(DType.FLOAT32, dRdp.length);
+        Buffer pc = backend().allocate(DType.FLOAT32, pieces.length);
+        backend().groupRegularizer(up(w), up(p), groups, filters, channels, kk, (float) scale, pen, dr, false, pc);
+        check(penalty, pen, "groupRegularizer penalty");
+        check(dRdp, dr, "groupRegularizer dR/dp");
+        check(pieces, pc, "groupRegularizer pieces");
+        Buffer acc = up(pgrad0);
+        backend().groupRegularizer(up(w), up(p), groups, filters, channels, kk, (float) scale, pen, acc, true, null);
+        double[] accRef = pgrad0.clone();
+        for (int i = 0; i < accRef.length; i++) accRef[i] += dRdp[i];
+        check(accRef, acc, "groupRegularizer dR/dp accumulated");
+        Buffer pg = up(pgrad0);
+        backend().groupSecondOrderAdd(up(w), up(d), up(p), pc, groups, filters, channels, kk, pg);
+        check(pgrad, pg, "groupSecondOrderAdd");
+    }
+
+    private static double norm2(double[] w, int f, int c, int channels, int kk) {
+        double s = 0;
+        for (int t = 0; t < kk; t++) { double v = w[(f * channels + c) * kk + t]; s += v * v; }
+        return s;
     }
 
     // ---------------------------------------------------------------- optimisers
