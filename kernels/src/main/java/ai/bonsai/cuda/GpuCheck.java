@@ -6,7 +6,6 @@ import ai.bonsai.backend.BinaryOp;
 import ai.bonsai.backend.ConvGeometry;
 import ai.bonsai.backend.ReduceOp;
 import ai.bonsai.backend.UnaryOp;
-import ai.bonsai.backend.cpu.CpuBackend;
 import ai.bonsai.tensor.Buffer;
 import ai.bonsai.tensor.DType;
 import ai.bonsai.tensor.Device;
@@ -32,7 +31,7 @@ import java.util.function.BiFunction;
 public final class GpuCheck {
     static final float ATOL = 2e-4f, RTOL = 2e-4f;
 
-    private final Backend cpu = CpuBackend.get();
+    private final Backend cpu = Backends.of(Device.cpu());   // by device, as any caller: the CUDA module names no other backend
     private final CudaBackend gpu;
     private final List<String> results = new ArrayList<>();
     private int failures;
