@@ -1,5 +1,6 @@
 package ai.bonsai.bench;
 
+import ai.bonsai.backend.StepArena;
 import ai.bonsai.dsp.models.CifarResNet;
 import ai.bonsai.nn.Functional;
 import ai.bonsai.optim.SGD;
@@ -16,6 +17,7 @@ final class BonsaiTrainStep {
     final SGD optimizer;
     private final TrainBatch batch;
     private final Tensor labels;
+    private StepArena arena = new StepArena();
 
     BonsaiTrainStep(TrainBatch batch, long seed) {
         this.batch = batch;
@@ -46,12 +48,29 @@ final class BonsaiTrainStep {
         optimizer.step();
     }
 
-    /** One full step; returns the loss before the update. */
+    /**
+     * One full step, as the Trainer runs it: forward, loss and backward inside a {@link StepArena} scope (the
+     * default), or with {@code reuseBuffers(false)} allocating every buffer afresh; returns the loss before the update.
+     */
     float step() {
-        Tensor loss = forwardLoss();
-        backwardAndStep(loss);
-        return loss.item();
+        float value;
+        try (var scope = arena == null ? null : arena.open()) {
+            Tensor loss = forwardLoss();
+            optimizer.zeroGrad();
+            loss.backward();
+            value = loss.item();
+        }
+        optimizer.step();
+        return value;
     }
+
+    /** Whether {@link #step()} reuses buffers from step to step (default true). */
+    BonsaiTrainStep reuseBuffers(boolean on) {
+        arena = on ? new StepArena() : null;
+        return this;
+    }
+
+    StepArena arena() { return arena; }
 
     /** Runs {@link TrainBatch#CHECK_STEPS} steps and checks that the loss is finite and falls. */
     void checkLearns() {

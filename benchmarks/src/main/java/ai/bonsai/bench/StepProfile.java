@@ -58,7 +58,7 @@ public final class StepProfile {
             case "conv2d", "conv2dBackwardData", "conv2dBackwardWeight", "branchConv2d", "branchConv2dPair" -> Kind.CONVOLUTION;
             case "batchNormTrain", "batchNormBackward", "batchNormEval" -> Kind.BATCH_NORM;
             case "unary", "affine", "binary", "fill", "copy", "strided" -> Kind.ELEMENTWISE;
-            case "allocate", "fromFloats", "fromInts", "fromLongs" -> Kind.ALLOCATION;
+            case "allocate", "empty", "fromFloats", "fromInts", "fromLongs" -> Kind.ALLOCATION;
             case "sgdStep", "adamStep" -> Kind.OPTIMISER;
             default -> Kind.OTHER_OPS;
         };
@@ -122,16 +122,18 @@ public final class StepProfile {
             try {
                 timer.phase = Phase.DATA;
                 Tensor x = s.input();
-                timer.phase = Phase.MODEL;
-                Tensor loss = Functional.crossEntropy(s.model.forward(x), s.labels());
-                timer.phase = Phase.OPTIMISER;
-                s.optimizer.zeroGrad();
-                timer.phase = Phase.MODEL;
-                loss.backward();
+                try (var scope = s.arena() == null ? null : s.arena().open()) {
+                    timer.phase = Phase.MODEL;
+                    Tensor loss = Functional.crossEntropy(s.model.forward(x), s.labels());
+                    timer.phase = Phase.OPTIMISER;
+                    s.optimizer.zeroGrad();
+                    timer.phase = Phase.MODEL;
+                    loss.backward();
+                    loss.item();
+                }
                 timer.phase = Phase.OPTIMISER;
                 s.optimizer.step();
                 timer.phase = Phase.MODEL;
-                loss.item();
             } finally {
                 CpuBackend.observeWith(null);
             }
@@ -167,7 +169,7 @@ public final class StepProfile {
     }
 
     /** Accumulated collection time (ms) and count over all collectors. */
-    private static long[] gc() {
+    static long[] gc() {
         long t = 0, n = 0;
         for (GarbageCollectorMXBean gc : ManagementFactory.getGarbageCollectorMXBeans()) {
             t += Math.max(0, gc.getCollectionTime());
@@ -176,7 +178,7 @@ public final class StepProfile {
         return new long[] {t, n};
     }
 
-    private static double median(long[] v) {
+    static double median(long[] v) {
         long[] c = v.clone();
         Arrays.sort(c);
         return c.length % 2 == 1 ? c[c.length / 2] : (c[c.length / 2 - 1] + c[c.length / 2]) / 2.0;

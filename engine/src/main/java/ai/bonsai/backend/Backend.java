@@ -27,6 +27,12 @@ public interface Backend {
     /** A zero-filled buffer. */
     Buffer allocate(DType dtype, int length);
 
+    /**
+     * A buffer whose contents are unspecified, for an output the next kernel overwrites in full. Inside a
+     * {@link StepArena} scope it may hold a previous step's values; elsewhere it is whatever {@link #allocate} gives.
+     */
+    default Buffer empty(DType dtype, int length) { return allocate(dtype, length); }
+
     Buffer fromFloats(float[] data);
 
     Buffer fromInts(int[] data);

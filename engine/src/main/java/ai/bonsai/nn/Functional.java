@@ -48,17 +48,17 @@ public final class Functional {
         }
         Backend be = x.backend();
         Shape os = Shape.of(g.n(), g.k(), g.outH(), g.outW());
-        Buffer y = be.allocate(DType.FLOAT32, os.numel());
+        Buffer y = be.empty(DType.FLOAT32, os.numel());
         be.conv2d(g, x.buffer(), weight.buffer(), bias == null ? null : bias.buffer(), y);
         return Tensor.fromOp(os, y, "conv2d", gy -> {
             Tensor gx = null, gw = null, gb = null;
             if (x.requiresGrad()) {
-                Buffer b = be.allocate(DType.FLOAT32, x.numel());
+                Buffer b = be.empty(DType.FLOAT32, x.numel());
                 be.conv2dBackwardData(g, gy.buffer(), weight.buffer(), b);
                 gx = Tensor.of(x.shape(), b);
             }
             if (weight.requiresGrad()) {
-                Buffer b = be.allocate(DType.FLOAT32, weight.numel());
+                Buffer b = be.empty(DType.FLOAT32, weight.numel());
                 be.conv2dBackwardWeight(g, x.buffer(), gy.buffer(), b);
                 gw = Tensor.of(weight.shape(), b);
             }
@@ -91,7 +91,7 @@ public final class Functional {
             if (p.numel() != c) throw new IllegalArgumentException("batchNorm: x " + x.shape() + " has " + c + " channels but a parameter has shape " + p.shape());
         }
         Backend be = x.backend();
-        Buffer y = be.allocate(DType.FLOAT32, x.numel());
+        Buffer y = be.empty(DType.FLOAT32, x.numel());
         if (!training) {
             be.batchNormEval(x.buffer(), n, c, hw, gamma.buffer(), beta.buffer(), runningMean.buffer(), runningVar.buffer(), eps, y);
             return Tensor.fromOp(x.shape(), y, "batchNorm", gy -> {
@@ -108,12 +108,12 @@ public final class Functional {
         if ((long) n * hw < 2) {
             throw new IllegalArgumentException("batchNorm: training needs more than one value per channel, got input " + x.shape());
         }
-        Buffer mean = be.allocate(DType.FLOAT32, c), invStd = be.allocate(DType.FLOAT32, c);
+        Buffer mean = be.empty(DType.FLOAT32, c), invStd = be.empty(DType.FLOAT32, c);
         be.batchNormTrain(x.buffer(), n, c, hw, gamma.buffer(), beta.buffer(), runningMean.buffer(), runningVar.buffer(),
                 momentum, eps, y, mean, invStd);
         return Tensor.fromOp(x.shape(), y, "batchNorm", gy -> {
-            Buffer dx = x.requiresGrad() ? be.allocate(DType.FLOAT32, x.numel()) : null;
-            Buffer dg = be.allocate(DType.FLOAT32, c), db = be.allocate(DType.FLOAT32, c);
+            Buffer dx = x.requiresGrad() ? be.empty(DType.FLOAT32, x.numel()) : null;
+            Buffer dg = be.empty(DType.FLOAT32, c), db = be.empty(DType.FLOAT32, c);
             be.batchNormBackward(x.buffer(), gy.buffer(), n, c, hw, gamma.buffer(), mean, invStd, dx, dg, db);
             return new Tensor[] {dx == null ? null : Tensor.of(x.shape(), dx), Tensor.of(gamma.shape(), dg), Tensor.of(beta.shape(), db)};
         }, x, gamma, beta);

@@ -6,6 +6,7 @@ import ai.bonsai.backend.Backend;
 import ai.bonsai.backend.Backends;
 import ai.bonsai.backend.BinaryOp;
 import ai.bonsai.backend.ReduceOp;
+import ai.bonsai.backend.StepArena;
 import ai.bonsai.backend.UnaryOp;
 
 import java.util.ArrayDeque;
@@ -223,8 +224,12 @@ public final class Tensor {
                     if (!retainGraph && t.gradFn != null) t.gradFn.release();
                     continue;
                 }
+                // Gradients that this step has used up: given back to a StepArena, if one is open, unless still in use.
+                List<Tensor> spent = new ArrayList<>(4);
+                if (t != this) spent.add(g);                // the caller's gradOutput is the caller's
                 if (t.gradFn == null) {
-                    if (t.requiresGrad) t.grad = t.grad == null ? g.copy() : t.grad.addi(g);
+                    if (t.requiresGrad) t.grad = t.grad == null ? persistentCopy(g) : t.grad.addi(g);
+                    releaseSpent(spent, grads);
                     continue;
                 }
                 Tensor[] ins = t.gradFn.inputs();
@@ -237,9 +242,39 @@ public final class Tensor {
                         throw new IllegalStateException("backward of " + t.gradFn.op() + ": gradient " + gs[i].shape + " for input " + i + " of shape " + in.shape);
                     }
                     Tensor prev = grads.get(in);
-                    grads.put(in, prev == null ? gs[i] : prev.add(gs[i]));
+                    if (prev == null) {
+                        grads.put(in, gs[i]);
+                    } else {
+                        grads.put(in, prev.add(gs[i]));
+                        spent.add(prev);
+                        spent.add(gs[i]);
+                    }
                 }
+                // A backward function may pass g on unchanged or as a view (add, reshape), or return the same
+                // tensor for two inputs: whatever is still among the pending gradients stays.
+                releaseSpent(spent, grads);
             }
+        }
+    }
+
+    /**
+     * Gives the buffers of {@code spent} gradients back to the calling thread's {@link StepArena} (a no-op without
+     * one), except those that a pending gradient still uses. Only the backward pass creates these tensors and none
+     * escapes it (a leaf's gradient is a copy), so nothing else can read them.
+     */
+    private static void releaseSpent(List<Tensor> spent, Map<Tensor, Tensor> grads) {
+        if (spent.isEmpty() || StepArena.current() == null) return;
+        Map<Buffer, Boolean> live = new IdentityHashMap<>();
+        for (Tensor p : grads.values()) live.put(p.buffer, true);
+        for (Tensor d : spent) {
+            if (live.put(d.buffer, true) == null) StepArena.releaseEarly(d.buffer);
+        }
+    }
+
+    /** A leaf's gradient outlives any {@link StepArena} scope around the backward pass: an optimiser reads it later. */
+    private static Tensor persistentCopy(Tensor g) {
+        try (var outside = StepArena.suspend()) {
+            return g.copy();
         }
     }
 
@@ -291,7 +326,7 @@ public final class Tensor {
 
     /** A new tensor with a copy of the values, not recorded. */
     public Tensor copy() {
-        Buffer b = backend().allocate(dtype(), numel());
+        Buffer b = backend().empty(dtype(), numel());
         backend().copy(buffer, 0, b, 0, numel());
         return new Tensor(shape, b, null, false);
     }
@@ -339,7 +374,7 @@ public final class Tensor {
     /** this * scale + shift in one pass. */
     public Tensor affine(float scale, float shift) {
         requireFloat("affine");
-        Buffer out = backend().allocate(DType.FLOAT32, numel());
+        Buffer out = backend().empty(DType.FLOAT32, numel());
         backend().affine(buffer, scale, shift, out);
         return fromOp(shape, out, "affine", g -> new Tensor[] {g.mul(scale)}, this);
     }
@@ -386,7 +421,7 @@ public final class Tensor {
 
     private Tensor unary(UnaryOp op) {
         requireFloat(op.name().toLowerCase());
-        Buffer out = backend().allocate(DType.FLOAT32, numel());
+        Buffer out = backend().empty(DType.FLOAT32, numel());
         backend().unary(op, buffer, out);
         Tensor self = this;
         Node.BackwardFn fn = switch (op) {
@@ -414,7 +449,7 @@ public final class Tensor {
 
     /** g where x > 0, else 0: ReLU's backward as one kernel. */
     private Tensor reluBackward(Tensor x) {
-        Buffer out = backend().allocate(DType.FLOAT32, numel());
+        Buffer out = backend().empty(DType.FLOAT32, numel());
         int[] d = shape.dims();
         backend().binary(BinaryOp.RELU_BACKWARD, buffer, d, x.buffer, d, out, d);
         return new Tensor(shape, out, null, false);
@@ -427,7 +462,7 @@ public final class Tensor {
         checkSameDevice(name, o);
         Shape outShape = Shape.broadcast(name, shape, o.shape);
         int r = outShape.rank();
-        Buffer out = backend().allocate(DType.FLOAT32, outShape.numel());
+        Buffer out = backend().empty(DType.FLOAT32, outShape.numel());
         backend().binary(op, buffer, alignedDims(shape, r), o.buffer, alignedDims(o.shape, r), out, outShape.dims());
         Tensor a = this;
         Node.BackwardFn fn = switch (op) {
@@ -541,7 +576,7 @@ public final class Tensor {
         requireFloat("argmax");
         int a = shape.normalizeAxis(axis);
         int[] od = removeAxis(shape.dims(), a);
-        Buffer out = backend().allocate(DType.INT64, Shape.of(od).numel());
+        Buffer out = backend().empty(DType.INT64, Shape.of(od).numel());
         backend().argmax(buffer, shape.dims(), a, out);
         return new Tensor(Shape.of(od), out, null, false);
     }
@@ -579,7 +614,7 @@ public final class Tensor {
         int count = 1;
         for (int i = 0; i < od.length; i++) if (red[i]) { count *= od[i]; od[i] = 1; }
         Shape os = Shape.of(od);
-        Buffer out = backend().allocate(DType.FLOAT32, os.numel());
+        Buffer out = backend().empty(DType.FLOAT32, os.numel());
         backend().reduce(op, buffer, shape.dims(), red, out);
         Tensor x = this;
         Tensor result = new Tensor(os, out, null, false);

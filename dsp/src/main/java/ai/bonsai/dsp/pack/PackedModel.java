@@ -1,6 +1,7 @@
 package ai.bonsai.dsp.pack;
 
 import ai.bonsai.backend.Backend;
+import ai.bonsai.backend.StepArena;
 import ai.bonsai.backend.BinaryOp;
 import ai.bonsai.backend.BranchConv;
 import ai.bonsai.backend.UnaryOp;
@@ -154,7 +155,12 @@ public final class PackedModel extends Module {
         Buffer get(int slot, int length) {
             long key = ((long) length << 2) | slot;
             used.add(key);
-            return buffers.computeIfAbsent(key, k -> be.allocate(DType.FLOAT32, length));
+            return buffers.computeIfAbsent(key, k -> {
+                // Kept across forwards, so never from a StepArena that a caller (evaluation) has open around one.
+                try (var outside = StepArena.suspend()) {
+                    return be.allocate(DType.FLOAT32, length);
+                }
+            });
         }
 
         /**

@@ -1,6 +1,7 @@
 package ai.bonsai.dsp.train;
 
 import ai.bonsai.autograd.GradMode;
+import ai.bonsai.backend.StepArena;
 import ai.bonsai.data.DataLoader;
 import ai.bonsai.data.ImageBatch;
 import ai.bonsai.io.CrashPoints;
@@ -71,6 +72,8 @@ public final class Trainer {
     private int maxSkips = DEFAULT_MAX_SKIPS;
     private int consecutiveSkips;
     private PrintStream log = System.out;
+    /** The step's buffers, reused from one step to the next (see {@link StepArena}). */
+    private final StepArena arena = new StepArena();
 
     public Trainer(Module model, Optimizer optimizer, Device device, float labelSmoothing, Hooks hooks) {
         this.model = model;
@@ -123,15 +126,24 @@ public final class Trainer {
                 Tensor x = Tensor.of(b.images(), device, b.shape().dims());
                 Tensor y = Tensor.ofLongs(b.labels(), b.n());
                 hooks.beforeForward();
-                Tensor logits = model.forward(x);
-                Tensor loss = Functional.crossEntropy(logits, y, labelSmoothing);
-                float lossValue = loss.item();
-                String bad = Float.isFinite(lossValue) ? null : "the loss (" + lossValue + ")";
-                if (bad == null) {
-                    optimizer.zeroGrad();
-                    loss.backward();
-                    bad = firstNonFinite(model.namedParameters(), true);
+                float lossValue;
+                long batchCorrect = 0;
+                String bad;
+                // Activations and their gradients live only inside this scope; their memory serves the next step.
+                // What the step keeps (gradients of the weights, the loss and accuracy) is read or allocated outside
+                // it, and the optimiser and the hooks, which may create state that lasts, run after it closes.
+                try (var scope = arena.open()) {
+                    Tensor logits = model.forward(x);
+                    Tensor loss = Functional.crossEntropy(logits, y, labelSmoothing);
+                    lossValue = loss.item();
+                    bad = Float.isFinite(lossValue) ? null : "the loss (" + lossValue + ")";
+                    if (bad == null) {
+                        batchCorrect = countCorrect(logits, b.labels());
+                        optimizer.zeroGrad();
+                        loss.backward();
+                    }
                 }
+                if (bad == null) bad = firstNonFinite(model.namedParameters(), true);
                 if (bad == null) {
                     CrashPoints.reached("step", "epoch " + (epoch + 1) + " step " + step);
                     optimizer.step();
@@ -155,7 +167,7 @@ public final class Trainer {
                     consecutiveSkips = 0;
                     hooks.afterStep(x, y);
                     lossSum += lossValue * b.n();
-                    correct += countCorrect(logits, b.labels());
+                    correct += batchCorrect;
                     seen += b.n();
                 }
                 double secs = from.seconds() + (System.nanoTime() - start) / 1e9;
@@ -252,11 +264,15 @@ public final class Trainer {
         long correct = 0;
         int seen = 0;
         long start = System.nanoTime();
+        StepArena arena = new StepArena();
         try (var scope = GradMode.noGrad()) {
             for (ImageBatch b : loader.epoch(0)) {
-                Tensor logits = model.forward(Tensor.of(b.images(), device, b.shape().dims()));
-                lossSum += Functional.crossEntropy(logits, Tensor.ofLongs(b.labels(), b.n())).item() * b.n();
-                long[] pred = logits.argmax(1).toLongArray();
+                long[] pred;
+                try (var batch = arena.open()) {
+                    Tensor logits = model.forward(Tensor.of(b.images(), device, b.shape().dims()));
+                    lossSum += Functional.crossEntropy(logits, Tensor.ofLongs(b.labels(), b.n())).item() * b.n();
+                    pred = logits.argmax(1).toLongArray();
+                }
                 for (int i = 0; i < b.n(); i++) {
                     if (pred[i] == b.labels()[i]) correct++;
                     // By dataset index where the loader says it (images it skipped as unreadable leave their slot as the

@@ -6,6 +6,7 @@ import ai.bonsai.backend.Backend;
 import ai.bonsai.backend.BinaryOp;
 import ai.bonsai.backend.BranchConv;
 import ai.bonsai.backend.ReduceOp;
+import ai.bonsai.backend.StepArena;
 import ai.bonsai.backend.UnaryOp;
 import ai.bonsai.tensor.Buffer;
 import ai.bonsai.tensor.DType;
@@ -55,13 +56,44 @@ public final class CpuBackend implements Backend {
 
     @Override public Device device() { return Device.cpu(); }
 
-    private static float[] f(Buffer b) { return ((CpuBuffer) b).f; }
+    private static float[] f(Buffer b) {
+        float[] a = ((CpuBuffer) b).f;
+        if (a == null) throw c(b).usedAfterRelease();
+        return a;
+    }
 
-    private static CpuBuffer c(Buffer b) { return (CpuBuffer) b; }
+    private static CpuBuffer c(Buffer b) {
+        CpuBuffer cb = (CpuBuffer) b;
+        if (cb.retired()) throw cb.usedAfterRelease();
+        return cb;
+    }
 
     // ---------------------------------------------------------------- memory
 
     @Override public Buffer allocate(DType dtype, int length) {
+        StepArena arena = StepArena.current();
+        if (arena == null) return fresh(dtype, length);
+        Buffer b = arena.take(Device.cpu(), dtype, length);
+        if (b == null) return arena.lend(fresh(dtype, length));
+        if (dtype == DType.FLOAT32) {
+            // Cleared on all threads: a fresh array is zeroed by the JVM on the allocating thread alone.
+            float[] a = f(b);
+            Parallel.forRange(a.length, GRAIN, (from, to) -> Arrays.fill(a, from, to, 0f));
+        } else {
+            fill(b, 0f);
+        }
+        return b;
+    }
+
+    /** Reused as it is inside a {@link StepArena} scope: the caller's kernel overwrites every element. */
+    @Override public Buffer empty(DType dtype, int length) {
+        StepArena arena = StepArena.current();
+        if (arena == null) return fresh(dtype, length);
+        Buffer b = arena.take(Device.cpu(), dtype, length);
+        return b != null ? b : arena.lend(fresh(dtype, length));
+    }
+
+    private static CpuBuffer fresh(DType dtype, int length) {
         return switch (dtype) {
             case FLOAT32 -> CpuBuffer.floats(new float[length]);
             case INT32 -> CpuBuffer.ints(new int[length]);
