@@ -1,5 +1,6 @@
 package ai.bonsai.dsp.train;
 
+import ai.bonsai.backend.StepArena;
 import ai.bonsai.data.DataLoader;
 import ai.bonsai.data.Dataset;
 import ai.bonsai.data.SyntheticCifar;
@@ -8,15 +9,22 @@ import ai.bonsai.data.UnreadableExampleException;
 import ai.bonsai.dsp.models.CifarResNet;
 import ai.bonsai.tensor.Device;
 import ai.bonsai.tensor.Generator;
+import ai.bonsai.nn.Module;
 import ai.bonsai.tensor.Shape;
+import ai.bonsai.tensor.Tensor;
 import org.junit.jupiter.api.Test;
 
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/** Trainer.evaluate's predictions stay in dataset order when the loader skips unreadable images. */
+/**
+ * Trainer.evaluate's predictions stay in dataset order when the loader skips unreadable images, and evaluation never
+ * allocates from a StepArena (which would keep a whole no-grad forward pass alive until the batch ends).
+ */
 class EvaluatePredictionsTest {
     @Test void skippedImagesLeaveTheirSlotAndTheOthersKeepTheirPlace() {
         SyntheticCifar data = new SyntheticCifar(3, 11);
@@ -47,5 +55,28 @@ class EvaluatePredictionsTest {
             if (bad.contains(i)) assertEquals(-1, some[i], "skipped image " + i + " keeps the caller's value");
             else assertEquals(all[i], some[i], "image " + i + " keeps its place");
         }
+    }
+
+    @Test void evaluationRunsOutsideAnyStepArenaEvenInsideACallersScope() {
+        SyntheticCifar data = new SyntheticCifar(3, 7);
+        CifarResNet net = new CifarResNet(8, 10, new Generator(2));
+        List<StepArena> seen = new ArrayList<>();
+        Module probe = new Module() {
+            @Override public Tensor forward(Tensor x) {
+                seen.add(StepArena.current());
+                return net.forward(x);
+            }
+        };
+        StepArena caller = new StepArena();
+        Trainer.EpochStats r;
+        try (DataLoader loader = DataLoader.builder(data).batchSize(3).transform(Transform.cifarEval()).build();
+             var scope = caller.open()) {
+            r = Trainer.evaluate(probe, loader, Device.cpu());
+            assertSame(caller, StepArena.current(), "the caller's scope is current again afterwards");
+        }
+        assertEquals(7, r.images());
+        assertEquals(3, seen.size(), "one forward per batch");
+        for (StepArena a : seen) assertNull(a, "evaluation allocated from a StepArena");
+        assertEquals(0, caller.allocated() + caller.reused(), "nothing of the evaluation went to the caller's arena");
     }
 }
