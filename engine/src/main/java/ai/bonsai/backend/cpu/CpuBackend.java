@@ -72,9 +72,8 @@ public final class CpuBackend implements Backend {
 
     @Override public Buffer allocate(DType dtype, int length) {
         StepArena arena = StepArena.current();
-        if (arena == null) return fresh(dtype, length);
-        Buffer b = arena.take(Device.cpu(), dtype, length);
-        if (b == null) return arena.lend(fresh(dtype, length));
+        Buffer b = arena == null ? null : arena.take(Device.cpu(), dtype, length);
+        if (b == null) return lent(arena, fresh(dtype, length));   // a new Java array is zero already
         if (dtype == DType.FLOAT32) {
             // Cleared on all threads: a fresh array is zeroed by the JVM on the allocating thread alone.
             float[] a = f(b);
@@ -88,10 +87,12 @@ public final class CpuBackend implements Backend {
     /** Reused as it is inside a {@link StepArena} scope: the caller's kernel overwrites every element. */
     @Override public Buffer empty(DType dtype, int length) {
         StepArena arena = StepArena.current();
-        if (arena == null) return fresh(dtype, length);
-        Buffer b = arena.take(Device.cpu(), dtype, length);
-        return b != null ? b : arena.lend(fresh(dtype, length));
+        Buffer b = arena == null ? null : arena.take(Device.cpu(), dtype, length);
+        return b != null ? b : lent(arena, fresh(dtype, length));
     }
+
+    /** A new buffer, recorded in the open scope's arena (if any) so that it is reused after the scope. */
+    private static Buffer lent(StepArena arena, CpuBuffer b) { return arena == null ? b : arena.lend(b); }
 
     private static CpuBuffer fresh(DType dtype, int length) {
         return switch (dtype) {
