@@ -85,7 +85,7 @@ def run_torch(a, seed, out):
 
 def run_bonsai(a, jar, seed, out):
     save = os.path.join(out, "bonsai-seed-%d" % seed)
-    cmd = ["java", "--add-modules", "jdk.incubator.vector", "-Djava.awt.headless=true", "-XX:+UseParallelGC", "-Xss4m", "-jar", jar,
+    cmd = ["java", "--add-modules", "jdk.incubator.vector", "-Djava.awt.headless=true", "-XX:+UseParallelGC", "-XX:MaxNewSize=256m", "-Xss4m", "-jar", jar,
            "pretrain", "-l", "20", "--data", a.data, "--epochs", str(a.epochs), "--seed", str(seed), "--threads", str(a.threads),
            "--save-dir", save]
     run_logged(cmd, os.path.join(out, "bonsai-seed-%d.log" % seed))
