@@ -83,9 +83,16 @@ def run_torch(a, seed, out):
     return read_torch(out, seed)
 
 
+def launcher_jvm_options():
+    """The flags ./bonsai runs with (jvm.options at the repository root), so the parity run times what users run."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jvm.options")
+    with open(path) as f:
+        return [l.strip() for l in f if l.strip() and not l.strip().startswith("#")]
+
+
 def run_bonsai(a, jar, seed, out):
     save = os.path.join(out, "bonsai-seed-%d" % seed)
-    cmd = ["java", "--add-modules", "jdk.incubator.vector", "-Djava.awt.headless=true", "-XX:+UseParallelGC", "-XX:MaxNewSize=256m", "-Xss4m", "-jar", jar,
+    cmd = ["java"] + launcher_jvm_options() + ["-jar", jar,
            "pretrain", "-l", "20", "--data", a.data, "--epochs", str(a.epochs), "--seed", str(seed), "--threads", str(a.threads),
            "--save-dir", save]
     run_logged(cmd, os.path.join(out, "bonsai-seed-%d.log" % seed))
