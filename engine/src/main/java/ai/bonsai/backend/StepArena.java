@@ -67,8 +67,8 @@ public final class StepArena {
 
     /**
      * Opens a scope on the calling thread: buffers allocated on it until {@link Scope#close()} come from this arena
-     * and return to it then. Scopes of one arena do not nest; another arena's scope inside this one (an evaluation
-     * inside a step) takes over until it closes.
+     * and return to it then. Scopes of one arena do not nest; another arena's scope inside this one takes over
+     * until it closes. (Evaluation opens none: it {@linkplain #suspend() suspends} the arena instead.)
      */
     public Scope open() {
         if (open) throw new IllegalStateException("StepArena: a scope of this arena is already open");

@@ -156,7 +156,7 @@ public final class PackedModel extends Module {
             long key = ((long) length << 2) | slot;
             used.add(key);
             return buffers.computeIfAbsent(key, k -> {
-                // Kept across forwards, so never from a StepArena that a caller (evaluation) has open around one.
+                // Kept across forwards, so never from a StepArena that a caller has open around one.
                 try (var outside = StepArena.suspend()) {
                     return be.allocate(DType.FLOAT32, length);
                 }
