@@ -124,6 +124,38 @@ public interface Backend {
                            Buffer saveInvStd, Buffer dx, Buffer dGamma, Buffer dBeta);
 
     /**
+     * {@link #batchNormTrain} followed by its epilogue, y = relu(batchNorm(x) + residual), where the residual (of
+     * x's size, or null) and the ReLU are each optional: a ResNet block's "bn, add, relu" as one op. Fusing saves
+     * the passes over memory and, in training, the intermediate activations that the separate ops would keep.
+     * This default composes the separate kernels; a backend overrides it to make one pass.
+     */
+    default void batchNormActTrain(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean,
+                                   Buffer runningVar, float momentum, float eps, Buffer residual, boolean relu, Buffer y,
+                                   Buffer saveMean, Buffer saveInvStd) {
+        batchNormTrain(x, n, c, hw, gamma, beta, runningMean, runningVar, momentum, eps, y, saveMean, saveInvStd);
+        int[] d = {n * c * hw};
+        if (residual != null) binary(BinaryOp.ADD, residual, d, y, d, y, d);
+        if (relu) unary(UnaryOp.RELU, y, y);
+    }
+
+    /**
+     * Backward of {@link #batchNormActTrain}. {@code reluOut} is the op's output when it ends in a ReLU (null
+     * otherwise): the gradient is zero where it is not positive. That masked gradient is also the residual's
+     * gradient, and is written to {@code dMasked} when that is not null (with a ReLU only: without one the
+     * residual's gradient is dy itself). dx may be null; dGamma and dBeta are overwritten.
+     */
+    default void batchNormActBackward(Buffer x, Buffer dy, Buffer reluOut, int n, int c, int hw, Buffer gamma, Buffer saveMean,
+                                      Buffer saveInvStd, Buffer dMasked, Buffer dx, Buffer dGamma, Buffer dBeta) {
+        Buffer g = dy;
+        if (reluOut != null) {
+            int[] d = {n * c * hw};
+            g = dMasked != null ? dMasked : empty(DType.FLOAT32, n * c * hw);
+            binary(BinaryOp.RELU_BACKWARD, dy, d, reluOut, d, g, d);
+        }
+        batchNormBackward(x, g, n, c, hw, gamma, saveMean, saveInvStd, dx, dGamma, dBeta);
+    }
+
+    /**
      * Max pooling over (n*c) planes of h x w; {@code argmax} (INT32) receives the flat in-plane index of each
      * winner for the backward pass. Padding cells count as minus infinity.
      */

@@ -30,10 +30,26 @@ public final class BatchNorm2d extends Module {
     }
 
     @Override public Tensor forward(Tensor x) {
+        checkInput(x);
+        return Functional.batchNorm(x, runningMean(), runningVar(), weight(), bias(), isTraining(), momentum, eps);
+    }
+
+    /** relu(forward(x)) as one op ({@link Functional#batchNormAct}): what {@link Sequential} runs for a BN, ReLU pair. */
+    public Tensor forwardRelu(Tensor x) {
+        checkInput(x);
+        return Functional.batchNormAct(x, runningMean(), runningVar(), weight(), bias(), isTraining(), momentum, eps, null, true);
+    }
+
+    /** relu(residual + forward(x)) as one op ({@link Functional#batchNormAct}): the tail of a residual block. */
+    public Tensor forwardAddRelu(Tensor x, Tensor residual) {
+        checkInput(x);
+        return Functional.batchNormAct(x, runningMean(), runningVar(), weight(), bias(), isTraining(), momentum, eps, residual, true);
+    }
+
+    private void checkInput(Tensor x) {
         if (x.rank() != 4 || x.dim(1) != numFeatures()) {
             throw new IllegalArgumentException("BatchNorm2d: expected (N," + numFeatures() + ",H,W) input, got " + x.shape());
         }
-        return Functional.batchNorm(x, runningMean(), runningVar(), weight(), bias(), isTraining(), momentum, eps);
     }
 
     public Tensor weight() { return parameter("weight"); }

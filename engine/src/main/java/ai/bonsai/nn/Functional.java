@@ -84,12 +84,8 @@ public final class Functional {
      */
     public static Tensor batchNorm(Tensor x, Tensor runningMean, Tensor runningVar, Tensor gamma, Tensor beta,
                                    boolean training, float momentum, float eps) {
-        x.requireFloat("batchNorm");
-        if (x.rank() < 2) throw new IllegalArgumentException("batchNorm: expected (N,C,...) input, got " + x.shape());
-        int n = x.dim(0), c = x.dim(1), hw = x.numel() / Math.max(1, n * c);
-        for (Tensor p : new Tensor[] {runningMean, runningVar, gamma, beta}) {
-            if (p.numel() != c) throw new IllegalArgumentException("batchNorm: x " + x.shape() + " has " + c + " channels but a parameter has shape " + p.shape());
-        }
+        int c = checkBatchNorm(x, runningMean, runningVar, gamma, beta, training);
+        int n = x.dim(0), hw = x.numel() / Math.max(1, n * c);
         Backend be = x.backend();
         Buffer y = be.empty(DType.FLOAT32, x.numel());
         if (!training) {
@@ -105,9 +101,6 @@ public final class Functional {
                         beta.requiresGrad() ? gy.sum(axes, false) : null};
             }, x, gamma, beta);
         }
-        if ((long) n * hw < 2) {
-            throw new IllegalArgumentException("batchNorm: training needs more than one value per channel, got input " + x.shape());
-        }
         Buffer mean = be.empty(DType.FLOAT32, c), invStd = be.empty(DType.FLOAT32, c);
         be.batchNormTrain(x.buffer(), n, c, hw, gamma.buffer(), beta.buffer(), runningMean.buffer(), runningVar.buffer(),
                 momentum, eps, y, mean, invStd);
@@ -117,6 +110,62 @@ public final class Functional {
             be.batchNormBackward(x.buffer(), gy.buffer(), n, c, hw, gamma.buffer(), mean, invStd, dx, dg, db);
             return new Tensor[] {dx == null ? null : Tensor.of(x.shape(), dx), Tensor.of(gamma.shape(), dg), Tensor.of(beta.shape(), db)};
         }, x, gamma, beta);
+    }
+
+    /**
+     * relu(batchNorm(x) + residual), with the residual (x's shape, or null) and the ReLU each optional: the tail of
+     * a ResNet block ({@code bn, add, relu}) or a {@code bn, relu} pair as one op. The result equals the separate
+     * ops bit for bit, forward and backward.
+     *
+     * <p>Why: in training the separate ops each keep their output alive until backward (batch norm's output for
+     * the add, the sum for the ReLU), and each is one more pass over memory; fused, only the final output is kept,
+     * and ReLU's backward mask is read from it. In eval mode the op is recorded as its parts, so a traced graph
+     * (DSP's {@code ModelGraph} traces in eval mode) sees batch norm, add and ReLU as before.
+     */
+    public static Tensor batchNormAct(Tensor x, Tensor runningMean, Tensor runningVar, Tensor gamma, Tensor beta,
+                                      boolean training, float momentum, float eps, Tensor residual, boolean relu) {
+        if (residual != null) {
+            residual.requireFloat("batchNormAct");
+            x.checkSameDevice("batchNormAct", residual);
+            x.checkSameShape("batchNormAct (residual)", residual);
+        }
+        if (!training) {
+            Tensor y = batchNorm(x, runningMean, runningVar, gamma, beta, false, momentum, eps);
+            if (residual != null) y = residual.add(y);
+            return relu ? y.relu() : y;
+        }
+        int c = checkBatchNorm(x, runningMean, runningVar, gamma, beta, true);
+        int n = x.dim(0), hw = x.numel() / Math.max(1, n * c);
+        Backend be = x.backend();
+        Buffer y = be.empty(DType.FLOAT32, x.numel());
+        Buffer mean = be.empty(DType.FLOAT32, c), invStd = be.empty(DType.FLOAT32, c);
+        be.batchNormActTrain(x.buffer(), n, c, hw, gamma.buffer(), beta.buffer(), runningMean.buffer(), runningVar.buffer(),
+                momentum, eps, residual == null ? null : residual.buffer(), relu, y, mean, invStd);
+        Tensor[] inputs = residual == null ? new Tensor[] {x, gamma, beta} : new Tensor[] {x, gamma, beta, residual};
+        return Tensor.fromOp(x.shape(), y, "batchNormAct", gy -> {
+            boolean residualGrad = residual != null && residual.requiresGrad();
+            Buffer dx = x.requiresGrad() ? be.empty(DType.FLOAT32, x.numel()) : null;
+            Buffer dMasked = relu && residualGrad ? be.empty(DType.FLOAT32, x.numel()) : null;
+            Buffer dg = be.empty(DType.FLOAT32, c), db = be.empty(DType.FLOAT32, c);
+            be.batchNormActBackward(x.buffer(), gy.buffer(), relu ? y : null, n, c, hw, gamma.buffer(), mean, invStd, dMasked, dx, dg, db);
+            Tensor[] grads = {dx == null ? null : Tensor.of(x.shape(), dx), Tensor.of(gamma.shape(), dg), Tensor.of(beta.shape(), db), null};
+            if (residualGrad) grads[3] = relu ? Tensor.of(x.shape(), dMasked) : gy;
+            return residual == null ? java.util.Arrays.copyOf(grads, 3) : grads;
+        }, inputs);
+    }
+
+    /** Validates batch norm's arguments and returns the channel count. */
+    private static int checkBatchNorm(Tensor x, Tensor runningMean, Tensor runningVar, Tensor gamma, Tensor beta, boolean training) {
+        x.requireFloat("batchNorm");
+        if (x.rank() < 2) throw new IllegalArgumentException("batchNorm: expected (N,C,...) input, got " + x.shape());
+        int n = x.dim(0), c = x.dim(1), hw = x.numel() / Math.max(1, n * c);
+        for (Tensor p : new Tensor[] {runningMean, runningVar, gamma, beta}) {
+            if (p.numel() != c) throw new IllegalArgumentException("batchNorm: x " + x.shape() + " has " + c + " channels but a parameter has shape " + p.shape());
+        }
+        if (training && (long) n * hw < 2) {
+            throw new IllegalArgumentException("batchNorm: training needs more than one value per channel, got input " + x.shape());
+        }
+        return c;
     }
 
     private static int[] channelDims(int rank, int c) {

@@ -407,6 +407,75 @@ public abstract class BackendSuite {
         check(db, gb, "batchNormBackward dBeta");
     }
 
+    /**
+     * Batch norm fused with its epilogue, y = relu?(bn(x) + residual?), in all four forms, against double
+     * references; backward with the mask read from the forward's own output (ReLU's kink is where float and double
+     * may disagree), with and without the masked gradient written out, and without dx.
+     */
+    @Test void batchNormActTrainAndBackward() {
+        int n = 3, c = 5, hw = 13, len = n * c * hw, cnt = n * hw;
+        double eps = 1e-5;
+        double[] x = rand(len, 91, -2, 3), gamma = rand(c, 92, 0.5, 1.5), beta = rand(c, 93, -1, 1), r = rand(len, 94, -1, 1);
+        double[] bn = Ref.batchNorm(x, n, c, hw, gamma, beta, eps);
+        double[] m = new double[c], invW = new double[c];
+        for (int ch = 0; ch < c; ch++) {
+            double v = 0;
+            for (int b = 0; b < n; b++) for (int j = 0; j < hw; j++) m[ch] += x[(b * c + ch) * hw + j];
+            m[ch] /= cnt;
+            for (int b = 0; b < n; b++) for (int j = 0; j < hw; j++) { double d = x[(b * c + ch) * hw + j] - m[ch]; v += d * d; }
+            invW[ch] = 1 / Math.sqrt(v / cnt + eps);
+        }
+        double[] dy = rand(len, 95, -1, 1);
+        for (boolean withResidual : new boolean[] {false, true}) {
+            for (boolean relu : new boolean[] {false, true}) {
+                String form = "batchNormAct (residual " + withResidual + ", relu " + relu + ")";
+                double[] want = new double[len];
+                for (int i = 0; i < len; i++) {
+                    want[i] = bn[i] + (withResidual ? r[i] : 0);
+                    if (relu) want[i] = Math.max(want[i], 0);
+                }
+                Buffer y = backend().allocate(DType.FLOAT32, len), rm = zeros(c), rv = up(rand(c, 96, 0.5, 2));
+                Buffer mean = backend().allocate(DType.FLOAT32, c), inv = backend().allocate(DType.FLOAT32, c);
+                backend().batchNormActTrain(up(x), n, c, hw, up(gamma), up(beta), rm, rv, 0.1f, (float) eps,
+                        withResidual ? up(r) : null, relu, y, mean, inv);
+                check(want, y, form + " y");
+                check(m, mean, form + " saveMean");
+                check(invW, inv, form + " saveInvStd");
+
+                float[] yf = backend().toFloats(y);
+                double[] g = new double[len];
+                for (int i = 0; i < len; i++) g[i] = !relu || yf[i] > 0 ? dy[i] : 0;
+                double[] dx = new double[len], dg = new double[c], db = new double[c];
+                for (int ch = 0; ch < c; ch++) {
+                    double sdy = 0, sdyx = 0;
+                    for (int b = 0; b < n; b++) for (int j = 0; j < hw; j++) {
+                        int i = (b * c + ch) * hw + j;
+                        sdy += g[i];
+                        sdyx += g[i] * (x[i] - m[ch]) * invW[ch];
+                    }
+                    dg[ch] = sdyx;
+                    db[ch] = sdy;
+                    for (int b = 0; b < n; b++) for (int j = 0; j < hw; j++) {
+                        int i = (b * c + ch) * hw + j;
+                        dx[i] = gamma[ch] * invW[ch] / cnt * (cnt * g[i] - sdy - (x[i] - m[ch]) * invW[ch] * sdyx);
+                    }
+                }
+                for (boolean writeMasked : relu ? new boolean[] {false, true} : new boolean[] {false}) {
+                    for (boolean withDx : new boolean[] {true, false}) {
+                        String what = form + (writeMasked ? " writing the masked gradient" : "") + (withDx ? "" : " without dx");
+                        Buffer gx = withDx ? backend().allocate(DType.FLOAT32, len) : null, gm = writeMasked ? backend().allocate(DType.FLOAT32, len) : null;
+                        Buffer gg = backend().allocate(DType.FLOAT32, c), gb = backend().allocate(DType.FLOAT32, c);
+                        backend().batchNormActBackward(up(x), up(dy), relu ? y : null, n, c, hw, up(gamma), mean, inv, gm, gx, gg, gb);
+                        if (withDx) check(dx, gx, what + " dx");
+                        check(dg, gg, what + " dGamma");
+                        check(db, gb, what + " dBeta");
+                        if (writeMasked) check(g, gm, what + " masked gradient");
+                    }
+                }
+            }
+        }
+    }
+
     @Test void maxAndAdaptiveAveragePooling() {
         int planes = 5, h = 7, w = 7, k = 3, s = 2, p = 1;
         int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;

@@ -162,6 +162,23 @@ class OpsGradientTest {
                 x -> Ref.batchNorm(x[0], n + 1, c, hw, x[1], x[2], 1e-5));
     }
 
+    /** relu(batchNorm(x) + residual) as one op, and the bn + relu form, against the double composition. */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 3, 13})
+    void batchNormActTraining(int n) {
+        int c = 3, hw = 5, len = (n + 1) * c * hw;
+        check("batchNormAct residual relu", new Input[] {Input.of(n + 1, c, 1, hw).range(2f, 1f), Input.of(c).range(0.5f, 1f), Input.of(c), Input.of(n + 1, c, 1, hw)},
+                t -> Functional.batchNormAct(t[0], Tensor.zeros(c), Tensor.ones(c), t[1], t[2], true, 0.1f, 1e-5f, t[3], true),
+                x -> {
+                    double[] y = Ref.batchNorm(x[0], n + 1, c, hw, x[1], x[2], 1e-5);
+                    for (int i = 0; i < len; i++) y[i] = Math.max(y[i] + x[3][i], 0);
+                    return y;
+                });
+        check("batchNormAct relu", new Input[] {Input.of(n + 1, c, 1, hw).range(2f, 1f), Input.of(c).range(0.5f, 1f), Input.of(c)},
+                t -> Functional.batchNormAct(t[0], Tensor.zeros(c), Tensor.ones(c), t[1], t[2], true, 0.1f, 1e-5f, null, true),
+                x -> map(Ref.batchNorm(x[0], n + 1, c, hw, x[1], x[2], 1e-5), v -> Math.max(v, 0)));
+    }
+
     @Test
     void batchNormEval() {
         int c = 4;

@@ -94,7 +94,7 @@ public final class CifarResNet extends Module {
 
     /** x is (N, 3, H, W); returns logits (N, numClasses). */
     @Override public Tensor forward(Tensor x) {
-        Tensor h = bn1.forward(stem.forward(x)).relu();
+        Tensor h = bn1.forwardRelu(stem.forward(x));
         for (Sequential stage : stages) h = stage.forward(h);
         return classifier.forward(pool.forward(h).flatten(1));
     }
@@ -116,10 +116,10 @@ public final class CifarResNet extends Module {
         }
 
         @Override public Tensor forward(Tensor x) {
-            Tensor y = bnA.forward(convA.forward(x)).relu();
-            y = bnB.forward(convB.forward(y));
+            // bn+relu and bn+add+relu each as one fused op: the same result as the separate ops, less memory
+            Tensor y = bnA.forwardRelu(convA.forward(x));
             Tensor residual = downsample == null ? x : downsample.forward(x);
-            return residual.add(y).relu();
+            return bnB.forwardAddRelu(convB.forward(y), residual);
         }
 
         public Conv2d convA() { return convA; }

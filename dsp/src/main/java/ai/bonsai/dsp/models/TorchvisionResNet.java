@@ -44,7 +44,6 @@ public final class TorchvisionResNet extends Module {
     private final int numClasses;
     private final Conv2d conv1;
     private final BatchNorm2d bn1;
-    private final ReLU relu;
     private final MaxPool2d maxpool;
     private final Sequential[] stages = new Sequential[4];
     private final AdaptiveAvgPool2d avgpool;
@@ -70,7 +69,7 @@ public final class TorchvisionResNet extends Module {
         this.numClasses = numClasses;
         conv1 = registerModule("conv1", new Conv2d(3, 64, 7, 2, 3, 1, false, g));
         bn1 = registerModule("bn1", new BatchNorm2d(64));
-        relu = registerModule("relu", new ReLU());
+        registerModule("relu", new ReLU());      // in the module tree as in torchvision; forward fuses it with batch norm
         maxpool = registerModule("maxpool", new MaxPool2d(3, 2, 1));
         int in = 64;
         int[] planes = {64, 128, 256, 512};
@@ -115,7 +114,7 @@ public final class TorchvisionResNet extends Module {
         if (x.rank() != 4 || x.dim(1) != 3 || x.dim(2) < 32 || x.dim(3) < 32) {
             throw new IllegalArgumentException("TorchvisionResNet: expected input (N, 3, H, W) with H, W >= 32, got " + x.shape());
         }
-        Tensor h = maxpool.forward(relu.forward(bn1.forward(conv1.forward(x))));
+        Tensor h = maxpool.forward(bn1.forwardRelu(conv1.forward(x)));
         for (Sequential stage : stages) h = stage.forward(h);
         return fc.forward(avgpool.forward(h).flatten(1));
     }
@@ -129,23 +128,22 @@ public final class TorchvisionResNet extends Module {
     public static final class BasicBlock extends Module {
         private final Conv2d conv1, conv2;
         private final BatchNorm2d bn1, bn2;
-        private final ReLU relu;
         private final Sequential downsample;
 
         BasicBlock(int in, int planes, int stride, Generator g) {
             conv1 = registerModule("conv1", new Conv2d(in, planes, 3, stride, 1, 1, false, g));
             bn1 = registerModule("bn1", new BatchNorm2d(planes));
-            relu = registerModule("relu", new ReLU());
+            registerModule("relu", new ReLU());      // in the module tree as in torchvision; forward fuses it with batch norm
             conv2 = registerModule("conv2", new Conv2d(planes, planes, 3, 1, 1, 1, false, g));
             bn2 = registerModule("bn2", new BatchNorm2d(planes));
             downsample = (stride != 1 || in != planes) ? registerModule("downsample", projection(in, planes, stride, g)) : null;
         }
 
         @Override public Tensor forward(Tensor x) {
-            Tensor y = relu.forward(bn1.forward(conv1.forward(x)));
-            y = bn2.forward(conv2.forward(y));
+            // bn+relu and bn+add+relu each as one fused op: the same result as the separate ops, less memory
+            Tensor y = bn1.forwardRelu(conv1.forward(x));
             Tensor identity = downsample == null ? x : downsample.forward(x);
-            return relu.forward(y.add(identity));
+            return bn2.forwardAddRelu(conv2.forward(y), identity);
         }
 
         public Conv2d conv1() { return conv1; }
@@ -167,7 +165,6 @@ public final class TorchvisionResNet extends Module {
     public static final class Bottleneck extends Module {
         private final Conv2d conv1, conv2, conv3;
         private final BatchNorm2d bn1, bn2, bn3;
-        private final ReLU relu;
         private final Sequential downsample;
 
         Bottleneck(int in, int planes, int stride, Generator g) {
@@ -178,16 +175,15 @@ public final class TorchvisionResNet extends Module {
             bn2 = registerModule("bn2", new BatchNorm2d(planes));
             conv3 = registerModule("conv3", new Conv2d(planes, out, 1, 1, 0, 1, false, g));
             bn3 = registerModule("bn3", new BatchNorm2d(out));
-            relu = registerModule("relu", new ReLU());
+            registerModule("relu", new ReLU());      // in the module tree as in torchvision; forward fuses it with batch norm
             downsample = (stride != 1 || in != out) ? registerModule("downsample", projection(in, out, stride, g)) : null;
         }
 
         @Override public Tensor forward(Tensor x) {
-            Tensor y = relu.forward(bn1.forward(conv1.forward(x)));
-            y = relu.forward(bn2.forward(conv2.forward(y)));
-            y = bn3.forward(conv3.forward(y));
+            Tensor y = bn1.forwardRelu(conv1.forward(x));
+            y = bn2.forwardRelu(conv2.forward(y));
             Tensor identity = downsample == null ? x : downsample.forward(x);
-            return relu.forward(y.add(identity));
+            return bn3.forwardAddRelu(conv3.forward(y), identity);
         }
 
         public Conv2d conv1() { return conv1; }

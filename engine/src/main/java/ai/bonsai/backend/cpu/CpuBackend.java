@@ -487,7 +487,15 @@ public final class CpuBackend implements Backend {
 
     @Override public void batchNormTrain(Buffer xb, int n, int c, int hw, Buffer gammaB, Buffer betaB, Buffer rmB,
                                          Buffer rvB, float momentum, float eps, Buffer yb, Buffer meanB, Buffer invStdB) {
+        batchNormActTrain(xb, n, c, hw, gammaB, betaB, rmB, rvB, momentum, eps, null, false, yb, meanB, invStdB);
+    }
+
+    @Override public void batchNormActTrain(Buffer xb, int n, int c, int hw, Buffer gammaB, Buffer betaB, Buffer rmB, Buffer rvB,
+                                            float momentum, float eps, Buffer residualB, boolean relu, Buffer yb, Buffer meanB,
+                                            Buffer invStdB) {
         float[] x = f(xb), gamma = f(gammaB), beta = f(betaB), rm = f(rmB), rv = f(rvB), y = f(yb), sm = f(meanB), si = f(invStdB);
+        float[] res = residualB == null ? null : f(residualB);
+        boolean epilogue = res != null || relu;
         long m = (long) n * hw;
         Parallel.forEach(c, ch -> {
             // Two reads: the mean first, then the centred sum of squares, which stays accurate for inputs with a
@@ -503,7 +511,8 @@ public final class CpuBackend implements Backend {
             sm[ch] = (float) mean;
             si[ch] = inv;
             float scale = gamma[ch] * inv, shift = beta[ch] - (float) mean * scale;
-            for (int i = 0; i < n; i++) EW.affine(x, y, (i * c + ch) * hw, hw, scale, shift);
+            if (epilogue) for (int i = 0; i < n; i++) EW.affineAct(x, res, relu, y, (i * c + ch) * hw, hw, scale, shift);
+            else for (int i = 0; i < n; i++) EW.affine(x, y, (i * c + ch) * hw, hw, scale, shift);
             double unbiased = m > 1 ? ss / (m - 1) : var;
             rm[ch] = (1 - momentum) * rm[ch] + momentum * (float) mean;
             rv[ch] = (1 - momentum) * rv[ch] + momentum * (float) unbiased;
@@ -525,21 +534,34 @@ public final class CpuBackend implements Backend {
 
     @Override public void batchNormBackward(Buffer xb, Buffer dyb, int n, int c, int hw, Buffer gammaB, Buffer meanB,
                                             Buffer invStdB, Buffer dxb, Buffer dGammaB, Buffer dBetaB) {
+        batchNormActBackward(xb, dyb, null, n, c, hw, gammaB, meanB, invStdB, null, dxb, dGammaB, dBetaB);
+    }
+
+    @Override public void batchNormActBackward(Buffer xb, Buffer dyb, Buffer reluOutB, int n, int c, int hw, Buffer gammaB,
+                                               Buffer meanB, Buffer invStdB, Buffer dMaskedB, Buffer dxb, Buffer dGammaB, Buffer dBetaB) {
         float[] x = f(xb), dy = f(dyb), gamma = f(gammaB), sm = f(meanB), si = f(invStdB);
         float[] dx = dxb == null ? null : f(dxb), dg = f(dGammaB), db = f(dBetaB);
+        float[] mask = reluOutB == null ? null : f(reluOutB), dMasked = dMaskedB == null || mask == null ? null : f(dMaskedB);
         long m = (long) n * hw;
         Parallel.forEach(c, ch -> {
             float mean = sm[ch], inv = si[ch];
-            // Both reductions in one read of dy and x.
+            // Both reductions in one read of dy and x; with a ReLU, its mask is applied on the way (and the masked
+            // gradient kept when the residual needs it, so that the second read takes it instead of dy and the mask).
             double[] mom = new double[2];
-            EW.gradMoments(dy, x, ch * hw, n, hw, c * hw, mean, mom, 0);
+            if (mask == null) EW.gradMoments(dy, x, ch * hw, n, hw, c * hw, mean, mom, 0);
+            else EW.maskedGradMoments(dy, mask, dMasked, x, ch * hw, n, hw, c * hw, mean, mom, 0);
             double sdy = mom[0], sdyx = mom[1];
             db[ch] = (float) sdy;
             dg[ch] = (float) (sdyx * inv);
             if (dx == null) return;
             // dx = gamma * inv / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))
             float k1 = gamma[ch] * inv, meanDy = (float) (sdy / m), k2 = (float) (sdyx * inv * inv / m);
-            for (int i = 0; i < n; i++) EW.batchNormInputGrad(dy, x, dx, (i * c + ch) * hw, hw, k1, meanDy, mean, k2);
+            for (int i = 0; i < n; i++) {
+                int off = (i * c + ch) * hw;
+                if (mask == null) EW.batchNormInputGrad(dy, x, dx, off, hw, k1, meanDy, mean, k2);
+                else if (dMasked != null) EW.batchNormInputGrad(dMasked, x, dx, off, hw, k1, meanDy, mean, k2);
+                else EW.maskedBatchNormInputGrad(dy, mask, x, dx, off, hw, k1, meanDy, mean, k2);
+            }
         });
     }
 

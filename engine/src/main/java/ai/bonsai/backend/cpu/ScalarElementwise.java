@@ -47,4 +47,36 @@ public final class ScalarElementwise implements ElementwiseKernels {
     @Override public void batchNormInputGrad(float[] dy, float[] x, float[] dx, int off, int len, float k1, float meanDy, float mean, float k2) {
         for (int i = off; i < off + len; i++) dx[i] = k1 * (dy[i] - meanDy - (x[i] - mean) * k2);
     }
+
+    @Override public void affineAct(float[] x, float[] residual, boolean relu, float[] y, int off, int len, float scale, float shift) {
+        for (int i = off; i < off + len; i++) {
+            float v = x[i] * scale + shift;
+            if (residual != null) v = residual[i] + v;
+            y[i] = relu ? Math.max(v, 0f) : v;
+        }
+    }
+
+    @Override public void maskedGradMoments(float[] g, float[] mask, float[] gOut, float[] x, int off, int rows, int len, int stride,
+                                            float mean, double[] out, int o) {
+        double s = 0, sp = 0;
+        for (int r = 0; r < rows; r++) {
+            int base = off + r * stride;
+            double rs = 0, rp = 0;
+            for (int i = base; i < base + len; i++) {
+                float gm = mask[i] > 0f ? g[i] : 0f;
+                if (gOut != null) gOut[i] = gm;
+                rs += gm;
+                rp += (double) gm * (x[i] - mean);
+            }
+            s += rs;
+            sp += rp;
+        }
+        out[o] = s;
+        out[o + 1] = sp;
+    }
+
+    @Override public void maskedBatchNormInputGrad(float[] dy, float[] mask, float[] x, float[] dx, int off, int len, float k1,
+                                                   float meanDy, float mean, float k2) {
+        for (int i = off; i < off + len; i++) dx[i] = k1 * ((mask[i] > 0f ? dy[i] : 0f) - meanDy - (x[i] - mean) * k2);
+    }
 }

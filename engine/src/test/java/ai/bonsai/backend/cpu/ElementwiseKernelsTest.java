@@ -49,6 +49,55 @@ class ElementwiseKernelsTest {
     }
 
     /**
+     * The kernels fused with batch norm's epilogue give, in each implementation, exactly the bits of that
+     * implementation's separate kernels run one after the other (affine, add, ReLU; ReLU's backward, then the
+     * reductions or the input gradient), and the two implementations agree with each other.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 3, 13, 17, 207, 1031, 5000})
+    void fusedBatchNormEpiloguesEqualTheSeparateKernels(int n) {
+        Generator g = new Generator(31L * n);
+        int off = 3, len = n, size = n + 5;
+        float[] x = random(g, size), r = random(g, size), dy = random(g, size), out = random(g, size);
+        for (int i = 0; i < size; i += 7) out[i] = 0f;                  // ReLU outputs: zeros and positives
+        for (int i = 0; i < size; i++) out[i] = Math.max(out[i] - 0.5f, 0f);
+        float[][] fusedY = new float[2][], fusedG = new float[2][];
+        int k = 0;
+        for (ElementwiseKernels ew : new ElementwiseKernels[] {scalar, simd}) {
+            for (float[] res : new float[][] {null, r}) {
+                for (boolean relu : new boolean[] {false, true}) {
+                    float[] want = new float[size], got = new float[size];
+                    ew.affine(x, want, off, len, 1.5f, -0.25f);
+                    for (int i = off; i < off + len; i++) {
+                        if (res != null) want[i] = res[i] + want[i];
+                        if (relu) want[i] = Math.max(want[i], 0f);
+                    }
+                    ew.affineAct(x, res, relu, got, off, len, 1.5f, -0.25f);
+                    assertArrayEquals(want, got, "affineAct residual " + (res != null) + " relu " + relu);
+                    if (res != null && relu) fusedY[k] = got;
+                }
+            }
+            float[] masked = new float[size], gOut = new float[size];
+            ew.reluBackward(dy, out, masked, off, off + len);
+            int rows = Math.max(1, len / 5), rowLen = len / rows;
+            double[] want = new double[2], got = new double[2], got2 = new double[2];
+            ew.gradMoments(masked, x, off, rows, rowLen, rowLen, 0.2f, want, 0);
+            ew.maskedGradMoments(dy, out, null, x, off, rows, rowLen, rowLen, 0.2f, got, 0);
+            ew.maskedGradMoments(dy, out, gOut, x, off, rows, rowLen, rowLen, 0.2f, got2, 0);
+            assertArrayEquals(want, got, "maskedGradMoments");
+            assertArrayEquals(want, got2, "maskedGradMoments writing the masked gradient");
+            for (int i = off; i < off + rows * rowLen; i++) assertEquals(masked[i], gOut[i], "masked gradient at " + i);
+            float[] dxWant = new float[size], dxGot = new float[size];
+            ew.batchNormInputGrad(masked, x, dxWant, off, len, 0.7f, 0.1f, 0.2f, 0.3f);
+            ew.maskedBatchNormInputGrad(dy, out, x, dxGot, off, len, 0.7f, 0.1f, 0.2f, 0.3f);
+            assertArrayEquals(dxWant, dxGot, "maskedBatchNormInputGrad");
+            fusedG[k++] = dxGot;
+        }
+        assertArrayEquals(fusedY[0], fusedY[1], 1e-5f, "affineAct, scalar against SIMD");
+        assertArrayEquals(fusedG[0], fusedG[1], 1e-5f, "maskedBatchNormInputGrad, scalar against SIMD");
+    }
+
+    /**
      * The fused reductions against double-precision loops over the same strided rows (one channel of an (n, c, hw)
      * tensor), both implementations; rows of awkward lengths, and enough of them that the SIMD version folds its
      * partial sums mid-row and between rows.
