@@ -138,6 +138,15 @@ public interface Backend {
         if (relu) unary(UnaryOp.RELU, y, y);
     }
 
+    /** {@link #batchNormEval} followed by the epilogue of {@link #batchNormActTrain}. */
+    default void batchNormActEval(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean,
+                                  Buffer runningVar, float eps, Buffer residual, boolean relu, Buffer y) {
+        batchNormEval(x, n, c, hw, gamma, beta, runningMean, runningVar, eps, y);
+        int[] d = {n * c * hw};
+        if (residual != null) binary(BinaryOp.ADD, residual, d, y, d, y, d);
+        if (relu) unary(UnaryOp.RELU, y, y);
+    }
+
     /**
      * Backward of {@link #batchNormActTrain}. {@code reluOut} is the op's output when it ends in a ReLU (null
      * otherwise): the gradient is zero where it is not positive. That masked gradient is also the residual's

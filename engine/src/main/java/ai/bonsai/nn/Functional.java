@@ -1,5 +1,6 @@
 package ai.bonsai.nn;
 
+import ai.bonsai.autograd.GradMode;
 import ai.bonsai.backend.Backend;
 import ai.bonsai.backend.ConvGeometry;
 import ai.bonsai.tensor.Buffer;
@@ -119,8 +120,9 @@ public final class Functional {
      *
      * <p>Why: in training the separate ops each keep their output alive until backward (batch norm's output for
      * the add, the sum for the ReLU), and each is one more pass over memory; fused, only the final output is kept,
-     * and ReLU's backward mask is read from it. In eval mode the op is recorded as its parts, so a traced graph
-     * (DSP's {@code ModelGraph} traces in eval mode) sees batch norm, add and ReLU as before.
+     * and ReLU's backward mask is read from it. In eval mode with a graph being recorded the op is recorded as its
+     * parts, so a traced graph (DSP's {@code ModelGraph} traces in eval mode) sees batch norm, add and ReLU as before;
+     * inference (nothing recorded) runs one fused pass.
      */
     public static Tensor batchNormAct(Tensor x, Tensor runningMean, Tensor runningVar, Tensor gamma, Tensor beta,
                                       boolean training, float momentum, float eps, Tensor residual, boolean relu) {
@@ -129,14 +131,22 @@ public final class Functional {
             x.checkSameDevice("batchNormAct", residual);
             x.checkSameShape("batchNormAct (residual)", residual);
         }
-        if (!training) {
+        boolean recorded = GradMode.isEnabled() && (x.requiresGrad() || gamma.requiresGrad() || beta.requiresGrad()
+                || residual != null && residual.requiresGrad());
+        if (!training && recorded) {
             Tensor y = batchNorm(x, runningMean, runningVar, gamma, beta, false, momentum, eps);
             if (residual != null) y = residual.add(y);
             return relu ? y.relu() : y;
         }
-        int c = checkBatchNorm(x, runningMean, runningVar, gamma, beta, true);
+        int c = checkBatchNorm(x, runningMean, runningVar, gamma, beta, training);
         int n = x.dim(0), hw = x.numel() / Math.max(1, n * c);
         Backend be = x.backend();
+        if (!training) {             // inference: one pass and one buffer, where the separate ops made three
+            Buffer y = be.empty(DType.FLOAT32, x.numel());
+            be.batchNormActEval(x.buffer(), n, c, hw, gamma.buffer(), beta.buffer(), runningMean.buffer(), runningVar.buffer(), eps,
+                    residual == null ? null : residual.buffer(), relu, y);
+            return Tensor.of(x.shape(), y);
+        }
         Buffer y = be.empty(DType.FLOAT32, x.numel());
         Buffer mean = be.empty(DType.FLOAT32, c), invStd = be.empty(DType.FLOAT32, c);
         be.batchNormActTrain(x.buffer(), n, c, hw, gamma.buffer(), beta.buffer(), runningMean.buffer(), runningVar.buffer(),

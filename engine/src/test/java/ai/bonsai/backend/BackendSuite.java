@@ -442,6 +442,16 @@ public abstract class BackendSuite {
                 check(m, mean, form + " saveMean");
                 check(invW, inv, form + " saveInvStd");
 
+                double[] rm0 = rand(c, 97, -1, 1), rv0 = rand(c, 98, 0.5, 2), wantEval = new double[len];
+                for (int i = 0; i < len; i++) {
+                    int ch = (i / hw) % c;
+                    wantEval[i] = (x[i] - rm0[ch]) / Math.sqrt(rv0[ch] + eps) * gamma[ch] + beta[ch] + (withResidual ? r[i] : 0);
+                    if (relu) wantEval[i] = Math.max(wantEval[i], 0);
+                }
+                Buffer yEval = backend().allocate(DType.FLOAT32, len);
+                backend().batchNormActEval(up(x), n, c, hw, up(gamma), up(beta), up(rm0), up(rv0), (float) eps, withResidual ? up(r) : null, relu, yEval);
+                check(wantEval, yEval, form + " eval");
+
                 float[] yf = backend().toFloats(y);
                 double[] g = new double[len];
                 for (int i = 0; i < len; i++) g[i] = !relu || yf[i] > 0 ? dy[i] : 0;

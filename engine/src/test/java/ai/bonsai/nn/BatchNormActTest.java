@@ -88,6 +88,27 @@ class BatchNormActTest {
         assertArrayEquals(separate.toFloatArray(), e.toFloatArray());
     }
 
+    @ParameterizedTest
+    @CsvSource({"2,3,5,7", "1,1,1,1", "3,16,8,8", "5,2,1,13"})
+    void inferenceRunsOneFusedPassWithTheSeparateOpsBits(int n, int c, int h, int w) {
+        Generator g = new Generator(77L * n + c);
+        BatchNorm2d bn = new BatchNorm2d(c);
+        bn.runningMean().copyFrom(Tensor.randn(g, c));
+        bn.runningVar().copyFrom(Tensor.rand(g, 0.5f, 2f, c));
+        bn.weight().copyFrom(Tensor.rand(g, 0.5f, 1.5f, c));
+        bn.bias().copyFrom(Tensor.randn(g, c));
+        bn.eval();
+        Tensor x = Tensor.randn(g, n, c, h, w), r = Tensor.randn(g, n, c, h, w);
+        try (var noGrad = ai.bonsai.autograd.GradMode.noGrad()) {
+            assertArrayEquals(r.add(bn.forward(x)).relu().toFloatArray(), bn.forwardAddRelu(x, r).toFloatArray(), "bn, add, relu");
+            assertArrayEquals(bn.forward(x).relu().toFloatArray(), bn.forwardRelu(x).toFloatArray(), "bn, relu");
+        }
+        // Outside noGrad the parameters need gradients, so the separate ops are recorded, with the same bits.
+        Tensor recorded = bn.forwardAddRelu(x, r);
+        assertEquals("relu", recorded.gradFn().op());
+        assertArrayEquals(r.add(bn.forward(x)).relu().toFloatArray(), recorded.toFloatArray());
+    }
+
     @Test
     void sequentialRunsBatchNormThenReluAsOneFusedOp() {
         Generator g = new Generator(6);

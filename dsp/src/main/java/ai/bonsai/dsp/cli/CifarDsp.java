@@ -130,7 +130,7 @@ public final class CifarDsp implements Callable<Integer> {
         SGD sgd = new SGD(model.parameters(), lr, momentum, 0f, wd, false);
         LrScheduler sched = new LrScheduler(sgd, new CosineAnnealingLR(epochs, 0));
         DataLoader train = common.trainLoader(data, batchSize);
-        DataLoader eval = common.evalLoader(data);
+        DataLoader eval = common.evalLoader(data, batchSize);
         long totalIterations = (long) epochs * train.batchesPerEpoch();
         System.out.print(found.format());
         GroupWrapper groupsLearner = new GroupWrapper(model, found.layers(), sgd, (logits, y) -> Functional.crossEntropy(logits, y), lambda,

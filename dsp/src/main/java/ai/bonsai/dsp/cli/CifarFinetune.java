@@ -115,7 +115,7 @@ public final class CifarFinetune implements Callable<Integer> {
         model.to(device);   // before the optimiser; masks made later are created on the weights' device
 
         DataLoader train = common.trainLoader(data, batchSize);
-        DataLoader eval = common.evalLoader(data);
+        DataLoader eval = common.evalLoader(data, batchSize);
         double dense = Trainer.evaluate(model, eval, device).accuracy();
         PruneRates start = pruner.initialize(rate);
         double pruned = Trainer.evaluate(model, eval, device).accuracy();

@@ -92,7 +92,7 @@ public final class CifarPretrain implements Callable<Integer> {
         int total = epochs;
         LrScheduler sched = new LrScheduler(sgd, new LambdaLR(e -> scheduleFactor(e, total)));
         DataLoader train = common.trainLoader(data, batchSize);
-        DataLoader eval = common.evalLoader(data);
+        DataLoader eval = common.evalLoader(data, batchSize);
         Map<String, String> meta = common.metadata("pretrain", spec, data);
         if (initSource != null) meta.put("init", initSource);
         TrainingRun run = resume.apply(new TrainingRun(new TrainingRun.Config(spec.baseName(), saveDir, epochs, 1, false, resume.resume, device, meta,

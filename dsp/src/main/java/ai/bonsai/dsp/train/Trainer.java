@@ -206,13 +206,12 @@ public final class Trainer {
     }
 
     /**
-     * Whether every FLOAT32 tensor (or gradient) is finite, when all of them live on one device other than the CPU:
-     * checked there and read back as one scalar, the sum of all their elements. A NaN or an infinity makes that sum
-     * non-finite (NaN and inf survive additions, inf + -inf is NaN); a finite sum proves every element finite. A sum
-     * that overflows only sends the caller to its element scan, which then finds nothing: slower, never wrong. This
-     * runs twice per step, so a device model is not copied to the host to look at it; only when the answer is "no"
-     * does the caller's element scan (on the host) find and name the tensor. False as soon as a CPU tensor is met (a
-     * read there is a plain copy, so CPU training checks exactly as before, by the scan) or the tensors are on
+     * Whether every FLOAT32 tensor (or gradient) is finite, when all of them live on one device: checked there and
+     * read back as one scalar, the sum of all their elements. A NaN or an infinity makes that sum non-finite (NaN and
+     * inf survive additions, inf + -inf is NaN); a finite sum proves every element finite. A sum that overflows only
+     * sends the caller to its element scan, which then finds nothing: slower, never wrong. This runs twice per step,
+     * so the model is neither copied to the host (a GPU) nor copied at all (the CPU, where a read is a copy); only
+     * when the answer is "no" does the caller's element scan find and name the tensor. False when the tensors are on
      * several devices.
      */
     private static boolean finiteOnDevice(Map<String, Tensor> tensors, boolean gradients) {
@@ -221,7 +220,7 @@ public final class Trainer {
             for (Tensor v : tensors.values()) {
                 Tensor t = gradients ? v.grad() : v;
                 if (t == null || t.dtype() != DType.FLOAT32) continue;
-                if (t.device().kind() == Device.Kind.CPU || acc != null && !acc.device().equals(t.device())) return false;
+                if (acc != null && !acc.device().equals(t.device())) return false;
                 Tensor s = t.detach().sum();
                 acc = acc == null ? s : acc.add(s);
             }
@@ -258,20 +257,42 @@ public final class Trainer {
      * untouched.
      */
     public static EpochStats evaluate(Module model, DataLoader loader, Device device, int[] predictions) {
+        return evaluate(model, loader, device, predictions, null);
+    }
+
+    /**
+     * Evaluates this trainer's model between epochs with the buffers of its training steps: each batch's forward pass
+     * runs in one scope of the step's {@link StepArena}. At the training batch size an inference forward needs no
+     * more buffers of each size than a training step (the same activations, no gradients), so evaluation allocates
+     * nothing new, where allocating afresh sent bursts of large arrays through the collector at every epoch's end.
+     * A loader with larger batches grows the arena to what its forward pass needs.
+     */
+    public EpochStats evaluate(DataLoader loader) {
+        return evaluate(model, loader, device, null, arena);
+    }
+
+    /** The arena of this trainer's steps (for tests). */
+    StepArena arena() { return arena; }
+
+    private static EpochStats evaluate(Module model, DataLoader loader, Device device, int[] predictions, StepArena arena) {
         boolean wasTraining = model.isTraining();
         model.eval();
         double lossSum = 0;
         long correct = 0;
         int seen = 0;
         long start = System.nanoTime();
-        // No StepArena here, not even the caller's: without gradients each activation is garbage as soon as the next
-        // layer has read it, while an arena would keep a whole forward pass alive until the batch ends (several GiB
-        // for a ResNet-56 at batch 500).
+        // Without an arena of its own, none, not even the caller's: without gradients each activation is garbage as
+        // soon as the next layer has read it, while a caller's arena would keep a whole forward pass alive until its
+        // scope ends (several GiB for a ResNet-56 at batch 500).
         try (var scope = GradMode.noGrad(); var outside = StepArena.suspend()) {
             for (ImageBatch b : loader.epoch(0)) {
-                Tensor logits = model.forward(Tensor.of(b.images(), device, b.shape().dims()));
-                lossSum += Functional.crossEntropy(logits, Tensor.ofLongs(b.labels(), b.n())).item() * b.n();
-                long[] pred = logits.argmax(1).toLongArray();
+                Tensor logits;
+                long[] pred;
+                try (var batch = arena == null ? null : arena.open()) {
+                    logits = model.forward(Tensor.of(b.images(), device, b.shape().dims()));
+                    lossSum += Functional.crossEntropy(logits, Tensor.ofLongs(b.labels(), b.n())).item() * b.n();
+                    pred = logits.argmax(1).toLongArray();
+                }
                 for (int i = 0; i < b.n(); i++) {
                     if (pred[i] == b.labels()[i]) correct++;
                     // By dataset index where the loader says it (images it skipped as unreadable leave their slot as the

@@ -197,7 +197,7 @@ public final class TrainingRun {
                             train.batchesPerEpoch()));
                 }
                 Trainer.EpochStats t = o.progress().stats();
-                Trainer.EpochStats e = Trainer.evaluate(model, eval, config.device);
+                Trainer.EpochStats e = trainer.evaluate(eval);
                 scheduler.step();
                 h.add(epoch + 1, t, e);
                 boolean best = epoch + 1 >= config.saveBestAfter

@@ -79,4 +79,28 @@ class EvaluatePredictionsTest {
         for (StepArena a : seen) assertNull(a, "evaluation allocated from a StepArena");
         assertEquals(0, caller.allocated() + caller.reused(), "nothing of the evaluation went to the caller's arena");
     }
+
+    /**
+     * Between epochs the trainer evaluates with its steps' buffers: at the training batch size the inference forward
+     * passes take every buffer from the arena (none allocated), and the results equal an evaluation that allocates
+     * afresh. The arena's poisoning (on in every test JVM) makes any read of a buffer after its batch fail.
+     */
+    @Test void theTrainersEvaluationTakesItsBuffersFromTheStepArena() {
+        SyntheticCifar data = new SyntheticCifar(4, 12);
+        CifarResNet net = new CifarResNet(8, 10, new Generator(3));
+        Trainer trainer = new Trainer(net, new ai.bonsai.optim.SGD(net.parameters(), 0.01f, 0.9f, 0f, 0f, false), Device.cpu(), 0f, Trainer.Hooks.NONE);
+        try (DataLoader train = DataLoader.builder(data).batchSize(4).transform(Transform.cifarTrain()).seed(1).shuffle(true).build();
+             DataLoader eval = DataLoader.builder(data).batchSize(4).transform(Transform.cifarEval()).build()) {
+            trainer.trainEpoch(train, 0, "test", 0);
+            long allocated = trainer.arena().allocated(), reused = trainer.arena().reused();
+            Trainer.EpochStats inArena = trainer.evaluate(eval);
+            assertEquals(allocated, trainer.arena().allocated(), "evaluation allocated buffers beyond the training step's");
+            assertTrue(trainer.arena().reused() > reused + 3 * 10, "three forward passes took their buffers from the arena");
+            Trainer.EpochStats afresh = Trainer.evaluate(net, eval, Device.cpu());
+            assertEquals(afresh.loss(), inArena.loss());
+            assertEquals(afresh.accuracy(), inArena.accuracy());
+            assertEquals(12, inArena.images());
+            assertTrue(net.isTraining(), "the model is back in training mode");
+        }
+    }
 }

@@ -379,7 +379,7 @@ public final class Conv2dKernels {
         int units = ceilDiv(g.n(), imgsPerUnit);
         // Units are dealt, in order, to at most REDUCE_GROUPS partials; a group adds its units one after another.
         int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
-        float[] partials = new float[nGroups * partLen];
+        float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
         int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
         Parallel.forEach(nGroups, grpIdx -> {
@@ -458,7 +458,7 @@ public final class Conv2dKernels {
         int units = ceilDiv(g.n(), imgsPerUnit);
         // Units are dealt, in order, to at most REDUCE_GROUPS partials; a group adds its units one after another.
         int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
-        float[] partials = new float[nGroups * partLen];
+        float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
         int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
         Parallel.forEach(nGroups, grpIdx -> {

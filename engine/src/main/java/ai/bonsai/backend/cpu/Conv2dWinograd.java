@@ -331,7 +331,7 @@ final class Conv2dWinograd {
         int imgsPerUnit = unitImages(g, kPad);
         int units = ceilDiv(g.n(), imgsPerUnit);
         int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
-        float[] partials = new float[nGroups * partLen];
+        float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
         int slices = nGroups >= Parallel.threads() ? 1 : Parallel.threads();
         Parallel.forEach(nGroups, grpIdx -> {
             for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {

@@ -521,13 +521,21 @@ public final class CpuBackend implements Backend {
 
     @Override public void batchNormEval(Buffer xb, int n, int c, int hw, Buffer gammaB, Buffer betaB, Buffer rmB,
                                         Buffer rvB, float eps, Buffer yb) {
+        batchNormActEval(xb, n, c, hw, gammaB, betaB, rmB, rvB, eps, null, false, yb);
+    }
+
+    @Override public void batchNormActEval(Buffer xb, int n, int c, int hw, Buffer gammaB, Buffer betaB, Buffer rmB,
+                                           Buffer rvB, float eps, Buffer residualB, boolean relu, Buffer yb) {
         float[] x = f(xb), gamma = f(gammaB), beta = f(betaB), rm = f(rmB), rv = f(rvB), y = f(yb);
+        float[] res = residualB == null ? null : f(residualB);
+        boolean epilogue = res != null || relu;
         Parallel.forRange(n * c, Math.max(1, GRAIN / hw), (from, to) -> {
             for (int p = from; p < to; p++) {
                 int ch = p % c;
                 float inv = (float) (1.0 / Math.sqrt(rv[ch] + eps));
                 float scale = gamma[ch] * inv, shift = beta[ch] - rm[ch] * scale;
-                EW.affine(x, y, p * hw, hw, scale, shift);
+                if (epilogue) EW.affineAct(x, res, relu, y, p * hw, hw, scale, shift);
+                else EW.affine(x, y, p * hw, hw, scale, shift);
             }
         });
     }

@@ -9,7 +9,9 @@ package ai.bonsai.backend.cpu;
  */
 final class ScratchBuffers {
     static final int GEMM_A = 0, GEMM_B = 1, GEMM_EDGE = 2, CONV_SRC = 3, CONV_OUT = 4, CONV_GRAD = 5, CONV_TMP = 6, BRANCH_PAIR = 7;
-    private static final int SLOTS = 8;
+    /** A weight gradient's partial sums: taken by the calling thread and shared with the tasks it starts. */
+    static final int CONV_PARTIALS = 8;
+    private static final int SLOTS = 9;
     private static final ThreadLocal<float[][]> BUFFERS = ThreadLocal.withInitial(() -> new float[SLOTS][]);
 
     private ScratchBuffers() {}
@@ -21,6 +23,13 @@ final class ScratchBuffers {
         if (b == null || b.length < length) {
             slots[slot] = b = new float[length];
         }
+        return b;
+    }
+
+    /** As {@link #get}, with the first {@code length} floats zeroed. */
+    static float[] zeroed(int slot, int length) {
+        float[] b = get(slot, length);
+        java.util.Arrays.fill(b, 0, length, 0f);
         return b;
     }
 }
