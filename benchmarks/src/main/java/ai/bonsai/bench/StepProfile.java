@@ -37,7 +37,7 @@ public final class StepProfile {
 
     enum Kind {
         CONVOLUTION("convolution (forward, dX, dW)"),
-        BATCH_NORM("batch norm (forward statistics and normalisation, backward)"),
+        BATCH_NORM("batch norm with its fused ReLU and residual add (forward statistics and normalisation, backward)"),
         ELEMENTWISE("element-wise (ReLU, residual add, gradient accumulation, fill, copy)"),
         OTHER_OPS("other ops (pooling, linear, softmax/cross-entropy, reductions, indexing)"),
         ALLOCATION("buffer allocation (zeroed arrays)"),
@@ -56,7 +56,7 @@ public final class StepProfile {
     static Kind kindOf(String op) {
         return switch (op) {
             case "conv2d", "conv2dBackwardData", "conv2dBackwardWeight", "branchConv2d", "branchConv2dPair" -> Kind.CONVOLUTION;
-            case "batchNormTrain", "batchNormBackward", "batchNormEval" -> Kind.BATCH_NORM;
+            case "batchNormTrain", "batchNormBackward", "batchNormEval", "batchNormActTrain", "batchNormActBackward", "batchNormActEval" -> Kind.BATCH_NORM;
             case "unary", "affine", "binary", "fill", "copy", "strided" -> Kind.ELEMENTWISE;
             case "allocate", "empty", "fromFloats", "fromInts", "fromLongs" -> Kind.ALLOCATION;
             case "sgdStep", "adamStep" -> Kind.OPTIMISER;
