@@ -50,6 +50,10 @@ class Conv2dKernelsTest {
         // Winograd forward with a direct weight gradient (16 filters: below the SIMD gradient tile), and 4 filters.
         {2, 9, 10, 7, 16, 3, 3, 1, 1, 1, 1, 1},
         {3, 5, 7, 9, 4, 3, 1, 1, 1, 1, 0, 1},
+        // Column stride 2 with even and odd padding and odd widths (how the stride phases are staged).
+        {2, 3, 9, 12, 5, 3, 3, 2, 2, 0, 0, 1},
+        {3, 2, 8, 13, 4, 5, 5, 2, 2, 2, 2, 1},
+        {2, 5, 7, 11, 3, 3, 4, 1, 2, 1, 3, 1},
     };
 
     private static ConvGeometry geometry(int[] a) {
