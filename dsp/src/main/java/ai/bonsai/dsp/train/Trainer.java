@@ -281,9 +281,9 @@ public final class Trainer {
         long correct = 0;
         int seen = 0;
         long start = System.nanoTime();
-        // Without an arena of its own, none, not even the caller's: without gradients each activation is garbage as
+        // With no arena given, none at all, not even the caller's: without gradients each activation is garbage as
         // soon as the next layer has read it, while a caller's arena would keep a whole forward pass alive until its
-        // scope ends (several GiB for a ResNet-56 at batch 500).
+        // scope ends (several GiB for a ResNet-56 at batch 500). With the trainer's arena, one scope per batch.
         try (var scope = GradMode.noGrad(); var outside = StepArena.suspend()) {
             for (ImageBatch b : loader.epoch(0)) {
                 Tensor logits;
