@@ -68,7 +68,8 @@ public final class StepArena {
     /**
      * Opens a scope on the calling thread: buffers allocated on it until {@link Scope#close()} come from this arena
      * and return to it then. Scopes of one arena do not nest; another arena's scope inside this one takes over
-     * until it closes. (Evaluation opens none: it {@linkplain #suspend() suspends} the arena instead.)
+     * until it closes. (A standalone evaluation opens none: it {@linkplain #suspend() suspends} any arena instead;
+     * the trainer's evaluation between epochs opens one scope of the step's arena per batch.)
      */
     public Scope open() {
         if (open) throw new IllegalStateException("StepArena: a scope of this arena is already open");
