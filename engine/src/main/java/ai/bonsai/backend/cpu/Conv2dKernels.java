@@ -603,6 +603,10 @@ public final class Conv2dKernels {
                            float[] src) {
         int h = g.h(), w = g.w(), sh = g.strideH(), sw = g.strideW(), ph = g.padH(), pw = g.padW();
         int hq = lay.hq, wq = lay.wq;
+        if (sw == 2 && lay.nPw == 2) {
+            stageInputColumnPairs(g, x, xChannels, channels, n0, imgs, lay, src);
+            return;
+        }
         for (int c = 0; c < g.c(); c++) {
             int xc = channels == null ? c : channels[c];
             for (int pr = 0; pr < lay.nPh; pr++) {
@@ -633,6 +637,59 @@ public final class Conv2dKernels {
                     }
                     zero(src, plane + imgs * hq * wq, plane + lay.plane);
                 }
+            }
+        }
+        zero(src, g.c() * lay.cStride, lay.srcLength);
+    }
+
+    /**
+     * {@link #stageInput} for a column stride of 2 with both column phases staged: each input row is read once and
+     * split into its even and odd columns, one phase row each ({@link ConvMicroKernels#deinterleave}). The generic
+     * path's strided copy, once per phase, took half of a stride-2 forward pass (JFR samples). Same values in the
+     * same places.
+     */
+    private static void stageInputColumnPairs(ConvGeometry g, float[] x, int xChannels, int[] channels, int n0, int imgs,
+                                              InputLayout lay, float[] src) {
+        int h = g.h(), w = g.w(), sh = g.strideH(), ph = g.padH(), pw = g.padW();
+        int hq = lay.hq, wq = lay.wq;
+        // Input column xc sits in phase (xc + pw) % 2 at column (xc + pw) / 2; per phase, the written columns are
+        // [jA, jB) and the rest of the row is border.
+        int[] jA = new int[2], jB = new int[2];
+        for (int pc = 0; pc < 2; pc++) {
+            jA[pc] = Math.min(wq, Math.max(0, ceilDiv(pw - pc, 2)));
+            jB[pc] = Math.max(jA[pc], Math.min(wq, Math.floorDiv(w - 1 + pw - pc, 2) + 1));
+        }
+        int first = pw & 1;               // the phase of input column 0
+        int pairs = w / 2;
+        for (int c = 0; c < g.c(); c++) {
+            int xc = channels == null ? c : channels[c];
+            for (int pr = 0; pr < lay.nPh; pr++) {
+                int plane0 = c * lay.cStride + (pr * 2) * lay.plane, plane1 = plane0 + lay.plane;
+                for (int img = 0; img < imgs; img++) {
+                    int xImg = ((n0 + img) * xChannels + xc) * h * w;
+                    for (int ii = 0; ii < hq; ii++) {
+                        int row = (img * hq + ii) * wq, d0 = plane0 + row, d1 = plane1 + row;
+                        int hi = ii * sh + pr - ph;
+                        if (hi < 0 || hi >= h) {
+                            zero(src, d0, d0 + wq);
+                            zero(src, d1, d1 + wq);
+                            continue;
+                        }
+                        zero(src, d0, d0 + jA[0]);
+                        zero(src, d0 + jB[0], d0 + wq);
+                        zero(src, d1, d1 + jA[1]);
+                        zero(src, d1 + jB[1], d1 + wq);
+                        int xRow = xImg + hi * w;
+                        // Even input columns (2m) go to phase `first` at m + pw/2, odd ones (2m+1) to the other at
+                        // m + (pw+1)/2: padded column xc + pw, halved.
+                        int dEven = (first == 0 ? d0 : d1) + (pw >> 1), dOdd = (first == 0 ? d1 : d0) + ((pw + 1) >> 1);
+                        // The SIMD split whatever kernels the caller runs (it is a copy: the same bits either way).
+                        KERNELS.deinterleave(x, xRow, pairs, src, dEven, src, dOdd);
+                        if ((w & 1) != 0) src[dEven + pairs] = x[xRow + w - 1];
+                    }
+                }
+                zero(src, plane0 + imgs * hq * wq, plane0 + lay.plane);
+                zero(src, plane1 + imgs * hq * wq, plane1 + lay.plane);
             }
         }
         zero(src, g.c() * lay.cStride, lay.srcLength);

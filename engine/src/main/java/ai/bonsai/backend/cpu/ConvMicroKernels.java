@@ -90,4 +90,10 @@ public interface ConvMicroKernels {
      * {@code rows} (at most 4) count as zero.
      */
     void winogradOutputAdjoint(float[] g, int gOff, int ld, int rows, int len, float[] d, int dOff, int dStride);
+
+    /**
+     * {@code even[eOff + m] = x[xOff + 2m]} and {@code odd[oOff + m] = x[xOff + 2m + 1]} for {@code m < pairs}: an
+     * input row split into its two column phases, as a stride-2 convolution stages its input.
+     */
+    void deinterleave(float[] x, int xOff, int pairs, float[] even, int eOff, float[] odd, int oOff);
 }

@@ -124,4 +124,11 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
             d[w + 5 * dStride] = g3;
         }
     }
+
+    @Override public void deinterleave(float[] x, int xOff, int pairs, float[] even, int eOff, float[] odd, int oOff) {
+        for (int m = 0; m < pairs; m++) {
+            even[eOff + m] = x[xOff + 2 * m];
+            odd[oOff + m] = x[xOff + 2 * m + 1];
+        }
+    }
 }

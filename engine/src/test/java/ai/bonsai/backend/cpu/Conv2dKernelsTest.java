@@ -230,6 +230,34 @@ class Conv2dKernelsTest {
         }
     }
 
+    /** The stride-2 staging's row split, both implementations, against its definition: awkward lengths and offsets. */
+    @Test
+    void deinterleaveSplitsEvenAndOddColumns() {
+        ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
+                "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
+        SplittableRandom r = new SplittableRandom(5);
+        for (ConvMicroKernels k : simd == null ? new ConvMicroKernels[] {new ScalarConvMicroKernels()}
+                : new ConvMicroKernels[] {new ScalarConvMicroKernels(), simd}) {
+            for (int pairs : new int[] {0, 1, 3, 7, 8, 9, 16, 17, 33, 100}) {
+                for (int xOff : new int[] {0, 1, 5}) {
+                    float[] x = new float[xOff + 2 * pairs + 3];
+                    for (int i = 0; i < x.length; i++) x[i] = (float) r.nextDouble(-1, 1);
+                    float[] out = new float[2 * pairs + 9];
+                    Arrays.fill(out, Float.NaN);
+                    int eOff = 2, oOff = 3 + pairs;
+                    k.deinterleave(x, xOff, pairs, out, eOff, out, oOff);
+                    for (int m = 0; m < pairs; m++) {
+                        if (out[eOff + m] != x[xOff + 2 * m] || out[oOff + m] != x[xOff + 2 * m + 1]) {
+                            fail(k.getClass().getSimpleName() + ": pairs " + pairs + ", xOff " + xOff + ", m " + m);
+                        }
+                    }
+                    assertTrue(Float.isNaN(out[0]) && Float.isNaN(out[1]) && Float.isNaN(out[eOff + pairs]) && Float.isNaN(out[oOff + pairs]),
+                            "wrote outside its ranges: pairs " + pairs);
+                }
+            }
+        }
+    }
+
     @Test
     void simdAndScalarKernelsAgree() {
         ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
