@@ -133,16 +133,19 @@ public interface Backend {
                                    Buffer runningVar, float momentum, float eps, Buffer residual, boolean relu, Buffer y,
                                    Buffer saveMean, Buffer saveInvStd) {
         batchNormTrain(x, n, c, hw, gamma, beta, runningMean, runningVar, momentum, eps, y, saveMean, saveInvStd);
-        int[] d = {n * c * hw};
-        if (residual != null) binary(BinaryOp.ADD, residual, d, y, d, y, d);
-        if (relu) unary(UnaryOp.RELU, y, y);
+        batchNormEpilogue(residual, relu, y, n * c * hw);
     }
 
     /** {@link #batchNormEval} followed by the epilogue of {@link #batchNormActTrain}. */
     default void batchNormActEval(Buffer x, int n, int c, int hw, Buffer gamma, Buffer beta, Buffer runningMean,
                                   Buffer runningVar, float eps, Buffer residual, boolean relu, Buffer y) {
         batchNormEval(x, n, c, hw, gamma, beta, runningMean, runningVar, eps, y);
-        int[] d = {n * c * hw};
+        batchNormEpilogue(residual, relu, y, n * c * hw);
+    }
+
+    /** y = relu?(residual + y) in place, with the separate kernels: the epilogue of the defaults above. */
+    private void batchNormEpilogue(Buffer residual, boolean relu, Buffer y, int length) {
+        int[] d = {length};
         if (residual != null) binary(BinaryOp.ADD, residual, d, y, d, y, d);
         if (relu) unary(UnaryOp.RELU, y, y);
     }

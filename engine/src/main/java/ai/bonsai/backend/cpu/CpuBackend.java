@@ -495,7 +495,6 @@ public final class CpuBackend implements Backend {
                                             Buffer invStdB) {
         float[] x = f(xb), gamma = f(gammaB), beta = f(betaB), rm = f(rmB), rv = f(rvB), y = f(yb), sm = f(meanB), si = f(invStdB);
         float[] res = residualB == null ? null : f(residualB);
-        boolean epilogue = res != null || relu;
         long m = (long) n * hw;
         Parallel.forEach(c, ch -> {
             // Two reads: the mean first, then the centred sum of squares, which stays accurate for inputs with a
@@ -511,8 +510,7 @@ public final class CpuBackend implements Backend {
             sm[ch] = (float) mean;
             si[ch] = inv;
             float scale = gamma[ch] * inv, shift = beta[ch] - (float) mean * scale;
-            if (epilogue) for (int i = 0; i < n; i++) EW.affineAct(x, res, relu, y, (i * c + ch) * hw, hw, scale, shift);
-            else for (int i = 0; i < n; i++) EW.affine(x, y, (i * c + ch) * hw, hw, scale, shift);
+            for (int i = 0; i < n; i++) EW.affineAct(x, res, relu, y, (i * c + ch) * hw, hw, scale, shift);
             double unbiased = m > 1 ? ss / (m - 1) : var;
             rm[ch] = (1 - momentum) * rm[ch] + momentum * (float) mean;
             rv[ch] = (1 - momentum) * rv[ch] + momentum * (float) unbiased;
@@ -528,14 +526,12 @@ public final class CpuBackend implements Backend {
                                            Buffer rvB, float eps, Buffer residualB, boolean relu, Buffer yb) {
         float[] x = f(xb), gamma = f(gammaB), beta = f(betaB), rm = f(rmB), rv = f(rvB), y = f(yb);
         float[] res = residualB == null ? null : f(residualB);
-        boolean epilogue = res != null || relu;
         Parallel.forRange(n * c, Math.max(1, GRAIN / hw), (from, to) -> {
             for (int p = from; p < to; p++) {
                 int ch = p % c;
                 float inv = (float) (1.0 / Math.sqrt(rv[ch] + eps));
                 float scale = gamma[ch] * inv, shift = beta[ch] - rm[ch] * scale;
-                if (epilogue) EW.affineAct(x, res, relu, y, p * hw, hw, scale, shift);
-                else EW.affine(x, y, p * hw, hw, scale, shift);
+                EW.affineAct(x, res, relu, y, p * hw, hw, scale, shift);
             }
         });
     }
@@ -556,20 +552,15 @@ public final class CpuBackend implements Backend {
             // Both reductions in one read of dy and x; with a ReLU, its mask is applied on the way (and the masked
             // gradient kept when the residual needs it, so that the second read takes it instead of dy and the mask).
             double[] mom = new double[2];
-            if (mask == null) EW.gradMoments(dy, x, ch * hw, n, hw, c * hw, mean, mom, 0);
-            else EW.maskedGradMoments(dy, mask, dMasked, x, ch * hw, n, hw, c * hw, mean, mom, 0);
+            EW.maskedGradMoments(dy, mask, dMasked, x, ch * hw, n, hw, c * hw, mean, mom, 0);
             double sdy = mom[0], sdyx = mom[1];
             db[ch] = (float) sdy;
             dg[ch] = (float) (sdyx * inv);
             if (dx == null) return;
             // dx = gamma * inv / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))
             float k1 = gamma[ch] * inv, meanDy = (float) (sdy / m), k2 = (float) (sdyx * inv * inv / m);
-            for (int i = 0; i < n; i++) {
-                int off = (i * c + ch) * hw;
-                if (mask == null) EW.batchNormInputGrad(dy, x, dx, off, hw, k1, meanDy, mean, k2);
-                else if (dMasked != null) EW.batchNormInputGrad(dMasked, x, dx, off, hw, k1, meanDy, mean, k2);
-                else EW.maskedBatchNormInputGrad(dy, mask, x, dx, off, hw, k1, meanDy, mean, k2);
-            }
+            float[] g = dMasked != null ? dMasked : dy, gMask = dMasked != null ? null : mask;
+            for (int i = 0; i < n; i++) EW.maskedBatchNormInputGrad(g, gMask, x, dx, (i * c + ch) * hw, hw, k1, meanDy, mean, k2);
         });
     }
 

@@ -36,20 +36,21 @@ public interface ElementwiseKernels {
     /** dx[i] = k1 * (dy[i] - meanDy - (x[i] - mean) * k2) over [off, off+len): batch norm's input gradient. */
     void batchNormInputGrad(float[] dy, float[] x, float[] dx, int off, int len, float k1, float meanDy, float mean, float k2);
 
-    // Batch norm fused with its epilogue (residual add, ReLU). Each gives the same bits as the unfused kernels run
-    // one after the other: the arithmetic is the same, in the same order, only the passes over memory are fewer.
+    // Batch norm fused with its epilogue (residual add, ReLU). The plain kernels above are these with no residual,
+    // ReLU or mask, so fused and separate ops do the same arithmetic in the same order: only the passes over memory
+    // are fewer.
 
     /** y[i] = relu?(x[i] * scale + shift + residual[i]) over [off, off+len); residual may be null. */
     void affineAct(float[] x, float[] residual, boolean relu, float[] y, int off, int len, float scale, float shift);
 
     /**
      * {@link #gradMoments} of the masked gradient gm[i] = mask[i] > 0 ? g[i] : 0 (ReLU's backward with its output
-     * as the mask), which is also written to {@code gOut} when that is not null.
+     * as the mask; no mask when null), which is also written to {@code gOut} when that is not null.
      */
     void maskedGradMoments(float[] g, float[] mask, float[] gOut, float[] x, int off, int rows, int len, int stride, float mean,
                            double[] out, int o);
 
-    /** {@link #batchNormInputGrad} of the masked gradient mask[i] > 0 ? dy[i] : 0. */
+    /** {@link #batchNormInputGrad} of the masked gradient mask[i] > 0 ? dy[i] : 0 (no mask when null). */
     void maskedBatchNormInputGrad(float[] dy, float[] mask, float[] x, float[] dx, int off, int len, float k1, float meanDy,
                                   float mean, float k2);
 

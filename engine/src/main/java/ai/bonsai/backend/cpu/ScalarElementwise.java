@@ -25,27 +25,15 @@ public final class ScalarElementwise implements ElementwiseKernels {
     }
 
     @Override public void gradMoments(float[] g, float[] x, int off, int rows, int len, int stride, float mean, double[] out, int o) {
-        double s = 0, sp = 0;
-        for (int r = 0; r < rows; r++) {
-            int base = off + r * stride;
-            double rs = 0, rp = 0;
-            for (int i = base; i < base + len; i++) {
-                rs += g[i];
-                rp += (double) g[i] * (x[i] - mean);
-            }
-            s += rs;
-            sp += rp;
-        }
-        out[o] = s;
-        out[o + 1] = sp;
+        maskedGradMoments(g, null, null, x, off, rows, len, stride, mean, out, o);
     }
 
     @Override public void affine(float[] x, float[] y, int off, int len, float scale, float shift) {
-        for (int i = off; i < off + len; i++) y[i] = x[i] * scale + shift;
+        affineAct(x, null, false, y, off, len, scale, shift);
     }
 
     @Override public void batchNormInputGrad(float[] dy, float[] x, float[] dx, int off, int len, float k1, float meanDy, float mean, float k2) {
-        for (int i = off; i < off + len; i++) dx[i] = k1 * (dy[i] - meanDy - (x[i] - mean) * k2);
+        maskedBatchNormInputGrad(dy, null, x, dx, off, len, k1, meanDy, mean, k2);
     }
 
     @Override public void affineAct(float[] x, float[] residual, boolean relu, float[] y, int off, int len, float scale, float shift) {
@@ -63,7 +51,7 @@ public final class ScalarElementwise implements ElementwiseKernels {
             int base = off + r * stride;
             double rs = 0, rp = 0;
             for (int i = base; i < base + len; i++) {
-                float gm = mask[i] > 0f ? g[i] : 0f;
+                float gm = mask == null || mask[i] > 0f ? g[i] : 0f;
                 if (gOut != null) gOut[i] = gm;
                 rs += gm;
                 rp += (double) gm * (x[i] - mean);
@@ -77,6 +65,6 @@ public final class ScalarElementwise implements ElementwiseKernels {
 
     @Override public void maskedBatchNormInputGrad(float[] dy, float[] mask, float[] x, float[] dx, int off, int len, float k1,
                                                    float meanDy, float mean, float k2) {
-        for (int i = off; i < off + len; i++) dx[i] = k1 * ((mask[i] > 0f ? dy[i] : 0f) - meanDy - (x[i] - mean) * k2);
+        for (int i = off; i < off + len; i++) dx[i] = k1 * ((mask == null || mask[i] > 0f ? dy[i] : 0f) - meanDy - (x[i] - mean) * k2);
     }
 }

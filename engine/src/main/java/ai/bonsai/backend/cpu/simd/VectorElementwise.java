@@ -69,34 +69,7 @@ public final class VectorElementwise implements ElementwiseKernels {
 
     /** Row by row like {@link #shiftedMoments}. */
     @Override public void gradMoments(float[] g, float[] x, int off, int rows, int len, int stride, float mean, double[] out, int o) {
-        double s = 0, sp = 0;
-        FloatVector m = FloatVector.broadcast(S, mean);
-        float[] lanes = new float[L];
-        for (int r = 0; r < rows; r++) {
-            int i = off + r * stride, end = i + len;
-            double rs = 0, rp = 0;
-            while (i <= end - L) {
-                int stop = Math.min(end - L, i + BLOCK - L);
-                FloatVector acc = FloatVector.zero(S), accP = FloatVector.zero(S);
-                for (; i <= stop; i += L) {
-                    FloatVector gv = FloatVector.fromArray(S, g, i);
-                    acc = acc.add(gv);
-                    accP = FloatVector.fromArray(S, x, i).sub(m).fma(gv, accP);
-                }
-                acc.intoArray(lanes, 0);
-                rs += laneSum(lanes);
-                accP.intoArray(lanes, 0);
-                rp += laneSum(lanes);
-            }
-            for (; i < end; i++) {
-                rs += g[i];
-                rp += (double) g[i] * (x[i] - mean);
-            }
-            s += rs;
-            sp += rp;
-        }
-        out[o] = s;
-        out[o + 1] = sp;
+        maskedGradMoments(g, null, null, x, off, rows, len, stride, mean, out, o);
     }
 
     /** The lanes added in lane order, in float (what reduceLanes computes, in one fixed order). */
@@ -107,29 +80,18 @@ public final class VectorElementwise implements ElementwiseKernels {
     }
 
     @Override public void affine(float[] x, float[] y, int off, int len, float scale, float shift) {
-        int end = off + len, i = off;
-        FloatVector sc = FloatVector.broadcast(S, scale), sh = FloatVector.broadcast(S, shift);
-        for (; i <= end - L; i += L) FloatVector.fromArray(S, x, i).fma(sc, sh).intoArray(y, i);
-        for (; i < end; i++) y[i] = x[i] * scale + shift;
+        affineAct(x, null, false, y, off, len, scale, shift);
     }
 
     @Override public void batchNormInputGrad(float[] dy, float[] x, float[] dx, int off, int len, float k1, float meanDy, float mean, float k2) {
-        int end = off + len, i = off;
-        FloatVector vk1 = FloatVector.broadcast(S, k1), vmd = FloatVector.broadcast(S, meanDy),
-                vm = FloatVector.broadcast(S, mean), vk2 = FloatVector.broadcast(S, k2);
-        for (; i <= end - L; i += L) {
-            FloatVector xc = FloatVector.fromArray(S, x, i).sub(vm);
-            FloatVector d = FloatVector.fromArray(S, dy, i).sub(vmd).sub(xc.mul(vk2));
-            d.mul(vk1).intoArray(dx, i);
-        }
-        for (; i < end; i++) dx[i] = k1 * (dy[i] - meanDy - (x[i] - mean) * k2);
+        maskedBatchNormInputGrad(dy, null, x, dx, off, len, k1, meanDy, mean, k2);
     }
 
     @Override public void affineAct(float[] x, float[] residual, boolean relu, float[] y, int off, int len, float scale, float shift) {
         int end = off + len, i = off;
         FloatVector sc = FloatVector.broadcast(S, scale), sh = FloatVector.broadcast(S, shift), zero = FloatVector.zero(S);
         for (; i <= end - L; i += L) {
-            FloatVector v = FloatVector.fromArray(S, x, i).fma(sc, sh);      // as affine computes it
+            FloatVector v = FloatVector.fromArray(S, x, i).fma(sc, sh);
             if (residual != null) v = FloatVector.fromArray(S, residual, i).add(v);
             if (relu) v = v.max(zero);
             v.intoArray(y, i);
@@ -141,7 +103,7 @@ public final class VectorElementwise implements ElementwiseKernels {
         }
     }
 
-    /** {@link #gradMoments} with the mask applied as {@link #reluBackward} applies it. */
+    /** Row by row like {@link #shiftedMoments}; the mask (if any) applied as {@link #reluBackward} applies it. */
     @Override public void maskedGradMoments(float[] g, float[] mask, float[] gOut, float[] x, int off, int rows, int len, int stride,
                                             float mean, double[] out, int o) {
         double s = 0, sp = 0;
@@ -154,8 +116,8 @@ public final class VectorElementwise implements ElementwiseKernels {
                 int stop = Math.min(end - L, i + BLOCK - L);
                 FloatVector acc = FloatVector.zero(S), accP = FloatVector.zero(S);
                 for (; i <= stop; i += L) {
-                    VectorMask<Float> pos = FloatVector.fromArray(S, mask, i).compare(VectorOperators.GT, 0f);
-                    FloatVector gv = zero.blend(FloatVector.fromArray(S, g, i), pos);
+                    FloatVector gv = FloatVector.fromArray(S, g, i);
+                    if (mask != null) gv = zero.blend(gv, FloatVector.fromArray(S, mask, i).compare(VectorOperators.GT, 0f));
                     if (gOut != null) gv.intoArray(gOut, i);
                     acc = acc.add(gv);
                     accP = FloatVector.fromArray(S, x, i).sub(m).fma(gv, accP);
@@ -166,7 +128,7 @@ public final class VectorElementwise implements ElementwiseKernels {
                 rp += laneSum(lanes);
             }
             for (; i < end; i++) {
-                float gm = mask[i] > 0f ? g[i] : 0f;
+                float gm = mask == null || mask[i] > 0f ? g[i] : 0f;
                 if (gOut != null) gOut[i] = gm;
                 rs += gm;
                 rp += (double) gm * (x[i] - mean);
@@ -184,11 +146,12 @@ public final class VectorElementwise implements ElementwiseKernels {
         FloatVector vk1 = FloatVector.broadcast(S, k1), vmd = FloatVector.broadcast(S, meanDy),
                 vm = FloatVector.broadcast(S, mean), vk2 = FloatVector.broadcast(S, k2), zero = FloatVector.zero(S);
         for (; i <= end - L; i += L) {
-            VectorMask<Float> pos = FloatVector.fromArray(S, mask, i).compare(VectorOperators.GT, 0f);
             FloatVector xc = FloatVector.fromArray(S, x, i).sub(vm);
-            FloatVector d = zero.blend(FloatVector.fromArray(S, dy, i), pos).sub(vmd).sub(xc.mul(vk2));
+            FloatVector g = FloatVector.fromArray(S, dy, i);
+            if (mask != null) g = zero.blend(g, FloatVector.fromArray(S, mask, i).compare(VectorOperators.GT, 0f));
+            FloatVector d = g.sub(vmd).sub(xc.mul(vk2));
             d.mul(vk1).intoArray(dx, i);
         }
-        for (; i < end; i++) dx[i] = k1 * ((mask[i] > 0f ? dy[i] : 0f) - meanDy - (x[i] - mean) * k2);
+        for (; i < end; i++) dx[i] = k1 * ((mask == null || mask[i] > 0f ? dy[i] : 0f) - meanDy - (x[i] - mean) * k2);
     }
 }
