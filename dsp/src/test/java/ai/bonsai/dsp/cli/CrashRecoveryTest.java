@@ -36,6 +36,9 @@ class CrashRecoveryTest {
     @AfterEach
     void endChildren() { ChildRun.killAll(); }
 
+    /** How long the child pauses at each crash point (-Dbonsai.crashpoints.pauseMs). */
+    private static final int PAUSE_MS = 25;
+
     @Test
     void killedAtRandomMomentsLosesNothing(@TempDir Path tmp) throws Exception {
         int kills = Integer.parseInt(System.getenv().getOrDefault("BONSAI_KILLS", "3"));
@@ -70,7 +73,7 @@ class CrashRecoveryTest {
             boolean resume = Files.exists(dir.resolve("resnet8.last.safetensors"));
             List<String> a = GracefulStopTest.args(dir, epochs);
             if (resume) a.add("--resume");
-            ChildRun c = ChildRun.start(25, GracefulStopTest.MAIN, a);
+            ChildRun c = ChildRun.start(PAUSE_MS, GracefulStopTest.MAIN, a);
             restarts++;
             String phase = PHASES[done_ % PHASES.length];
             int nth = 1 + rnd.nextInt(phase.equals("step") ? 10 : 2);
@@ -82,7 +85,9 @@ class CrashRecoveryTest {
                 if (hit == null) break;
             }
             if (hit == null) throw new AssertionError("the run ended before kill " + (done_ + 1) + " (" + phase + " #" + nth + "); stderr:\n" + c.err);
-            Thread.sleep(rnd.nextInt(25));
+            // Jitter well inside the child's pause: with up to the whole pause plus the time to see the line, a kill
+            // meant for the middle of a metrics append could land after it (no torn line to repair) on a busy machine.
+            Thread.sleep(rnd.nextInt(PAUSE_MS / 5));
             c.process.destroyForcibly();   // SIGKILL
             assertEquals(137, c.waitFor(60), c.err.toString());
             if (expectRepair && resume) {
