@@ -348,11 +348,12 @@ final class BranchConvKernels {
                     kern.winogradOutput(m, i * ld, mStride, ld, 0f, rows, 0, ld, m4);
                     affine(rows, 0, m4 * ld, b.scale[j], b.shift[j], b.relu);
                     int yc = b.out[j];
-                    for (int t = 0; t < lay.tiles; t++) {
-                        for (int r = 0; r < Math.min(m4, oh - m4 * t); r++) {
-                            for (int img = 0; img < lay.imgs; img++) {
-                                int yo = (((yImg0 + img) * cOut + yc) * oh + m4 * t + r) * ow;
-                                copyRow(rows, r * ld + t * lay.rs + img * lay.wp, y, yo, ow, accumulate);
+                    // Image by image, each plane of y front to back, as in Conv2dWinograd.forward.
+                    for (int img = 0; img < lay.imgs; img++) {
+                        int yPlane = ((yImg0 + img) * cOut + yc) * oh * ow;
+                        for (int t = 0; t < lay.tiles; t++) {
+                            for (int r = 0; r < Math.min(m4, oh - m4 * t); r++) {
+                                copyRow(rows, r * ld + t * lay.rs + img * lay.wp, y, yPlane + (m4 * t + r) * ow, ow, accumulate);
                             }
                         }
                     }

@@ -231,16 +231,19 @@ final class Conv2dWinograd {
             int qRound = lay.qRound;
             float[] m = ScratchBuffers.get(ScratchBuffers.CONV_OUT, ALPHA * kPad * qRound);
             Conv2dKernels.shiftGemm(kern, ALPHA, mBlocks, np, a, v, lay.vPlane, offsets(g, lay, np), m, qRound, slices);
-            // Output transform over the whole unit per channel (long vectors), then plain row copies into y.
+            // Output transform over the whole unit per channel (long vectors), then plain row copies into y, image
+            // by image: each image's plane of y is written front to back. Going tile row by tile row across the
+            // images instead (the order of rowsOut) spread the stores over every image's plane at once, and made
+            // the forward pass 10-30 % slower on ResNet-20's 32 and 16 pixel layers (alternated runs).
             float[] rowsOut = ScratchBuffers.get(ScratchBuffers.CONV_TMP, M * qRound);
             for (int kk = 0; kk < k; kk++) {
                 kern.winogradOutput(m, kk * qRound, kPad * qRound, qRound, bias == null ? 0f : bias[kk],
                         rowsOut, 0, qRound, M);
-                for (int t = 0; t < lay.tiles; t++) {
-                    for (int i = 0; i < Math.min(M, oh - M * t); i++) {
-                        int src = i * qRound + t * lay.rs;
-                        for (int img = 0; img < lay.imgs; img++) {
-                            System.arraycopy(rowsOut, src + img * lay.wp, y, (((n0 + img) * k + kk) * oh + M * t + i) * ow, ow);
+                for (int img = 0; img < lay.imgs; img++) {
+                    int yPlane = ((n0 + img) * k + kk) * oh * ow;
+                    for (int t = 0; t < lay.tiles; t++) {
+                        for (int i = 0; i < Math.min(M, oh - M * t); i++) {
+                            System.arraycopy(rowsOut, i * qRound + t * lay.rs + img * lay.wp, y, yPlane + (M * t + i) * ow, ow);
                         }
                     }
                 }
