@@ -324,9 +324,8 @@ final class BranchConvKernels {
         int oh = g.outH(), ow = g.outW(), cIn = st.plan.inChannels(), cOut = st.plan.outChannels();
         // Columns rounded to the half tile's width (2 nr), so every tile shape covers [0, qRound) exactly.
         Conv2dWinograd.Layout lay = new Conv2dWinograd.Layout(g, imgs, 2 * nr);
-        float[] p = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, g.c() * lay.pChannel);
         float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, alpha * lay.vPlane);
-        Conv2dWinograd.stageAndTransform(kern, g, x, cIn, prep.staged, n0, lay, p, v);
+        Conv2dWinograd.stageAndTransform(kern, g, x, cIn, prep.staged, n0, lay, v);
         int ld = lay.qRound, mStride = mr * ld;
         float[] m = ScratchBuffers.get(ScratchBuffers.CONV_OUT, alpha * mStride);
         float[] rows = ScratchBuffers.get(ScratchBuffers.CONV_TMP, m4 * ld);

@@ -73,10 +73,12 @@ public interface ConvMicroKernels {
     // arithmetic in the same order and the SIMD and scalar versions agree to the last bit of each formula.
 
     /**
-     * Input transform: {@code v[vOff + a*vStride + t] = sum_i BT[a][i] * p[pOff + i*ld + t]} for a < 6, i < 6,
-     * t < len, with BT of Winograd F(4, 3) (points 0, +-1, +-2, infinity).
+     * Input transform: {@code v[vOff + a*vStride + t] = sum_i BT[a][i] * d_i[t]} for a < 6, i < 6, t < len, with BT
+     * of Winograd F(4, 3) (points 0, +-1, +-2, infinity), where row {@code d_i[t] = p[pOff + i*ld + t]} for
+     * {@code lo <= i < hi} and zero for the other rows, which are not read: a tile row that overhangs the top or
+     * bottom of an image transforms straight from the image, with no zero-padded copy.
      */
-    void winogradInput(float[] p, int pOff, int ld, int len, float[] v, int vOff, int vStride);
+    void winogradInput(float[] p, int pOff, int ld, int lo, int hi, int len, float[] v, int vOff, int vStride);
 
     /**
      * Output transform: {@code y[yOff + i*ldy + t] = bias + sum_a AT[i][a] * m[mOff + a*mStride + t]} for

@@ -80,10 +80,13 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
     }
 
     @Override
-    public void winogradInput(float[] p, int pOff, int ld, int len, float[] v, int vOff, int vStride) {
+    public void winogradInput(float[] p, int pOff, int ld, int lo, int hi, int len, float[] v, int vOff, int vStride) {
+        boolean r0 = lo <= 0 && hi > 0, r1 = lo <= 1 && hi > 1, r2 = lo <= 2 && hi > 2;
+        boolean r3 = lo <= 3 && hi > 3, r4 = lo <= 4 && hi > 4, r5 = lo <= 5 && hi > 5;
         for (int t = 0; t < len; t++) {
             int o = pOff + t;
-            float d0 = p[o], d1 = p[o + ld], d2 = p[o + 2 * ld], d3 = p[o + 3 * ld], d4 = p[o + 4 * ld], d5 = p[o + 5 * ld];
+            float d0 = r0 ? p[o] : 0f, d1 = r1 ? p[o + ld] : 0f, d2 = r2 ? p[o + 2 * ld] : 0f;
+            float d3 = r3 ? p[o + 3 * ld] : 0f, d4 = r4 ? p[o + 4 * ld] : 0f, d5 = r5 ? p[o + 5 * ld] : 0f;
             int w = vOff + t;
             v[w] = 4f * d0 - 5f * d2 + d4;
             v[w + vStride] = (d4 + d3) - 4f * (d1 + d2);

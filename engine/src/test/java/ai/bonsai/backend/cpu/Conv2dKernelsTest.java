@@ -230,6 +230,51 @@ class Conv2dKernelsTest {
         }
     }
 
+    /**
+     * Winograd's input transform straight from the image rows (tile rows overhanging the image read zeros instead of
+     * a padded copy) gives the same V, bit for bit, as the transform of the zero-padded copy, in both kernels: every
+     * Winograd geometry of the list, each forced down both routes, with a channel gather and a unit that starts past
+     * the first image.
+     */
+    @Test
+    void winogradTransformsTheSameFromImageRowsAsFromAPaddedCopy() {
+        ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
+                "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
+        SplittableRandom rnd = new SplittableRandom(11);
+        int checked = 0, inPlaceByDefault = 0;
+        for (ConvMicroKernels k : simd == null ? new ConvMicroKernels[] {new ScalarConvMicroKernels()}
+                : new ConvMicroKernels[] {new ScalarConvMicroKernels(), simd}) {
+            for (int[] geo : GEOMETRIES) {
+                ConvGeometry g = geometry(geo);
+                if (!Conv2dWinograd.applies(g)) continue;
+                int xChannels = g.c() + 2, n0 = 1, imgs = Math.max(1, g.n() - 1);
+                int[] channels = new int[g.c()];
+                for (int c = 0; c < g.c(); c++) channels[c] = (c * 3 + 1) % xChannels;
+                float[] x = random(rnd, (n0 + imgs) * xChannels * g.h() * g.w());
+                Conv2dWinograd.Layout lay = new Conv2dWinograd.Layout(g, imgs, k.nr());
+                float[] staged = poisoned(Conv2dWinograd.ALPHA * lay.vPlane), inPlace = poisoned(staged.length);
+                Conv2dWinograd.stageAndTransform(k, g, x, xChannels, channels, n0, lay, staged, false);
+                Conv2dWinograd.stageAndTransform(k, g, x, xChannels, channels, n0, lay, inPlace, true);
+                for (int a = 0; a < Conv2dWinograd.ALPHA; a++) {
+                    for (int c = 0; c < g.c(); c++) {
+                        int base = a * lay.vPlane + c * lay.vChannel;
+                        for (int q = 0; q < lay.qRound + g.s(); q++) {
+                            float want = staged[base + q], got = inPlace[base + q];
+                            assertTrue(!Float.isNaN(want) && Float.floatToRawIntBits(want) == Float.floatToRawIntBits(got),
+                                    k.getClass().getSimpleName() + " " + g + ": V[" + a + "][" + c + "][" + q + "] is "
+                                            + got + " in place, " + want + " from the padded copy");
+                        }
+                    }
+                }
+                checked++;
+                if (Conv2dWinograd.transformsRowsInPlace(k, g)) inPlaceByDefault++;
+            }
+        }
+        assertTrue(checked >= 16, "only " + checked + " geometries checked");
+        assertTrue(inPlaceByDefault >= 1 && inPlaceByDefault < checked,
+                inPlaceByDefault + " of " + checked + " take the in-place route by default: both routes must run by default");
+    }
+
     /** The stride-2 staging's row split, both implementations, against its definition: awkward lengths and offsets. */
     @Test
     void deinterleaveSplitsEvenAndOddColumns() {

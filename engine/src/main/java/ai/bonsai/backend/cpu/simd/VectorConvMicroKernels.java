@@ -263,13 +263,17 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
     private static final ScalarConvMicroKernels TAIL = new ScalarConvMicroKernels();
 
     @Override
-    public void winogradInput(float[] p, int pOff, int ld, int len, float[] v, int vOff, int vStride) {
+    public void winogradInput(float[] p, int pOff, int ld, int lo, int hi, int len, float[] v, int vOff, int vStride) {
+        // Rows outside [lo, hi) are zero vectors, the same +0 a zero-padded copy would hold.
+        boolean r0 = lo <= 0 && hi > 0, r1 = lo <= 1 && hi > 1, r2 = lo <= 2 && hi > 2;
+        boolean r3 = lo <= 3 && hi > 3, r4 = lo <= 4 && hi > 4, r5 = lo <= 5 && hi > 5;
+        FloatVector z = FloatVector.zero(S);
         int t = 0;
         for (; t <= len - L; t += L) {
             int o = pOff + t;
-            FloatVector d0 = FloatVector.fromArray(S, p, o), d1 = FloatVector.fromArray(S, p, o + ld);
-            FloatVector d2 = FloatVector.fromArray(S, p, o + 2 * ld), d3 = FloatVector.fromArray(S, p, o + 3 * ld);
-            FloatVector d4 = FloatVector.fromArray(S, p, o + 4 * ld), d5 = FloatVector.fromArray(S, p, o + 5 * ld);
+            FloatVector d0 = r0 ? FloatVector.fromArray(S, p, o) : z, d1 = r1 ? FloatVector.fromArray(S, p, o + ld) : z;
+            FloatVector d2 = r2 ? FloatVector.fromArray(S, p, o + 2 * ld) : z, d3 = r3 ? FloatVector.fromArray(S, p, o + 3 * ld) : z;
+            FloatVector d4 = r4 ? FloatVector.fromArray(S, p, o + 4 * ld) : z, d5 = r5 ? FloatVector.fromArray(S, p, o + 5 * ld) : z;
             int w = vOff + t;
             d0.mul(4f).sub(d2.mul(5f)).add(d4).intoArray(v, w);
             d4.add(d3).sub(d1.add(d2).mul(4f)).intoArray(v, w + vStride);
@@ -279,7 +283,7 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
             e.sub(f).intoArray(v, w + 4 * vStride);
             d1.mul(4f).sub(d3.mul(5f)).add(d5).intoArray(v, w + 5 * vStride);
         }
-        TAIL.winogradInput(p, pOff + t, ld, len - t, v, vOff + t, vStride);
+        TAIL.winogradInput(p, pOff + t, ld, lo, hi, len - t, v, vOff + t, vStride);
     }
 
     @Override
