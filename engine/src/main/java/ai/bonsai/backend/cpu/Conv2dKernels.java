@@ -222,10 +222,25 @@ public final class Conv2dKernels {
     }
 
     /**
+     * {@code x[xOff + 2m] = even[eOff + m]} and {@code x[xOff + 2m + 1] = odd[oOff + m]} for {@code m < pairs}: a row of
+     * dx from its two column phases, the inverse of {@link ConvMicroKernels#deinterleave}. Scalar on purpose: a
+     * Vector API version (pairs widened to longs) was faster alone, but its reinterpretations between other vector
+     * shapes than deinterleave's polluted the JDK 17 JIT's profile of the shared reinterpret code, so that
+     * deinterleave's stopped compiling to intrinsics: its vectors were boxed (2 GB of garbage in 50 steps) and the
+     * stride-2 forward pass ran 2x slower.
+     */
+    static void interleave(float[] even, int eOff, float[] odd, int oOff, int pairs, float[] x, int xOff) {
+        for (int m = 0; m < pairs; m++) {
+            x[xOff + 2 * m] = even[eOff + m];
+            x[xOff + 2 * m + 1] = odd[oOff + m];
+        }
+    }
+
+    /**
      * With a column stride of 2, the two column phases of a row phase cover the even and the odd columns of the same
      * dx rows. Written one phase after the other, each dx row took two scalar strided passes, and every cache line
      * of dx was fetched twice: 40 % of a stride-2 data gradient (ResNet-20's 16 to 32 filter layer, 0.8 of 1.9 ms).
-     * Paired, each row is written once from both ({@link ConvMicroKernels#interleave}). Pairs the phases where both
+     * Paired, each row is written once from both ({@link #interleave}). Pairs the phases where both
      * exist; the rest keep the strided write.
      */
     private static void pairColumnPhases(ConvGeometry g, DataPhase[] phases) {
@@ -402,8 +417,7 @@ public final class Conv2dKernels {
                     int dxBase = ((n0 + img) * g.c() + c) * h * wdt;
                     for (int ai = 0; ai < nI; ai++) {
                         int o = row + ai * wd, d = dxBase + (hBase + ai * sh) * wdt;
-                        // A copy, so the same bits whatever kernels the caller runs.
-                        KERNELS.interleave(even, o, odd, o, pairs, dx, d);
+                        interleave(even, o, odd, o, pairs, dx, d);
                         if ((wdt & 1) != 0) dx[d + 2 * pairs] = even[o + pairs];
                     }
                 }

@@ -98,11 +98,4 @@ public interface ConvMicroKernels {
      * input row split into its two column phases, as a stride-2 convolution stages its input.
      */
     void deinterleave(float[] x, int xOff, int pairs, float[] even, int eOff, float[] odd, int oOff);
-
-    /**
-     * The inverse of {@link #deinterleave}: {@code x[xOff + 2m] = even[eOff + m]} and
-     * {@code x[xOff + 2m + 1] = odd[oOff + m]} for {@code m < pairs}. A stride-2 convolution's data gradient writes
-     * a row of dx from its two column phases at once with it.
-     */
-    void interleave(float[] even, int eOff, float[] odd, int oOff, int pairs, float[] x, int xOff);
 }

@@ -134,11 +134,4 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
             odd[oOff + m] = x[xOff + 2 * m + 1];
         }
     }
-
-    @Override public void interleave(float[] even, int eOff, float[] odd, int oOff, int pairs, float[] x, int xOff) {
-        for (int m = 0; m < pairs; m++) {
-            x[xOff + 2 * m] = even[eOff + m];
-            x[xOff + 2 * m + 1] = odd[oOff + m];
-        }
-    }
 }

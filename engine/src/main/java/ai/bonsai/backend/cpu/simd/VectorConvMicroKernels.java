@@ -22,9 +22,6 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
     private static final int MR = 8, NR = 2 * L;
     /** Ints in half a vector: a pair of floats read as one long, narrowed to its low or high half. */
     private static final VectorSpecies<Integer> HALF_INT = VectorSpecies.of(int.class, VectorShape.forBitSize(S.vectorBitSize() / 2));
-    /** Floats in half a vector, and longs in a whole one: two half-vectors of floats widened into pairs. */
-    private static final VectorSpecies<Float> HALF_FLOAT = VectorSpecies.of(float.class, VectorShape.forBitSize(S.vectorBitSize() / 2));
-    private static final VectorSpecies<Long> LONGS = VectorSpecies.of(long.class, S.vectorShape());
     /**
      * gradTile's lanes, per thread: a new array per call was a third of what a training step still allocated once
      * its buffers came from a StepArena (about 30,000 calls, 30 MiB a ResNet-20 step), and the young collections
@@ -345,23 +342,6 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
         for (; m < pairs; m++) {
             even[eOff + m] = x[xOff + 2 * m];
             odd[oOff + m] = x[xOff + 2 * m + 1];
-        }
-    }
-
-    @Override public void interleave(float[] even, int eOff, float[] odd, int oOff, int pairs, float[] x, int xOff) {
-        // Each pair becomes one long, even float in the low half (the lower address), odd in the high half: widen
-        // both half-vectors of ints, keep the even ones' low 32 bits, shift the odd ones up, or them.
-        int h = L / 2, m = 0;
-        for (; m + h <= pairs; m += h) {
-            LongVector e = (LongVector) FloatVector.fromArray(HALF_FLOAT, even, eOff + m).reinterpretAsInts()
-                    .convertShape(VectorOperators.I2L, LONGS, 0);
-            LongVector o = (LongVector) FloatVector.fromArray(HALF_FLOAT, odd, oOff + m).reinterpretAsInts()
-                    .convertShape(VectorOperators.I2L, LONGS, 0);
-            e.and(0xFFFFFFFFL).or(o.lanewise(VectorOperators.LSHL, 32)).reinterpretAsFloats().intoArray(x, xOff + 2 * m);
-        }
-        for (; m < pairs; m++) {
-            x[xOff + 2 * m] = even[eOff + m];
-            x[xOff + 2 * m + 1] = odd[oOff + m];
         }
     }
 }
