@@ -131,7 +131,7 @@ public final class PeakHeap {
     }
 
     /** Bytes allocated so far by all live threads (the CPU backend's pool threads allocate too); -1 if unsupported. */
-    private static long allocatedBytes() {
+    static long allocatedBytes() {
         if (!(ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean t) || !t.isThreadAllocatedMemorySupported()) return -1;
         long sum = 0;
         for (long v : t.getThreadAllocatedBytes(t.getAllThreadIds())) if (v > 0) sum += v;

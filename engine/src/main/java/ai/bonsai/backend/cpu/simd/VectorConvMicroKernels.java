@@ -6,7 +6,6 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.LongVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -21,7 +20,8 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
     private static final int L = S.length();
     private static final int MR = 8, NR = 2 * L;
     /** Ints in half a vector: a pair of floats read as one long, narrowed to its low or high half. */
-    private static final VectorSpecies<Integer> HALF_INT = VectorSpecies.of(int.class, VectorShape.forBitSize(S.vectorBitSize() / 2));
+    /** Ints of the same shape as S (deinterleave narrows pairs of floats into them). */
+    private static final VectorSpecies<Integer> INTS = VectorSpecies.of(int.class, S.vectorShape());
     /**
      * gradTile's lanes, per thread: a new array per call was a third of what a training step still allocated once
      * its buffers came from a StepArena (about 30,000 calls, 30 MiB a ResNet-20 step), and the young collections
@@ -328,16 +328,25 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
 
     /**
      * Each pair of floats is read as one long; narrowing the longs to ints keeps the low halves (the even columns,
-     * x86 being little-endian), and shifting them right by 32 first keeps the high halves (the odd ones). Narrowing
-     * and shifts compile to single instructions, where the Vector API's shuffles and gathers did not on JDK 17.
+     * x86 being little-endian), and shifting them right by 32 first keeps the high halves (the odd ones). Two vectors
+     * of pairs narrow into the lower and upper halves of one full vector (conversion parts 0 and -1). Narrowing and
+     * shifts compile to single instructions, where the Vector API's shuffles and gathers did not on JDK 17.
+     *
+     * <p>Every vector here is of the preferred shape, on purpose. An earlier version narrowed into half-width vectors
+     * and stored those: on JDK 17 that made the JIT's type profile of the shared {@code FloatVector.intoArray} see two
+     * vector classes, after which it no longer compiled the stores of other kernels (gradShiftTile's) to intrinsics,
+     * and boxed their vectors: 40 MiB of garbage per ResNet-20 step. {@code StepTimes} reports the allocation.
      */
     @Override public void deinterleave(float[] x, int xOff, int pairs, float[] even, int eOff, float[] odd, int oOff) {
-        int h = L / 2, m = 0;
-        for (; m + h <= pairs; m += h) {
-            LongVector v = FloatVector.fromArray(S, x, xOff + 2 * m).reinterpretAsLongs();
-            ((IntVector) v.convertShape(VectorOperators.L2I, HALF_INT, 0)).reinterpretAsFloats().intoArray(even, eOff + m);
-            ((IntVector) v.lanewise(VectorOperators.LSHR, 32).convertShape(VectorOperators.L2I, HALF_INT, 0)).reinterpretAsFloats()
-                    .intoArray(odd, oOff + m);
+        int m = 0;
+        for (; m + L <= pairs; m += L) {
+            LongVector v0 = FloatVector.fromArray(S, x, xOff + 2 * m).reinterpretAsLongs();
+            LongVector v1 = FloatVector.fromArray(S, x, xOff + 2 * m + L).reinterpretAsLongs();
+            ((IntVector) v0.convertShape(VectorOperators.L2I, INTS, 0)).or((IntVector) v1.convertShape(VectorOperators.L2I, INTS, -1))
+                    .reinterpretAsFloats().intoArray(even, eOff + m);
+            ((IntVector) v0.lanewise(VectorOperators.LSHR, 32).convertShape(VectorOperators.L2I, INTS, 0))
+                    .or((IntVector) v1.lanewise(VectorOperators.LSHR, 32).convertShape(VectorOperators.L2I, INTS, -1))
+                    .reinterpretAsFloats().intoArray(odd, oOff + m);
         }
         for (; m < pairs; m++) {
             even[eOff + m] = x[xOff + 2 * m];
