@@ -210,12 +210,12 @@ public final class Conv2dKernels {
             lay.stage(g, dy, n0, imgs, src);
             for (DataPhase ph : phases) {
                 if (ph.columnPartner == null) {
-                    ph.write(g, lay, ph.gemm(kern, g, lay, src, imgs, slices, ScratchBuffers.CONV_OUT), kern.nr(), dx, n0, imgs);
+                    ph.write(g, lay, ph.gemm(kern, g, lay, src, imgs, slices, ScratchBuffers.CONV_OUT), null, kern.nr(), dx, n0, imgs);
                 } else if (ph.wBase == 0) {
                     // The phase of the even columns writes its rows together with its partner's odd columns.
                     float[] even = ph.gemm(kern, g, lay, src, imgs, slices, ScratchBuffers.CONV_OUT);
                     float[] odd = ph.columnPartner.gemm(kern, g, lay, src, imgs, slices, ScratchBuffers.CONV_TMP);
-                    ph.writeWithPartner(g, lay, even, odd, kern.nr(), dx, n0, imgs);
+                    ph.write(g, lay, even, odd, kern.nr(), dx, n0, imgs);
                 }
             }
         });
@@ -382,10 +382,14 @@ public final class Conv2dKernels {
             return out;
         }
 
-        /** Scatters this phase's GEMM output {@code out} into its pixels of dx: one strided row per phase row. */
-        void write(ConvGeometry g, DyLayout lay, float[] out, int nr, float[] dx, int n0, int imgs) {
+        /**
+         * Writes this phase's GEMM output {@code out} into its pixels of dx, one row per phase row: strided, or with
+         * {@code partnerOut} (the GEMM output of its {@link #columnPartner}; this phase then being the one of the
+         * even columns) whole rows from both at once. Both GEMMs ran over the same unit, rows and q layout.
+         */
+        void write(ConvGeometry g, DyLayout lay, float[] out, float[] partnerOut, int nr, float[] dx, int n0, int imgs) {
             int qRound = roundUp(qCount(lay, imgs), nr), hd = lay.hd, wd = lay.wd, cg = g.cg();
-            int sh = g.strideH(), sw = g.strideW(), h = g.h(), wdt = g.w();
+            int sh = g.strideH(), sw = g.strideW(), h = g.h(), wdt = g.w(), pairs = wdt / 2;
             for (int img = 0; img < imgs; img++) {
                 for (int c = 0; c < g.c(); c++) {
                     int grp = c / cg;
@@ -393,32 +397,14 @@ public final class Conv2dKernels {
                     int dxBase = ((n0 + img) * g.c() + c) * h * wdt;
                     for (int ai = 0; ai < nI; ai++) {
                         int o = row + ai * wd, d = dxBase + (hBase + ai * sh) * wdt + wBase;
-                        if (sw == 1) {
+                        if (partnerOut != null) {
+                            interleave(out, o, partnerOut, o, pairs, dx, d);
+                            if ((wdt & 1) != 0) dx[d + 2 * pairs] = out[o + pairs];
+                        } else if (sw == 1) {
                             System.arraycopy(out, o, dx, d, nJ);
                         } else {
                             for (int b = 0; b < nJ; b++) dx[d + b * sw] = out[o + b];
                         }
-                    }
-                }
-            }
-        }
-
-        /**
-         * Writes whole rows of dx from this phase, the one of the even columns ({@code even}, its GEMM output), and
-         * its {@link #columnPartner} ({@code odd}): both GEMMs ran over the same unit, rows and q layout.
-         */
-        void writeWithPartner(ConvGeometry g, DyLayout lay, float[] even, float[] odd, int nr, float[] dx, int n0, int imgs) {
-            int qRound = roundUp(qCount(lay, imgs), nr), hd = lay.hd, wd = lay.wd, cg = g.cg();
-            int sh = g.strideH(), h = g.h(), wdt = g.w(), pairs = wdt / 2;
-            for (int img = 0; img < imgs; img++) {
-                for (int c = 0; c < g.c(); c++) {
-                    int grp = c / cg;
-                    int row = (grp * cgPad + c - grp * cg) * qRound + img * hd * wd;
-                    int dxBase = ((n0 + img) * g.c() + c) * h * wdt;
-                    for (int ai = 0; ai < nI; ai++) {
-                        int o = row + ai * wd, d = dxBase + (hBase + ai * sh) * wdt;
-                        interleave(even, o, odd, o, pairs, dx, d);
-                        if ((wdt & 1) != 0) dx[d + 2 * pairs] = even[o + pairs];
                     }
                 }
             }
