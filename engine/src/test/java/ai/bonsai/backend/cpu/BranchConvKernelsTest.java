@@ -361,6 +361,8 @@ class BranchConvKernelsTest {
         e = assertThrows(IllegalArgumentException.class, () -> BE.branchConv2dPair(first, ok,
                 BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64), 1, 4, 4, BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 60), true));
         assertTrue(e.getMessage().contains("needs x of 64 and y of 64 floats, got 64 and 60"), e.getMessage());
+        // The message names both plans (built only when the check fails).
+        assertTrue(e.getMessage().contains("branchConv2dPair: " + first + " then " + ok + " on (1,"), e.getMessage());
     }
 
     /** Every narrow tile height of both kernel sets against its definition, with an offset A block (rows past 0). */
@@ -420,5 +422,6 @@ class BranchConvKernelsTest {
         e = assertThrows(IllegalArgumentException.class, () -> BE.branchConv2d(overlapping, BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64),
                 2, 4, 4, BE.allocate(ai.bonsai.tensor.DType.FLOAT32, 64), true));
         assertTrue(e.getMessage().contains("needs x of 128 and y of 128 floats, got 64 and 64"), e.getMessage());
+        assertTrue(e.getMessage().contains("branchConv2d: " + overlapping + " on (2,"), e.getMessage());
     }
 }
