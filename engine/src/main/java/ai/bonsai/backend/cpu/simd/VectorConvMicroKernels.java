@@ -19,7 +19,6 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int L = S.length();
     private static final int MR = 8, NR = 2 * L;
-    /** Ints in half a vector: a pair of floats read as one long, narrowed to its low or high half. */
     /** Ints of the same shape as S (deinterleave narrows pairs of floats into them). */
     private static final VectorSpecies<Integer> INTS = VectorSpecies.of(int.class, S.vectorShape());
     /**
@@ -348,9 +347,6 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
                     .or((IntVector) v1.lanewise(VectorOperators.LSHR, 32).convertShape(VectorOperators.L2I, INTS, -1))
                     .reinterpretAsFloats().intoArray(odd, oOff + m);
         }
-        for (; m < pairs; m++) {
-            even[eOff + m] = x[xOff + 2 * m];
-            odd[oOff + m] = x[xOff + 2 * m + 1];
-        }
+        TAIL.deinterleave(x, xOff + 2 * m, pairs - m, even, eOff + m, odd, oOff + m);
     }
 }
