@@ -105,6 +105,19 @@ public interface Backend {
 
     void conv2dBackwardData(ConvGeometry g, Buffer dy, Buffer w, Buffer dx);
 
+    /**
+     * dx += conv_transpose(dy, w): {@link #conv2dBackwardData} added into a gradient that is already there (a
+     * tensor that feeds two ops gets the sum of both gradients). The result is the same as computing the data
+     * gradient and adding it, bit for bit; a backend that can add while it writes saves that add's pass over memory.
+     */
+    default void conv2dBackwardDataAdd(ConvGeometry g, Buffer dy, Buffer w, Buffer dx) {
+        int length = g.n() * g.c() * g.h() * g.w();
+        Buffer t = empty(DType.FLOAT32, length);
+        conv2dBackwardData(g, dy, w, t);
+        int[] d = {length};
+        binary(BinaryOp.ADD, dx, d, t, d, dx, d);
+    }
+
     void conv2dBackwardWeight(ConvGeometry g, Buffer x, Buffer dy, Buffer dw);
 
     /**

@@ -51,9 +51,14 @@ public final class Functional {
         Shape os = Shape.of(g.n(), g.k(), g.outH(), g.outW());
         Buffer y = be.empty(DType.FLOAT32, os.numel());
         be.conv2d(g, x.buffer(), weight.buffer(), bias == null ? null : bias.buffer(), y);
-        return Tensor.fromOp(os, y, "conv2d", gy -> {
+        // The data gradient adds into x's pending gradient when the engine offers one (x feeds another op too, as a
+        // residual block's input does): one pass over dx instead of a write and a separate add.
+        return Tensor.fromAccumulatingOp(os, y, "conv2d", (gy, into) -> {
             Tensor gx = null, gw = null, gb = null;
-            if (x.requiresGrad()) {
+            if (x.requiresGrad() && into[0] != null) {
+                be.conv2dBackwardDataAdd(g, gy.buffer(), weight.buffer(), into[0].buffer());
+                gx = into[0];
+            } else if (x.requiresGrad()) {
                 Buffer b = be.empty(DType.FLOAT32, x.numel());
                 be.conv2dBackwardData(g, gy.buffer(), weight.buffer(), b);
                 gx = Tensor.of(x.shape(), b);

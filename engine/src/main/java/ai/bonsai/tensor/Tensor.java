@@ -121,11 +121,24 @@ public final class Tensor {
      * the node is attached only when grad mode is on and an input requires a gradient.
      */
     public static Tensor fromOp(Shape shape, Buffer buffer, String op, Node.BackwardFn backward, Tensor... inputs) {
-        boolean needs = false;
-        if (GradMode.isEnabled() && backward != null) {
-            for (Tensor t : inputs) if (t != null && t.requiresGrad) { needs = true; break; }
-        }
+        boolean needs = needsGrad(backward != null, inputs);
         return new Tensor(shape, buffer, needs ? new Node(op, inputs, backward) : null, needs);
+    }
+
+    /**
+     * As {@link #fromOp}, for an op whose backward can add an input's gradient into one already pending for it (see
+     * {@link Node.AccumulatingBackwardFn}).
+     */
+    public static Tensor fromAccumulatingOp(Shape shape, Buffer buffer, String op, Node.AccumulatingBackwardFn backward,
+                                            Tensor... inputs) {
+        boolean needs = needsGrad(backward != null, inputs);
+        return new Tensor(shape, buffer, needs ? new Node(op, inputs, backward) : null, needs);
+    }
+
+    private static boolean needsGrad(boolean hasBackward, Tensor[] inputs) {
+        if (!GradMode.isEnabled() || !hasBackward) return false;
+        for (Tensor t : inputs) if (t != null && t.requiresGrad) return true;
+        return false;
     }
 
     // =============================================================== accessors
@@ -233,7 +246,9 @@ public final class Tensor {
                     continue;
                 }
                 Tensor[] ins = t.gradFn.inputs();
-                Tensor[] gs = t.gradFn.backward(g);
+                Tensor[] into = new Tensor[ins.length];
+                if (t.gradFn.accumulates()) offerPending(ins, grads, g, gradOutput, into);
+                Tensor[] gs = t.gradFn.backward(g, into);
                 if (!retainGraph) t.gradFn.release();
                 for (int i = 0; i < ins.length; i++) {
                     Tensor in = ins[i];
@@ -244,6 +259,8 @@ public final class Tensor {
                     Tensor prev = grads.get(in);
                     if (prev == null) {
                         grads.put(in, gs[i]);
+                    } else if (gs[i] == prev && into[i] == prev) {
+                        // The backward function added its gradient into the pending one: nothing left to do.
                     } else {
                         grads.put(in, prev.add(gs[i]));
                         spent.add(prev);
@@ -254,6 +271,28 @@ public final class Tensor {
                 // tensor for two inputs: whatever is still among the pending gradients stays.
                 releaseSpent(spent, grads);
             }
+        }
+    }
+
+    /**
+     * Fills {@code into[i]} with input i's pending gradient where an accumulating backward function may add into it
+     * in place: the first occurrence of an input that needs a gradient, whose pending gradient shares its buffer
+     * with nothing the rest of the pass reads. That excludes a buffer that another pending gradient also holds (a
+     * backward function passed one gradient to two inputs, or a view), the gradient flowing into this node (the
+     * function reads it while it writes), and the caller's gradOutput.
+     */
+    private static void offerPending(Tensor[] ins, Map<Tensor, Tensor> grads, Tensor g, Tensor gradOutput, Tensor[] into) {
+        for (int i = 0; i < ins.length; i++) {
+            Tensor in = ins[i];
+            if (in == null || !in.requiresGrad) continue;
+            Tensor prev = grads.get(in);
+            if (prev == null || prev.buffer == g.buffer || prev.buffer == gradOutput.buffer || !prev.shape.equals(in.shape)) continue;
+            boolean first = true, shared = false;
+            for (int j = 0; j < i; j++) if (ins[j] == in) first = false;
+            for (Map.Entry<Tensor, Tensor> e : grads.entrySet()) {
+                if (e.getKey() != in && e.getValue().buffer == prev.buffer) shared = true;
+            }
+            if (first && !shared) into[i] = prev;
         }
     }
 

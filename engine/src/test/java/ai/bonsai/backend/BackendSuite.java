@@ -344,6 +344,12 @@ public abstract class BackendSuite {
             backend().conv2dBackwardWeight(g, up(x), up(dy), gw);
             check(dx, gx, "conv2dBackwardData " + g);
             check(dw, gw, "conv2dBackwardWeight " + g);
+            // Added into a gradient that is there: pending + dx.
+            double[] pending = rand(x.length, 75, -1, 1), sum = new double[x.length];
+            for (int i = 0; i < x.length; i++) sum[i] = pending[i] + dx[i];
+            Buffer acc = up(pending);
+            backend().conv2dBackwardDataAdd(g, up(dy), up(w), acc);
+            check(sum, acc, "conv2dBackwardDataAdd " + g);
         }
     }
 

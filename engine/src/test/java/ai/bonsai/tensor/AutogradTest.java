@@ -117,6 +117,97 @@ class AutogradTest {
         assertEquals(1f, x.grad().item());
     }
 
+    /**
+     * y = s * x whose backward adds into the pending gradient it is offered (recording whether it was), as the
+     * convolution's data gradient does.
+     */
+    private static Tensor scaledAccumulating(Tensor x, float s, java.util.List<Boolean> offered) {
+        Tensor y;
+        try (var scope = GradMode.noGrad()) {
+            y = x.mul(s);
+        }
+        return Tensor.fromAccumulatingOp(x.shape(), y.buffer(), "scaled", (g, into) -> {
+            offered.add(into[0] != null);
+            if (into[0] == null) return new Tensor[] {g.mul(s)};
+            into[0].addi(g.mul(s));
+            return new Tensor[] {into[0]};
+        }, x);
+    }
+
+    @Test
+    void anAccumulatingBackwardIsOfferedAPendingGradientThatNothingElseHolds() {
+        var offered = new java.util.ArrayList<Boolean>();
+        Tensor x = Tensor.of(new float[] {1, -2}, 2).requiresGrad(true);
+        Tensor h = x.mul(2f);
+        // b first: the traversal then reaches h.mul(3) before b, so h's gradient 3 is pending when b's backward runs.
+        scaledAccumulating(h, 5f, offered).add(h.mul(3f)).sum().backward();
+        assertEquals(java.util.List.of(true), offered);
+        assertArrayEquals(new float[] {16, 16}, x.grad().toFloatArray());   // 2 * (5 + 3)
+    }
+
+    @Test
+    void aPendingGradientSharedWithTheIncomingGradientIsNotOffered() {
+        // add passes its gradient on as it is, to b and to h: h's pending gradient is the very tensor b's backward reads.
+        var offered = new java.util.ArrayList<Boolean>();
+        Tensor x = Tensor.of(new float[] {1, 2}, 2).requiresGrad(true);
+        Tensor h = x.mul(2f);
+        scaledAccumulating(h, 5f, offered).add(h).sum().backward();
+        assertEquals(java.util.List.of(false), offered);
+        assertArrayEquals(new float[] {12, 12}, x.grad().toFloatArray());   // 2 * (5 + 1)
+    }
+
+    @Test
+    void theCallersGradientAndGradientsSharedByTwoInputsAreNotOffered() {
+        var offered = new java.util.ArrayList<Boolean>();
+        Tensor x = Tensor.of(new float[] {1, 2}, 2).requiresGrad(true);
+        Tensor h = x.mul(2f);
+        // h's pending gradient is the caller's gradOutput, passed on by add; b's own gradient is a fresh one.
+        Tensor gradOutput = Tensor.of(new float[] {1, 1}, 2);
+        scaledAccumulating(h, 5f, offered).mul(1f).add(h).backward(gradOutput);
+        assertEquals(java.util.List.of(false), offered);
+        assertArrayEquals(new float[] {1, 1}, gradOutput.toFloatArray());
+        assertArrayEquals(new float[] {12, 12}, x.grad().toFloatArray());
+
+        // h2 + k passes one gradient to h2 and to k, and k (an input of h2) is reached only after h2's consumers:
+        // adding into h2's gradient would change k's too (x's gradient would be 36).
+        offered.clear();
+        x.zeroGrad();
+        Tensor k = x.mul(4f), h2 = k.mul(0.5f);
+        scaledAccumulating(h2, 5f, offered).mul(1f).add(h2.add(k)).sum().backward();
+        assertEquals(java.util.List.of(false), offered);
+        assertArrayEquals(new float[] {16, 16}, x.grad().toFloatArray());   // 4 * ((5 + 1) * 0.5 + 1)
+    }
+
+    /**
+     * A convolution whose input feeds another op too (a residual block's input) adds its data gradient into the
+     * pending one: the same bits as two backward passes whose gradients the leaf adds up, for a stride-1 (Winograd)
+     * and a stride-2 block with a 1x1 shortcut (pixels that the 1x1 stride-2 taps miss keep the pending value), each
+     * with either op reached first.
+     */
+    @Test
+    void aConvolutionAddsItsDataGradientIntoThePendingOneBitForBit() {
+        Generator gen = new Generator(3);
+        Tensor x = Tensor.randn(gen, 8, 4, 9, 10).requiresGrad(true);
+        Tensor w3 = Tensor.randn(gen, 4, 4, 3, 3), w3s2 = Tensor.randn(gen, 6, 4, 3, 3), w1 = Tensor.randn(gen, 6, 4, 1, 1);
+        Tensor c1 = Tensor.randn(gen, 8, 4, 9, 10), c2 = Tensor.randn(gen, 8, 6, 5, 5);
+        java.util.List<java.util.function.Function<Tensor, Tensor[]>> graphs = java.util.List.of(
+                t -> new Tensor[] {Functional.conv2d(t, w3, null, 1, 1, 1).mul(c1), t.mul(3f).mul(c1)},
+                t -> new Tensor[] {t.mul(3f).mul(c1), Functional.conv2d(t, w3, null, 1, 1, 1).mul(c1)},
+                t -> new Tensor[] {Functional.conv2d(t, w3s2, null, 2, 1, 1).mul(c2), Functional.conv2d(t, w1, null, 2, 0, 1).mul(c2)},
+                t -> new Tensor[] {Functional.conv2d(t, w1, null, 2, 0, 1).mul(c2), Functional.conv2d(t, w3s2, null, 2, 1, 1).mul(c2)});
+        for (int i = 0; i < graphs.size(); i++) {
+            x.zeroGrad();
+            Tensor[] parts = graphs.get(i).apply(x);
+            parts[0].add(parts[1]).sum().backward();
+            float[] together = x.grad().toFloatArray();
+            x.zeroGrad();
+            parts = graphs.get(i).apply(x);
+            parts[0].sum().backward();
+            parts[1].sum().backward();
+            assertArrayEquals(x.grad().toFloatArray(), together, "graph " + i);
+        }
+    }
+
     @Test
     void reshapeSharesStorageAndViewIsAnAlias() {
         Tensor x = Tensor.of(new float[] {1, 2, 3, 4, 5, 6}, 2, 3);

@@ -60,8 +60,17 @@ public final class Conv2dKernels {
 
     /** dx = conv_transpose(dy, w). */
     public static void backwardData(ConvGeometry g, float[] dy, float[] w, float[] dx) {
+        backwardData(g, dy, w, dx, false);
+    }
+
+    /**
+     * dx = conv_transpose(dy, w), or with {@code accumulate} dx += conv_transpose(dy, w): each pixel's gradient is
+     * computed as without it and added to dx where it is written, so the result is the bits of a separate add
+     * without that add's pass over three arrays.
+     */
+    public static void backwardData(ConvGeometry g, float[] dy, float[] w, float[] dx, boolean accumulate) {
         validate("conv2d backwardData", g, dx, "dx", w, "w", null, dy, "dy");
-        backwardData(KERNELS, g, dy, w, dx);
+        backwardData(KERNELS, g, dy, w, dx, accumulate);
     }
 
     /** dw = correlation of x with dy, summed over the batch. */
@@ -168,15 +177,16 @@ public final class Conv2dKernels {
 
     // ------------------------------------------------------------------------------------------ backwardData
 
-    static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
+    static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx, boolean accumulate) {
         if (Conv2dWinograd.preferred(g) && Conv2dWinograd.applies(Conv2dWinograd.transposed(g))) {
-            Conv2dWinograd.backwardData(kern, g, dy, w, dx);
+            Conv2dWinograd.backwardData(kern, g, dy, w, dx, accumulate);
         } else {
-            backwardDataDirect(kern, g, dy, w, dx);
+            backwardDataDirect(kern, g, dy, w, dx, accumulate);
         }
     }
 
-    static void backwardDataDirect(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
+    static void backwardDataDirect(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx,
+                                   boolean accumulate) {
         int mr = kern.mr(), nr = kern.nr();
         int sh = g.strideH(), sw = g.strideW();
         // One packed, flipped sub-kernel per stride phase of dx that has pixels and taps.
@@ -195,14 +205,14 @@ public final class Conv2dKernels {
         }
         DataPhase[] phases = active.toArray(new DataPhase[0]);
         pairColumnPhases(g, phases);
-        boolean zeroFirst = uncovered;
+        boolean zeroFirst = uncovered && !accumulate;
         int imgsPerUnit = unitImages(g);
         int units = ceilDiv(g.n(), imgsPerUnit);
         int slices = innerSlices(units);
         int chw = g.c() * g.h() * g.w();
         Parallel.forEach(units, u -> {
             int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
-            // Pixels of dx that no kernel tap reaches (stride larger than the kernel) are zero.
+            // Pixels of dx that no kernel tap reaches (stride larger than the kernel) are zero (or keep their value).
             if (zeroFirst) zero(dx, n0 * chw, (n0 + imgs) * chw);
             if (phases.length == 0) return;
             DyLayout lay = new DyLayout(g, phases, imgs, nr);
@@ -210,12 +220,13 @@ public final class Conv2dKernels {
             lay.stage(g, dy, n0, imgs, src);
             for (DataPhase ph : phases) {
                 if (ph.columnPartner == null) {
-                    ph.write(g, lay, ph.gemm(kern, g, lay, src, imgs, slices, ScratchBuffers.CONV_OUT), null, kern.nr(), dx, n0, imgs);
+                    ph.write(kern, g, lay, ph.gemm(kern, g, lay, src, imgs, slices, ScratchBuffers.CONV_OUT), null, dx, n0, imgs,
+                            accumulate);
                 } else if (ph.wBase == 0) {
                     // The phase of the even columns writes its rows together with its partner's odd columns.
                     float[] even = ph.gemm(kern, g, lay, src, imgs, slices, ScratchBuffers.CONV_OUT);
                     float[] odd = ph.columnPartner.gemm(kern, g, lay, src, imgs, slices, ScratchBuffers.CONV_TMP);
-                    ph.write(g, lay, even, odd, kern.nr(), dx, n0, imgs);
+                    ph.write(kern, g, lay, even, odd, dx, n0, imgs, accumulate);
                 }
             }
         });
@@ -233,6 +244,26 @@ public final class Conv2dKernels {
         for (int m = 0; m < pairs; m++) {
             x[xOff + 2 * m] = even[eOff + m];
             x[xOff + 2 * m + 1] = odd[oOff + m];
+        }
+    }
+
+    /** {@link #interleave} adding into x. */
+    static void interleaveAdd(float[] even, int eOff, float[] odd, int oOff, int pairs, float[] x, int xOff) {
+        for (int m = 0; m < pairs; m++) {
+            x[xOff + 2 * m] += even[eOff + m];
+            x[xOff + 2 * m + 1] += odd[oOff + m];
+        }
+    }
+
+    /**
+     * {@code dst[dOff ..+len) = src[sOff ..+len)}, or with {@code add} {@code dst += src}: how the data gradient writes
+     * its rows, once as it stands and once into a gradient that is there.
+     */
+    static void writeRow(ConvMicroKernels kern, float[] src, int sOff, float[] dst, int dOff, int len, boolean add) {
+        if (add) {
+            kern.addRow(src, sOff, dst, dOff, len);
+        } else {
+            System.arraycopy(src, sOff, dst, dOff, len);
         }
     }
 
@@ -385,10 +416,12 @@ public final class Conv2dKernels {
         /**
          * Writes this phase's GEMM output {@code out} into its pixels of dx, one row per phase row: strided, or with
          * {@code partnerOut} (the GEMM output of its {@link #columnPartner}; this phase then being the one of the
-         * even columns) whole rows from both at once. Both GEMMs ran over the same unit, rows and q layout.
+         * even columns) whole rows from both at once. Both GEMMs ran over the same unit, rows and q layout. With
+         * {@code add} the values are added to dx.
          */
-        void write(ConvGeometry g, DyLayout lay, float[] out, float[] partnerOut, int nr, float[] dx, int n0, int imgs) {
-            int qRound = roundUp(qCount(lay, imgs), nr), hd = lay.hd, wd = lay.wd, cg = g.cg();
+        void write(ConvMicroKernels kern, ConvGeometry g, DyLayout lay, float[] out, float[] partnerOut, float[] dx, int n0,
+                   int imgs, boolean add) {
+            int qRound = roundUp(qCount(lay, imgs), kern.nr()), hd = lay.hd, wd = lay.wd, cg = g.cg();
             int sh = g.strideH(), sw = g.strideW(), h = g.h(), wdt = g.w(), pairs = wdt / 2;
             for (int img = 0; img < imgs; img++) {
                 for (int c = 0; c < g.c(); c++) {
@@ -398,10 +431,17 @@ public final class Conv2dKernels {
                     for (int ai = 0; ai < nI; ai++) {
                         int o = row + ai * wd, d = dxBase + (hBase + ai * sh) * wdt + wBase;
                         if (partnerOut != null) {
-                            interleave(out, o, partnerOut, o, pairs, dx, d);
-                            if ((wdt & 1) != 0) dx[d + 2 * pairs] = out[o + pairs];
+                            if (add) {
+                                interleaveAdd(out, o, partnerOut, o, pairs, dx, d);
+                                if ((wdt & 1) != 0) dx[d + 2 * pairs] += out[o + pairs];
+                            } else {
+                                interleave(out, o, partnerOut, o, pairs, dx, d);
+                                if ((wdt & 1) != 0) dx[d + 2 * pairs] = out[o + pairs];
+                            }
                         } else if (sw == 1) {
-                            System.arraycopy(out, o, dx, d, nJ);
+                            writeRow(kern, out, o, dx, d, nJ, add);
+                        } else if (add) {
+                            for (int b = 0; b < nJ; b++) dx[d + b * sw] += out[o + b];
                         } else {
                             for (int b = 0; b < nJ; b++) dx[d + b * sw] = out[o + b];
                         }

@@ -271,6 +271,12 @@ final class Conv2dWinograd {
 
     /** y = conv(x, w) + bias for a geometry that {@link #applies}. */
     static void forward(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
+        forward(kern, g, x, w, bias, y, false);
+    }
+
+    /** As above, or with {@code accumulate} y += conv(x, w) + bias (each output row added where it is written). */
+    private static void forward(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] w, float[] bias, float[] y,
+                                boolean accumulate) {
         int mr = kern.mr(), nr = kern.nr();
         int k = g.k(), np = g.c() * g.s();
         int mBlocks = ceilDiv(k, mr), kPad = mBlocks * mr;
@@ -299,7 +305,8 @@ final class Conv2dWinograd {
                     int yPlane = ((n0 + img) * k + kk) * oh * ow;
                     for (int t = 0; t < lay.tiles; t++) {
                         for (int i = 0; i < Math.min(M, oh - M * t); i++) {
-                            System.arraycopy(rowsOut, i * qRound + t * lay.rs + img * lay.wp, y, yPlane + (M * t + i) * ow, ow);
+                            Conv2dKernels.writeRow(kern, rowsOut, i * qRound + t * lay.rs + img * lay.wp, y, yPlane + (M * t + i) * ow,
+                                    ow, accumulate);
                         }
                     }
                 }
@@ -342,8 +349,11 @@ final class Conv2dWinograd {
 
     // ------------------------------------------------------------------------------------------ backwardData
 
-    /** dx = conv_transpose(dy, w), as the forward pass of {@link #transposed}(g) with w flipped and transposed. */
-    static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx) {
+    /**
+     * dx = conv_transpose(dy, w) (with {@code accumulate}: dx +=), as the forward pass of {@link #transposed}(g) with w
+     * flipped and transposed.
+     */
+    static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx, boolean accumulate) {
         int k = g.k(), c = g.c(), r = g.r(), s = g.s();
         float[] wt = new float[w.length];
         for (int kk = 0; kk < k; kk++) {
@@ -355,7 +365,7 @@ final class Conv2dWinograd {
                 }
             }
         }
-        forward(kern, transposed(g), dy, wt, null, dx);
+        forward(kern, transposed(g), dy, wt, null, dx, accumulate);
     }
 
     // ------------------------------------------------------------------------------------------ backwardWeight

@@ -478,7 +478,11 @@ public final class CpuBackend implements Backend {
     }
 
     @Override public void conv2dBackwardData(ConvGeometry g, Buffer dy, Buffer w, Buffer dx) {
-        Conv2dKernels.backwardData(g, f(dy), f(w), f(dx));
+        Conv2dKernels.backwardData(g, f(dy), f(w), f(dx), false);
+    }
+
+    @Override public void conv2dBackwardDataAdd(ConvGeometry g, Buffer dy, Buffer w, Buffer dx) {
+        Conv2dKernels.backwardData(g, f(dy), f(w), f(dx), true);
     }
 
     @Override public void conv2dBackwardWeight(ConvGeometry g, Buffer x, Buffer dy, Buffer dw) {

@@ -128,6 +128,10 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
         }
     }
 
+    @Override public void addRow(float[] src, int sOff, float[] dst, int dOff, int len) {
+        for (int i = 0; i < len; i++) dst[dOff + i] += src[sOff + i];
+    }
+
     @Override public void deinterleave(float[] x, int xOff, int pairs, float[] even, int eOff, float[] odd, int oOff) {
         for (int m = 0; m < pairs; m++) {
             even[eOff + m] = x[xOff + 2 * m];

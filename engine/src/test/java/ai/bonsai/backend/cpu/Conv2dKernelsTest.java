@@ -156,21 +156,21 @@ class Conv2dKernelsTest {
         float[] y = poisoned(dy.length), dx = poisoned(x.length), dw = poisoned(w.length);
         if (method == ConvMethod.DIRECT) {
             Conv2dKernels.forwardDirect(kern, g, x, w, bias, y);
-            Conv2dKernels.backwardDataDirect(kern, g, dy, w, dx);
+            Conv2dKernels.backwardDataDirect(kern, g, dy, w, dx, false);
             Conv2dKernels.backwardWeightDirect(kern, g, x, dy, dw);
         } else if (method == ConvMethod.WINOGRAD) {
             if (Conv2dWinograd.applies(g)) Conv2dWinograd.forward(kern, g, x, w, bias, y);
             else Conv2dKernels.forwardDirect(kern, g, x, w, bias, y);
             if (Conv2dWinograd.applies(g) && Conv2dWinograd.applies(Conv2dWinograd.transposed(g))) {
-                Conv2dWinograd.backwardData(kern, g, dy, w, dx);
+                Conv2dWinograd.backwardData(kern, g, dy, w, dx, false);
             } else {
-                Conv2dKernels.backwardDataDirect(kern, g, dy, w, dx);
+                Conv2dKernels.backwardDataDirect(kern, g, dy, w, dx, false);
             }
             if (Conv2dWinograd.applies(g)) Conv2dWinograd.backwardWeight(kern, g, x, dy, dw);
             else Conv2dKernels.backwardWeightDirect(kern, g, x, dy, dw);
         } else {
             Conv2dKernels.forward(kern, g, x, w, bias, y);
-            Conv2dKernels.backwardData(kern, g, dy, w, dx);
+            Conv2dKernels.backwardData(kern, g, dy, w, dx, false);
             Conv2dKernels.backwardWeight(kern, g, x, dy, dw);
         }
         if (!check) return new float[][] {y, dx, dw};
@@ -221,6 +221,45 @@ class Conv2dKernelsTest {
         } finally {
             Parallel.setThreads(saved);
         }
+    }
+
+    /**
+     * The data gradient added into a gradient that is there gives the bits of the plain data gradient added
+     * afterwards, on every geometry of the list and through every route (Winograd, the direct stride-1 kernel, paired
+     * and strided stride-2 column phases, pixels that no tap reaches), in both kernels, and adds into every element.
+     */
+    @Test
+    void backwardDataAddsIntoAGradientBitForBit() {
+        ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
+                "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
+        int winograd = 0, uncovered = 0;
+        for (ConvMicroKernels kern : simd == null ? new ConvMicroKernels[] {new ScalarConvMicroKernels()}
+                : new ConvMicroKernels[] {new ScalarConvMicroKernels(), simd}) {
+            for (int t = 0; t < GEOMETRIES.length; t++) {
+                ConvGeometry g = geometry(GEOMETRIES[t]);
+                SplittableRandom rnd = new SplittableRandom(500 + t);
+                float[] w = random(rnd, g.k() * g.cg() * g.r() * g.s());
+                float[] dy = random(rnd, g.n() * g.k() * g.outH() * g.outW());
+                float[] pending = random(rnd, g.n() * g.c() * g.h() * g.w());
+                boolean wino = Conv2dWinograd.applies(g) && Conv2dWinograd.applies(Conv2dWinograd.transposed(g));
+                for (boolean useWinograd : wino ? new boolean[] {false, true} : new boolean[] {false}) {
+                    float[] plain = poisoned(pending.length), added = pending.clone();
+                    if (useWinograd) {
+                        Conv2dWinograd.backwardData(kern, g, dy, w, plain, false);
+                        Conv2dWinograd.backwardData(kern, g, dy, w, added, true);
+                        winograd++;
+                    } else {
+                        Conv2dKernels.backwardDataDirect(kern, g, dy, w, plain, false);
+                        Conv2dKernels.backwardDataDirect(kern, g, dy, w, added, true);
+                    }
+                    float[] expected = new float[pending.length];
+                    for (int i = 0; i < expected.length; i++) expected[i] = pending[i] + plain[i];
+                    assertArrayEquals(expected, added, g + (useWinograd ? " Winograd" : " direct") + " in " + kern.getClass().getSimpleName());
+                    if (g.strideH() > g.r() || g.strideW() > g.s()) uncovered++;
+                }
+            }
+        }
+        assertTrue(winograd >= 8 && uncovered >= 1, winograd + " Winograd runs, " + uncovered + " with pixels no tap reaches");
     }
 
     @Test

@@ -349,4 +349,12 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
         }
         TAIL.deinterleave(x, xOff + 2 * m, pairs - m, even, eOff + m, odd, oOff + m);
     }
+
+    @Override public void addRow(float[] src, int sOff, float[] dst, int dOff, int len) {
+        int i = 0;
+        for (; i + L <= len; i += L) {
+            FloatVector.fromArray(S, dst, dOff + i).add(FloatVector.fromArray(S, src, sOff + i)).intoArray(dst, dOff + i);
+        }
+        TAIL.addRow(src, sOff + i, dst, dOff + i, len - i);
+    }
 }
