@@ -146,11 +146,8 @@ final class BranchConvKernels {
                     boolean accumulate, ConvMethod method) {
         assert prep.mr == kern.mr();
         Step s = new Step(plan, prep, n, h, w, method);
-        int imgsPerUnit = s.unitImages(kern.mr());
-        Parallel.forEach(Conv2dKernels.ceilDiv(n, imgsPerUnit), u -> {
-            int n0 = u * imgsPerUnit;
-            s.unit(kern, x, n0, Math.min(imgsPerUnit, n - n0), y, n0, accumulate);
-        });
+        ImageUnits units = s.units(kern.mr(), n);
+        Parallel.forEach(units.count(), u -> s.unit(kern, x, units.start(u), units.size(u), y, units.start(u), accumulate));
     }
 
     /**
@@ -162,10 +159,11 @@ final class BranchConvKernels {
                         float[] x, int n, int h, int w, float[] y, boolean accumulate, ConvMethod method) {
         Step a = new Step(first, prepFirst, n, h, w, method);
         Step b = new Step(second, prepSecond, n, first.outSize(h), first.outSize(w), method);
-        int imgsPerUnit = Math.min(a.unitImages(kern.mr()), b.unitImages(kern.mr()));
+        // The finer of the two cuts, so that each unit fits both working sets.
+        ImageUnits ua = a.units(kern.mr(), n), ub = b.units(kern.mr(), n), units = ua.count() >= ub.count() ? ua : ub;
         int tImage = first.outChannels() * b.h * b.w;
-        Parallel.forEach(Conv2dKernels.ceilDiv(n, imgsPerUnit), u -> {
-            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, n - n0);
+        Parallel.forEach(units.count(), u -> {
+            int n0 = units.start(u), imgs = units.size(u);
             float[] t = ScratchBuffers.get(ScratchBuffers.BRANCH_PAIR, imgs * tImage);
             a.unit(kern, x, n0, imgs, t, 0, false);
             b.unit(kern, t, 0, imgs, y, n0, accumulate);
@@ -192,10 +190,10 @@ final class BranchConvKernels {
                     ? prep.meanInputWidth() >= WINOGRAD_MIN_INPUT_WIDTH && method.winograd(g) : method.winograd(g));
         }
 
-        /** Images per unit: the rule of the method's own kernels (from the geometry only, so bits do not depend on threads). */
-        int unitImages(int mr) {
-            if (g == null) return 1;
-            return winograd ? Conv2dWinograd.unitImages(g, mr) : Conv2dKernels.unitImages(g);
+        /** The units of the method's own kernels (from the geometry only, so bits do not depend on threads). */
+        ImageUnits units(int mr, int n) {
+            if (g == null) return new ImageUnits(n, n);
+            return winograd ? Conv2dWinograd.units(g, mr) : Conv2dKernels.units(g);
         }
 
         /** Images [n0, n0+imgs) of x to images [yImg0, yImg0+imgs) of y, then the output stage on those. */

@@ -96,12 +96,11 @@ public final class Conv2dKernels {
         int np = cg * g.r() * g.s();
         int mBlocks = ceilDiv(kg, mr), kgPad = mBlocks * mr;
         float[] a = packForwardWeights(g, w, mr);
-        int imgsPerUnit = unitImages(g);
-        int units = ceilDiv(g.n(), imgsPerUnit);
-        int slices = innerSlices(units);
+        ImageUnits units = units(g);
+        int slices = innerSlices(units.count());
         int oh = g.outH(), ow = g.outW();
-        Parallel.forEach(units, u -> {
-            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+        Parallel.forEach(units.count(), u -> {
+            int n0 = units.start(u), imgs = units.size(u);
             InputLayout lay = new InputLayout(g, imgs, nr);
             float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
             stageInput(g, x, n0, imgs, lay, src);
@@ -206,12 +205,11 @@ public final class Conv2dKernels {
         DataPhase[] phases = active.toArray(new DataPhase[0]);
         pairColumnPhases(g, phases);
         boolean zeroFirst = uncovered && !accumulate;
-        int imgsPerUnit = unitImages(g);
-        int units = ceilDiv(g.n(), imgsPerUnit);
-        int slices = innerSlices(units);
+        ImageUnits units = units(g);
+        int slices = innerSlices(units.count());
         int chw = g.c() * g.h() * g.w();
-        Parallel.forEach(units, u -> {
-            int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+        Parallel.forEach(units.count(), u -> {
+            int n0 = units.start(u), imgs = units.size(u);
             // Pixels of dx that no kernel tap reaches (stride larger than the kernel) are zero (or keep their value).
             if (zeroFirst) zero(dx, n0 * chw, (n0 + imgs) * chw);
             if (phases.length == 0) return;
@@ -480,16 +478,15 @@ public final class Conv2dKernels {
         int np = cg * g.r() * g.s();
         int kTiles = ceilDiv(kg, gnr), kgPad = kTiles * gnr, npPad = roundUp(np, gmr);
         int partLen = groups * npPad * kgPad;
-        int imgsPerUnit = unitImages(g);
-        int units = ceilDiv(g.n(), imgsPerUnit);
+        ImageUnits units = units(g);
         // Units are dealt, in order, to at most REDUCE_GROUPS partials; a group adds its units one after another.
-        int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
+        int nGroups = units.groups(REDUCE_GROUPS);
         float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
         int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
         Parallel.forEach(nGroups, grpIdx -> {
-            for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
-                int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+            for (int u = units.groupStart(grpIdx, nGroups); u < units.groupStart(grpIdx + 1, nGroups); u++) {
+                int n0 = units.start(u), imgs = units.size(u);
                 InputLayout lay = new InputLayout(g, imgs, nr);
                 float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
                 stageInput(g, x, n0, imgs, lay, src);
@@ -559,16 +556,15 @@ public final class Conv2dKernels {
         int np = cg * g.r() * g.s();
         int kgPad = roundUp(kg, gr), npPad = roundUp(np, gc);
         int partLen = groups * kgPad * npPad;
-        int imgsPerUnit = unitImages(g);
-        int units = ceilDiv(g.n(), imgsPerUnit);
+        ImageUnits units = units(g);
         // Units are dealt, in order, to at most REDUCE_GROUPS partials; a group adds its units one after another.
-        int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
+        int nGroups = units.groups(REDUCE_GROUPS);
         float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
         int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
         Parallel.forEach(nGroups, grpIdx -> {
-            for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
-                int n0 = u * imgsPerUnit, imgs = Math.min(imgsPerUnit, g.n() - n0);
+            for (int u = units.groupStart(grpIdx, nGroups); u < units.groupStart(grpIdx + 1, nGroups); u++) {
+                int n0 = units.start(u), imgs = units.size(u);
                 InputLayout lay = new InputLayout(g, imgs, nr);
                 float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
                 stageInput(g, x, n0, imgs, lay, src);
@@ -646,12 +642,12 @@ public final class Conv2dKernels {
 
     // ------------------------------------------------------------------------------------------ staging
 
-    /** Images per unit: a staged input near {@link #UNIT_FLOATS}, and at least 16 units when the batch allows. */
-    static int unitImages(ConvGeometry g) {
+    /** The batch's units ({@link ImageUnits}): a staged input near {@link #UNIT_FLOATS}, up to 16 units. */
+    static ImageUnits units(ConvGeometry g) {
         InputLayout one = new InputLayout(g, 1, 1);
         int perImage = Math.max(1, one.srcLength);
         int byMemory = Math.max(1, UNIT_FLOATS / perImage);
-        return Math.max(1, Math.min(byMemory, ceilDiv(g.n(), 16)));
+        return ImageUnits.of(g.n(), ceilDiv(g.n(), 16), byMemory);
     }
 
     /**

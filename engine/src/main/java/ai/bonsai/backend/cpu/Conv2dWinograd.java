@@ -137,17 +137,15 @@ final class Conv2dWinograd {
     private static final int UNIT_MIN_Q = 256;
 
     /**
-     * Images per unit, from the geometry only (so the weight gradient's partials, and hence its bits, do not depend
-     * on the thread count): enough images for {@link #UNIT_MIN_Q} output positions (small images need several),
-     * at most a working set of {@link #UNIT_FLOATS}, up to 16 units for load balance on large batches, and at least
-     * two units when the batch has two images.
+     * The batch's units ({@link ImageUnits}, from the geometry only): enough images for {@link #UNIT_MIN_Q} output
+     * positions (small images need several) and up to 16 units on large batches, at most a working set of
+     * {@link #UNIT_FLOATS}.
      */
-    static int unitImages(ConvGeometry g, int kPad) {
+    static ImageUnits units(ConvGeometry g, int kPad) {
         Layout one = new Layout(g, 1, 1);
         int byMemory = Math.max(1, UNIT_FLOATS / Math.max(1, Layout.floatsPerImage(g, kPad)));
         int byQ = ceilDiv(UNIT_MIN_Q, one.qCount);
-        int imgs = Math.min(byMemory, Math.max(byQ, ceilDiv(g.n(), 16)));
-        return Math.max(1, Math.min(imgs, ceilDiv(g.n(), 2)));
+        return ImageUnits.of(g.n(), Math.max(byQ, ceilDiv(g.n(), 16)), byMemory);
     }
 
     /**
@@ -281,13 +279,12 @@ final class Conv2dWinograd {
         int k = g.k(), np = g.c() * g.s();
         int mBlocks = ceilDiv(k, mr), kPad = mBlocks * mr;
         float[] a = packTransformedWeights(g, w, mr, mBlocks);
-        int imgsPerUnit = unitImages(g, kPad);
-        int units = ceilDiv(g.n(), imgsPerUnit);
-        int slices = units >= Parallel.threads() ? 1 : Parallel.threads();
+        ImageUnits units = units(g, kPad);
+        int slices = units.count() >= Parallel.threads() ? 1 : Parallel.threads();
         int oh = g.outH(), ow = g.outW();
-        Parallel.forEach(units, u -> {
-            int n0 = u * imgsPerUnit;
-            Layout lay = new Layout(g, Math.min(imgsPerUnit, g.n() - n0), nr);
+        Parallel.forEach(units.count(), u -> {
+            int n0 = units.start(u);
+            Layout lay = new Layout(g, units.size(u), nr);
             float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, ALPHA * lay.vPlane);
             stageAndTransform(kern, g, x, n0, lay, v);
             int qRound = lay.qRound;
@@ -397,15 +394,14 @@ final class Conv2dWinograd {
      */
     private static float[] accumulateUnits(ConvMicroKernels kern, ConvGeometry g, float[] x, int kPad, int partLen,
                                            GradientUnit body) {
-        int imgsPerUnit = unitImages(g, kPad);
-        int units = ceilDiv(g.n(), imgsPerUnit);
-        int perGroup = ceilDiv(units, Math.min(units, REDUCE_GROUPS)), nGroups = ceilDiv(units, perGroup);
+        ImageUnits units = units(g, kPad);
+        int nGroups = units.groups(REDUCE_GROUPS);
         float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
         int slices = nGroups >= Parallel.threads() ? 1 : Parallel.threads();
         Parallel.forEach(nGroups, grpIdx -> {
-            for (int u = grpIdx * perGroup; u < Math.min(units, (grpIdx + 1) * perGroup); u++) {
-                int n0 = u * imgsPerUnit;
-                Layout lay = new Layout(g, Math.min(imgsPerUnit, g.n() - n0), kern.nr());
+            for (int u = units.groupStart(grpIdx, nGroups); u < units.groupStart(grpIdx + 1, nGroups); u++) {
+                int n0 = units.start(u);
+                Layout lay = new Layout(g, units.size(u), kern.nr());
                 float[] v = ScratchBuffers.get(ScratchBuffers.CONV_SRC, ALPHA * lay.vPlane);
                 stageAndTransform(kern, g, x, n0, lay, v);
                 body.run(n0, lay, v, partials, grpIdx * partLen, slices);
