@@ -1,7 +1,6 @@
 package ai.bonsai.backend.cpu;
 
-import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.ForkJoinTask;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.IntConsumer;
@@ -15,7 +14,17 @@ import java.util.function.IntConsumer;
  */
 public final class Parallel {
     private static volatile int threads = defaultThreads();
-    private static volatile ForkJoinPool pool;
+    private static volatile Crew crew;
+
+    /**
+     * How long a helper keeps spinning for the next region, and the caller for the helpers' last tasks, before they
+     * park. Parking was what the pool did: on these 2-core VMs a parked thread took 180-210 us on average to start
+     * working after a region was handed to it, in each of the ResNet-20 step's 184 regions, so the second core sat
+     * idle for 33-38 ms of a 200 ms step. OpenMP runtimes spin likewise before they sleep (GOMP's spin count, Intel's
+     * 200 ms KMP_BLOCKTIME). Spinning only fills time in which the spinning thread's core has nothing else of ours to
+     * run, and it stops within this bound when the work stops.
+     */
+    static final long SPIN_NANOS = 1_000_000;
 
     private Parallel() {}
 
@@ -36,54 +45,59 @@ public final class Parallel {
         if (n < 1) throw new IllegalArgumentException("threads: expected a positive integer, got " + n);
         if (n != threads) {
             threads = n;
-            ForkJoinPool old = pool;
-            pool = null;
-            if (old != null) old.shutdown();
+            Crew old = crew;
+            crew = null;
+            if (old != null) old.stop();
         }
     }
 
-    private static ForkJoinPool pool() {
-        ForkJoinPool p = pool;
-        if (p == null) {
+    private static Crew crew() {
+        Crew c = crew;
+        if (c == null) {
             synchronized (Parallel.class) {
-                p = pool;
-                if (p == null) pool = p = new ForkJoinPool(Math.max(1, threads - 1));
+                c = crew;
+                if (c == null) crew = c = new Crew(Math.max(1, threads - 1));
             }
         }
-        return p;
+        return c;
     }
 
     /**
-     * Runs {@code body.accept(i)} for i in [0, tasks). Runs inline when there is one task, one thread, or when
-     * called from inside a parallel region (nested parallelism would only add overhead on a few cores).
+     * Runs {@code body.accept(i)} for i in [0, tasks). Runs inline when there is one task, one thread, when called
+     * from inside a parallel region (nested parallelism would only add overhead on a few cores), or when another
+     * thread's region has the helpers (concurrent callers, such as concurrent inference, then each use their own
+     * thread).
      *
-     * <p>The calling thread takes part: it and up to {@code threads() - 1} pool workers claim task indices from a
-     * shared counter until none are left, and the caller returns once every claimed task has finished. So a region
-     * keeps exactly {@code threads()} threads busy (the pool has {@code threads() - 1} workers), the caller starts
-     * working at once instead of waiting for a parked worker to wake up, and a region costs one submission per
-     * helper, not one per task. Which thread runs a task does not change what it computes (tasks write disjoint
-     * outputs), so results stay independent of scheduling. If tasks throw, all tasks still run and the exception
-     * of the lowest-numbered failing task is rethrown.
+     * <p>The calling thread takes part: it and the {@code threads() - 1} helpers claim task indices from a shared
+     * counter until none are left, and the caller returns once every claimed task has finished. So a region keeps
+     * exactly {@code threads()} threads busy and the caller starts working at once. Which thread runs a task does not
+     * change what it computes (tasks write disjoint outputs), so results stay independent of scheduling. If tasks
+     * throw, all tasks still run and the exception of the lowest-numbered failing task is rethrown.
      */
     public static void forEach(int tasks, IntConsumer body) {
         if (tasks <= 0) return;
         int n = threads;
-        if (tasks == 1 || n == 1 || ForkJoinTask.inForkJoinPool() || IN_REGION.get()[0]) {
+        Crew c;
+        if (tasks == 1 || n == 1 || Thread.currentThread() instanceof Helper || IN_REGION.get()[0]
+                || !(c = crew()).claim()) {
             for (int i = 0; i < tasks; i++) body.accept(i);
             return;
         }
         Region r = new Region(tasks, body, Thread.currentThread());
-        ForkJoinPool p = pool();
-        int helpers = Math.min(tasks, n) - 1;
-        for (int h = 0; h < helpers; h++) p.execute(r::work);
         boolean[] inRegion = IN_REGION.get();
         inRegion[0] = true;
         try {
+            c.publish(r);
             r.work();
+            long spinStart = System.nanoTime();
+            while (r.remaining.get() != 0) {
+                if (System.nanoTime() - spinStart < SPIN_NANOS) Thread.onSpinWait();
+                else LockSupport.park(r);
+            }
         } finally {
             inRegion[0] = false;
+            c.release();
         }
-        while (r.remaining.get() != 0) LockSupport.park(r);
         Throwable f = r.failure;
         if (f instanceof RuntimeException e) throw e;
         if (f instanceof Error e) throw e;
@@ -92,6 +106,78 @@ public final class Parallel {
 
     /** Set while the calling (non-pool) thread runs tasks of a region, so that nested regions run inline. */
     private static final ThreadLocal<boolean[]> IN_REGION = ThreadLocal.withInitial(() -> new boolean[1]);
+
+    /**
+     * The helper threads and the region they work on. One caller at a time has them ({@link #claim}); it publishes
+     * its region by bumping {@code generation}, which spinning helpers see at once and parked ones are woken for.
+     */
+    private static final class Crew {
+        final Helper[] helpers;
+        final AtomicBoolean owned = new AtomicBoolean();
+        volatile Region current;
+        volatile long generation;
+        volatile boolean stopped;
+
+        Crew(int count) {
+            helpers = new Helper[count];
+            for (int i = 0; i < count; i++) {
+                helpers[i] = new Helper(this, i);
+                helpers[i].start();
+            }
+        }
+
+        boolean claim() { return owned.compareAndSet(false, true); }
+
+        void release() {
+            current = null;
+            owned.set(false);
+        }
+
+        void publish(Region r) {
+            current = r;
+            generation++;               // only the owner writes it; the volatile write publishes r
+            for (Helper h : helpers) if (h.parked) LockSupport.unpark(h);
+        }
+
+        void stop() {
+            stopped = true;
+            for (Helper h : helpers) LockSupport.unpark(h);
+        }
+    }
+
+    /** A helper: works on each region its crew publishes, spins a while after each, then parks until the next. */
+    private static final class Helper extends Thread {
+        final Crew crew;
+        volatile boolean parked;
+
+        Helper(Crew crew, int index) {
+            super("bonsai-cpu-" + (index + 1));
+            this.crew = crew;
+            setDaemon(true);
+        }
+
+        @Override public void run() {
+            long seen = crew.generation;
+            while (true) {
+                long g, idleSince = System.nanoTime();
+                while ((g = crew.generation) == seen && !crew.stopped) {
+                    if (System.nanoTime() - idleSince < SPIN_NANOS) {
+                        Thread.onSpinWait();
+                    } else {
+                        // Announce the park, then look again: either the publisher sees the flag and unparks us, or we
+                        // see its new generation here (both fields are volatile).
+                        parked = true;
+                        if (crew.generation == seen && !crew.stopped) LockSupport.park(this);
+                        parked = false;
+                    }
+                }
+                if (crew.stopped) return;
+                seen = g;
+                Region r = crew.current;
+                if (r != null) r.work();   // a region already finished by its caller has no tasks left: a no-op
+            }
+        }
+    }
 
     /** One parallel region: the next unclaimed task, the count of unfinished tasks and the first failure. */
     private static final class Region {
