@@ -18,15 +18,29 @@ public final class Parallel {
 
     /**
      * How long a helper keeps spinning for the next region, and the caller for the helpers' last tasks, before they
-     * park. Parking was what the pool did: on these 2-core VMs a parked thread took 180-210 us on average to start
-     * working after a region was handed to it, in each of the ResNet-20 step's 184 regions, so the second core sat
-     * idle for 33-38 ms of a 200 ms step. OpenMP runtimes spin likewise before they sleep (GOMP's spin count, Intel's
-     * 200 ms KMP_BLOCKTIME). Spinning only fills time in which the spinning thread's core has nothing else of ours to
-     * run, and it stops within this bound when the work stops.
+     * park ({@code -Dbonsai.spinMicros=N}, default 100). Parking at once was what the ForkJoinPool did: on these
+     * 2-core VMs a parked thread took 180-210 us on average to start working after a region was handed to it, in each
+     * of the ResNet-20 step's 184 regions, so the second core sat idle for 33-38 ms of a 200 ms step. OpenMP runtimes
+     * spin likewise before they sleep (GOMP's spin count, Intel's 200 ms KMP_BLOCKTIME). The cost shows on a machine
+     * whose cores other processes want: a spinning helper takes CPU share from our own caller there. Alternated JVMs
+     * (steps, medians of 20): quiet, the pool 149 ms, spinning 1000 us 148, 100 us 138, 20 us 143; with two busy
+     * processes on the two cores, all of them 360-520 ms within the noise, 1000 us the worst. Set 0 on a machine
+     * shared with other busy work.
      */
-    static final long SPIN_NANOS = 1_000_000;
+    static final long DEFAULT_SPIN_MICROS = 100;
+    static final long SPIN_NANOS = spinMicros() * 1000L;
 
     private Parallel() {}
+
+    private static long spinMicros() {
+        String p = System.getProperty("bonsai.spinMicros");
+        if (p == null || p.isBlank()) return DEFAULT_SPIN_MICROS;
+        try {
+            long v = Long.parseLong(p.trim());
+            if (v >= 0) return v;
+        } catch (NumberFormatException e) { /* reported below */ }
+        throw new IllegalArgumentException("-Dbonsai.spinMicros: expected a non-negative integer (microseconds), got '" + p + "'");
+    }
 
     private static int defaultThreads() {
         String p = System.getProperty("bonsai.threads");
