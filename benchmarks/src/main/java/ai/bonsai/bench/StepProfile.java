@@ -55,7 +55,7 @@ public final class StepProfile {
 
     static Kind kindOf(String op) {
         return switch (op) {
-            case "conv2d", "conv2dBackwardData", "conv2dBackwardWeight", "branchConv2d", "branchConv2dPair" -> Kind.CONVOLUTION;
+            case "conv2d", "conv2dBackwardData", "conv2dBackwardDataAdd", "conv2dBackwardWeight", "branchConv2d", "branchConv2dPair" -> Kind.CONVOLUTION;
             case "batchNormTrain", "batchNormBackward", "batchNormEval", "batchNormActTrain", "batchNormActBackward", "batchNormActEval" -> Kind.BATCH_NORM;
             case "unary", "affine", "binary", "fill", "copy", "strided" -> Kind.ELEMENTWISE;
             case "allocate", "empty", "fromFloats", "fromInts", "fromLongs" -> Kind.ALLOCATION;
