@@ -48,9 +48,10 @@ public final class Node {
     }
 
     /**
-     * The gradients of the inputs. {@code into[i]}, when not null, is a gradient already pending for input i that
-     * nothing else reads: an {@linkplain #accumulates() accumulating} function may add its gradient into it and
-     * return that very tensor, which tells the engine the sum is done.
+     * The gradients of the inputs. For an {@linkplain #accumulates() accumulating} function {@code into} has one entry
+     * per input (ignored otherwise): {@code into[i]}, when not null, is a gradient already pending for input i that
+     * nothing else reads, and the function may add its gradient into it and return that very tensor, which tells the
+     * engine the sum is done.
      */
     public Tensor[] backward(Tensor gradOutput, Tensor[] into) {
         AccumulatingBackwardFn f = fn;

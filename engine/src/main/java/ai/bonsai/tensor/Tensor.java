@@ -246,8 +246,7 @@ public final class Tensor {
                     continue;
                 }
                 Tensor[] ins = t.gradFn.inputs();
-                Tensor[] into = new Tensor[ins.length];
-                if (t.gradFn.accumulates()) offerPending(ins, grads, g, gradOutput, into);
+                Tensor[] into = t.gradFn.accumulates() ? offerPending(ins, grads, g, gradOutput) : NO_INPUTS;
                 Tensor[] gs = t.gradFn.backward(g, into);
                 if (!retainGraph) t.gradFn.release();
                 for (int i = 0; i < ins.length; i++) {
@@ -259,7 +258,7 @@ public final class Tensor {
                     Tensor prev = grads.get(in);
                     if (prev == null) {
                         grads.put(in, gs[i]);
-                    } else if (gs[i] == prev && into[i] == prev) {
+                    } else if (gs[i] == prev && i < into.length && into[i] == prev) {
                         // The backward function added its gradient into the pending one: nothing left to do.
                     } else {
                         grads.put(in, prev.add(gs[i]));
@@ -275,13 +274,14 @@ public final class Tensor {
     }
 
     /**
-     * Fills {@code into[i]} with input i's pending gradient where an accumulating backward function may add into it
+     * For each input i, its pending gradient where an accumulating backward function may add into it
      * in place: the first occurrence of an input that needs a gradient, whose pending gradient shares its buffer
      * with nothing the rest of the pass reads. That excludes a buffer that another pending gradient also holds (a
      * backward function passed one gradient to two inputs, or a view), the gradient flowing into this node (the
      * function reads it while it writes), and the caller's gradOutput.
      */
-    private static void offerPending(Tensor[] ins, Map<Tensor, Tensor> grads, Tensor g, Tensor gradOutput, Tensor[] into) {
+    private static Tensor[] offerPending(Tensor[] ins, Map<Tensor, Tensor> grads, Tensor g, Tensor gradOutput) {
+        Tensor[] into = new Tensor[ins.length];
         for (int i = 0; i < ins.length; i++) {
             Tensor in = ins[i];
             if (in == null || !in.requiresGrad) continue;
@@ -294,6 +294,7 @@ public final class Tensor {
             }
             if (first && !shared) into[i] = prev;
         }
+        return into;
     }
 
     /**
