@@ -500,26 +500,62 @@ public final class CpuBackend implements Backend {
         float[] x = f(xb), gamma = f(gammaB), beta = f(betaB), rm = f(rmB), rv = f(rvB), y = f(yb), sm = f(meanB), si = f(invStdB);
         float[] res = residualB == null ? null : f(residualB);
         long m = (long) n * hw;
-        Parallel.forEach(c, ch -> {
-            // Two reads: the mean first, then the centred sum of squares, which stays accurate for inputs with a
-            // large mean. (A one-read variance shifted by a first-row estimate of the mean was within the noise in
-            // speed and changed training results in the last bits, enough to move a pruning test.)
-            double[] mom = new double[2];
-            EW.shiftedMoments(x, ch * hw, n, hw, c * hw, 0f, mom, 0);
-            double mean = mom[0] / m;
-            EW.shiftedMoments(x, ch * hw, n, hw, c * hw, (float) mean, mom, 0);
-            double ss = mom[1];
+        // Three passes, each over the images in memory order, threads taking whole images: the sums, the centred
+        // sums of squares (which stay accurate for inputs with a large mean), then the normalised output. Walking
+        // one channel at a time instead (its n rows of hw floats, c * hw apart) kept that channel in L2 between
+        // passes, but each row was a separate short stream: the prefetchers restarted every hw floats, and
+        // the first pass ran at 3-10 GB/s from memory. Each (image, channel) row gets its own double sum and a
+        // channel adds its rows in image order, so the result does not depend on the thread count. (A one-read
+        // variance shifted by a first-row estimate of the mean changed training results in the last bits, enough
+        // to move a pruning test.)
+        double[] rows = ScratchBuffers.rowSums(2 * n * c);
+        forImages(n, c, hw, (from, to) -> {
+            for (int i = from; i < to; i++) EW.rowMoments(x, i * c * hw, c, hw, null, rows, 2 * i * c);
+        });
+        float[] shifts = new float[c];
+        double[] means = new double[c];
+        for (int ch = 0; ch < c; ch++) {
+            double s1 = 0;
+            for (int i = 0; i < n; i++) s1 += rows[2 * (i * c + ch)];
+            means[ch] = s1 / m;
+            shifts[ch] = (float) means[ch];
+        }
+        forImages(n, c, hw, (from, to) -> {
+            for (int i = from; i < to; i++) EW.rowMoments(x, i * c * hw, c, hw, shifts, rows, 2 * i * c);
+        });
+        float[] scale = new float[c], shift = new float[c];
+        for (int ch = 0; ch < c; ch++) {
+            double ss = 0;
+            for (int i = 0; i < n; i++) ss += rows[2 * (i * c + ch) + 1];
             double var = ss / m;
             float inv = (float) (1.0 / Math.sqrt(var + eps));
-            sm[ch] = (float) mean;
+            sm[ch] = shifts[ch];
             si[ch] = inv;
-            float scale = gamma[ch] * inv, shift = beta[ch] - (float) mean * scale;
-            for (int i = 0; i < n; i++) EW.affineAct(x, res, relu, y, (i * c + ch) * hw, hw, scale, shift);
+            scale[ch] = gamma[ch] * inv;
+            shift[ch] = beta[ch] - shifts[ch] * scale[ch];
             double unbiased = m > 1 ? ss / (m - 1) : var;
-            rm[ch] = (1 - momentum) * rm[ch] + momentum * (float) mean;
+            rm[ch] = (1 - momentum) * rm[ch] + momentum * shifts[ch];
             rv[ch] = (1 - momentum) * rv[ch] + momentum * (float) unbiased;
+        }
+        forImages(n, c, hw, (from, to) -> {
+            for (int i = from; i < to; i++) {
+                for (int ch = 0; ch < c; ch++) EW.affineAct(x, res, relu, y, (i * c + ch) * hw, hw, scale[ch], shift[ch]);
+            }
         });
     }
+
+    /**
+     * Runs {@code body} over batch norm's images [0, n) in chunks of whole images: at least {@link #GRAIN} floats a
+     * chunk, and up to 4 chunks per thread, so that a thread that starts late finds work left rather than leaving the
+     * others to wait for its half.
+     */
+    private static void forImages(int n, int c, int hw, Parallel.RangeBody body) {
+        int grain = Math.max(1, GRAIN / Math.max(1, c * hw));
+        int per = Math.max(grain, ceilDiv(n, 4 * Parallel.threads()));
+        Parallel.forEach(ceilDiv(n, per), t -> body.run(t * per, Math.min(n, (t + 1) * per)));
+    }
+
+    private static int ceilDiv(int a, int b) { return (a + b - 1) / b; }
 
     @Override public void batchNormEval(Buffer xb, int n, int c, int hw, Buffer gammaB, Buffer betaB, Buffer rmB,
                                         Buffer rvB, float eps, Buffer yb) {
@@ -551,20 +587,36 @@ public final class CpuBackend implements Backend {
         float[] dx = dxb == null ? null : f(dxb), dg = f(dGammaB), db = f(dBetaB);
         float[] mask = reluOutB == null ? null : f(reluOutB), dMasked = dMaskedB == null || mask == null ? null : f(dMaskedB);
         long m = (long) n * hw;
-        Parallel.forEach(c, ch -> {
-            float mean = sm[ch], inv = si[ch];
-            // Both reductions in one read of dy and x; with a ReLU, its mask is applied on the way (and the masked
-            // gradient kept when the residual needs it, so that the second read takes it instead of dy and the mask).
-            double[] mom = new double[2];
-            EW.maskedGradMoments(dy, mask, dMasked, x, ch * hw, n, hw, c * hw, mean, mom, 0);
-            double sdy = mom[0], sdyx = mom[1];
+        // Two passes over the images in memory order, as in batchNormActTrain: both reductions in one read of dy and
+        // x per (image, channel) row (with a ReLU, its mask applied on the way, and the masked gradient kept when the
+        // residual needs it, so that the second pass reads it instead of dy and the mask), then the input gradient.
+        double[] rows = ScratchBuffers.rowSums(2 * n * c);
+        forImages(n, c, hw, (from, to) -> {
+            for (int i = from; i < to; i++) EW.rowGradMoments(dy, mask, dMasked, x, i * c * hw, c, hw, sm, rows, 2 * i * c);
+        });
+        float[] k1 = new float[c], meanDy = new float[c], k2 = new float[c];
+        for (int ch = 0; ch < c; ch++) {
+            double sdy = 0, sdyx = 0;
+            for (int i = 0; i < n; i++) {
+                sdy += rows[2 * (i * c + ch)];
+                sdyx += rows[2 * (i * c + ch) + 1];
+            }
+            float inv = si[ch];
             db[ch] = (float) sdy;
             dg[ch] = (float) (sdyx * inv);
-            if (dx == null) return;
             // dx = gamma * inv / m * (m * dy - sum(dy) - xhat * sum(dy * xhat))
-            float k1 = gamma[ch] * inv, meanDy = (float) (sdy / m), k2 = (float) (sdyx * inv * inv / m);
-            float[] g = dMasked != null ? dMasked : dy, gMask = dMasked != null ? null : mask;
-            for (int i = 0; i < n; i++) EW.maskedBatchNormInputGrad(g, gMask, x, dx, (i * c + ch) * hw, hw, k1, meanDy, mean, k2);
+            k1[ch] = gamma[ch] * inv;
+            meanDy[ch] = (float) (sdy / m);
+            k2[ch] = (float) (sdyx * inv * inv / m);
+        }
+        if (dx == null) return;
+        float[] g = dMasked != null ? dMasked : dy, gMask = dMasked != null ? null : mask;
+        forImages(n, c, hw, (from, to) -> {
+            for (int i = from; i < to; i++) {
+                for (int ch = 0; ch < c; ch++) {
+                    EW.maskedBatchNormInputGrad(g, gMask, x, dx, (i * c + ch) * hw, hw, k1[ch], meanDy[ch], sm[ch], k2[ch]);
+                }
+            }
         });
     }
 

@@ -17,18 +17,22 @@ public interface ElementwiseKernels {
     void reluBackward(float[] g, float[] x, float[] out, int from, int to);
 
     /**
-     * out[o] = sum of (a[i] - shift) and out[o + 1] = sum of (a[i] - shift)^2 over the {@code rows} rows
-     * a[off + r * stride .. + len), r in [0, rows): one channel of an (n, c, hw) tensor is rows = n, len = hw,
-     * stride = c * hw. Each row is summed into its own double and the rows are added in order, so results are
-     * deterministic and do not depend on how channels are spread over threads.
+     * Per-row moments of {@code rows} consecutive rows a[off + r * len .. + len), r in [0, rows):
+     * out[o + 2r] = sum of (a[i] - shift_r) and out[o + 2r + 1] = sum of (a[i] - shift_r)^2, with shift_r =
+     * shifts[r] (0 when shifts is null). One image of an (n, c, hw) tensor is rows = c, len = hw, so batch norm
+     * reads memory in order and adds a channel's rows afterwards in image order: the result is deterministic and
+     * does not depend on how images are spread over threads. Each row is summed into its own double.
      */
-    void shiftedMoments(float[] a, int off, int rows, int len, int stride, float shift, double[] out, int o);
+    void rowMoments(float[] a, int off, int rows, int len, float[] shifts, double[] out, int o);
 
     /**
-     * Batch norm's two backward reductions in one read, over the same rows and in the same order as
-     * {@link #shiftedMoments}: out[o] = sum of g[i] and out[o + 1] = sum of g[i] * (x[i] - mean).
+     * Batch norm's two backward reductions per row in one read, over the same rows as {@link #rowMoments} and with
+     * the same summation order: out[o + 2r] = sum of gm[i] and out[o + 2r + 1] = sum of gm[i] * (x[i] - means[r]),
+     * where gm[i] = mask[i] > 0 ? g[i] : 0 (ReLU's backward with its output as the mask; gm = g when mask is null).
+     * The masked gradient is also written to {@code gOut} when that is not null.
      */
-    void gradMoments(float[] g, float[] x, int off, int rows, int len, int stride, float mean, double[] out, int o);
+    void rowGradMoments(float[] g, float[] mask, float[] gOut, float[] x, int off, int rows, int len, float[] means,
+                        double[] out, int o);
 
     /** y[i] = x[i] * scale + shift over [off, off+len). */
     void affine(float[] x, float[] y, int off, int len, float scale, float shift);
@@ -42,13 +46,6 @@ public interface ElementwiseKernels {
 
     /** y[i] = relu?(x[i] * scale + shift + residual[i]) over [off, off+len); residual may be null. */
     void affineAct(float[] x, float[] residual, boolean relu, float[] y, int off, int len, float scale, float shift);
-
-    /**
-     * {@link #gradMoments} of the masked gradient gm[i] = mask[i] > 0 ? g[i] : 0 (ReLU's backward with its output
-     * as the mask; no mask when null), which is also written to {@code gOut} when that is not null.
-     */
-    void maskedGradMoments(float[] g, float[] mask, float[] gOut, float[] x, int off, int rows, int len, int stride, float mean,
-                           double[] out, int o);
 
     /** {@link #batchNormInputGrad} of the masked gradient mask[i] > 0 ? dy[i] : 0 (no mask when null). */
     void maskedBatchNormInputGrad(float[] dy, float[] mask, float[] x, float[] dx, int off, int len, float k1, float meanDy,

@@ -7,25 +7,19 @@ public final class ScalarElementwise implements ElementwiseKernels {
         for (int i = from; i < to; i++) out[i] = x[i] > 0f ? g[i] : 0f;
     }
 
-    @Override public void shiftedMoments(float[] a, int off, int rows, int len, int stride, float shift, double[] out, int o) {
-        double s1 = 0, s2 = 0;
-        for (int r = 0; r < rows; r++) {           // per-row subtotals: the summation order of the SIMD version
-            int base = off + r * stride;
+    @Override public void rowMoments(float[] a, int off, int rows, int len, float[] shifts, double[] out, int o) {
+        for (int r = 0; r < rows; r++) {
+            int base = off + r * len;
+            float shift = shifts == null ? 0f : shifts[r];
             double r1 = 0, r2 = 0;
             for (int i = base; i < base + len; i++) {
                 double d = a[i] - shift;
                 r1 += d;
                 r2 += d * d;
             }
-            s1 += r1;
-            s2 += r2;
+            out[o + 2 * r] = r1;
+            out[o + 2 * r + 1] = r2;
         }
-        out[o] = s1;
-        out[o + 1] = s2;
-    }
-
-    @Override public void gradMoments(float[] g, float[] x, int off, int rows, int len, int stride, float mean, double[] out, int o) {
-        maskedGradMoments(g, null, null, x, off, rows, len, stride, mean, out, o);
     }
 
     @Override public void affine(float[] x, float[] y, int off, int len, float scale, float shift) {
@@ -44,11 +38,11 @@ public final class ScalarElementwise implements ElementwiseKernels {
         }
     }
 
-    @Override public void maskedGradMoments(float[] g, float[] mask, float[] gOut, float[] x, int off, int rows, int len, int stride,
-                                            float mean, double[] out, int o) {
-        double s = 0, sp = 0;
+    @Override public void rowGradMoments(float[] g, float[] mask, float[] gOut, float[] x, int off, int rows, int len,
+                                         float[] means, double[] out, int o) {
         for (int r = 0; r < rows; r++) {
-            int base = off + r * stride;
+            int base = off + r * len;
+            float mean = means[r];
             double rs = 0, rp = 0;
             for (int i = base; i < base + len; i++) {
                 float gm = mask == null || mask[i] > 0f ? g[i] : 0f;
@@ -56,11 +50,9 @@ public final class ScalarElementwise implements ElementwiseKernels {
                 rs += gm;
                 rp += (double) gm * (x[i] - mean);
             }
-            s += rs;
-            sp += rp;
+            out[o + 2 * r] = rs;
+            out[o + 2 * r + 1] = rp;
         }
-        out[o] = s;
-        out[o + 1] = sp;
     }
 
     @Override public void maskedBatchNormInputGrad(float[] dy, float[] mask, float[] x, float[] dx, int off, int len, float k1,

@@ -13,6 +13,8 @@ final class ScratchBuffers {
     static final int CONV_PARTIALS = 8;
     private static final int SLOTS = 9;
     private static final ThreadLocal<float[][]> BUFFERS = ThreadLocal.withInitial(() -> new float[SLOTS][]);
+    /** Batch norm's per-(image, channel) sums: taken by the calling thread and shared with the tasks it starts. */
+    private static final ThreadLocal<double[][]> ROW_SUMS = ThreadLocal.withInitial(() -> new double[1][]);
 
     private ScratchBuffers() {}
 
@@ -30,6 +32,14 @@ final class ScratchBuffers {
     static float[] zeroed(int slot, int length) {
         float[] b = get(slot, length);
         java.util.Arrays.fill(b, 0, length, 0f);
+        return b;
+    }
+
+    /** An array of at least {@code length} doubles owned by the calling thread (batch norm's per-row sums). */
+    static double[] rowSums(int length) {
+        double[][] slot = ROW_SUMS.get();
+        double[] b = slot[0];
+        if (b == null || b.length < length) slot[0] = b = new double[length];
         return b;
     }
 }

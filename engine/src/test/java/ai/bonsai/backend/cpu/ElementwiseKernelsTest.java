@@ -31,13 +31,13 @@ class ElementwiseKernelsTest {
         assertArrayEquals(a, b);
         double tol = 1e-5 * n;
         double[] ms = new double[3], mv = new double[3];
-        scalar.shiftedMoments(x, off, 1, len, len, 0.3f, ms, 1);
-        simd.shiftedMoments(x, off, 1, len, len, 0.3f, mv, 1);
+        scalar.rowMoments(x, off, 1, len, new float[] {0.3f}, ms, 1);
+        simd.rowMoments(x, off, 1, len, new float[] {0.3f}, mv, 1);
         assertEquals(0, ms[0]);
         assertEquals(ms[1], mv[1], tol);
         assertEquals(ms[2], mv[2], tol);
-        scalar.gradMoments(x, y, off, 1, len, len, -0.2f, ms, 0);
-        simd.gradMoments(x, y, off, 1, len, len, -0.2f, mv, 0);
+        scalar.rowGradMoments(x, null, null, y, off, 1, len, new float[] {-0.2f}, ms, 0);
+        simd.rowGradMoments(x, null, null, y, off, 1, len, new float[] {-0.2f}, mv, 0);
         assertEquals(ms[0], mv[0], tol);
         assertEquals(ms[1], mv[1], tol);
         scalar.affine(x, a, off, len, 1.5f, -0.25f);
@@ -80,12 +80,14 @@ class ElementwiseKernelsTest {
             float[] masked = new float[size], gOut = new float[size];
             ew.reluBackward(dy, out, masked, off, off + len);
             int rows = Math.max(1, len / 5), rowLen = len / rows;
-            double[] want = new double[2], got = new double[2], got2 = new double[2];
-            ew.gradMoments(masked, x, off, rows, rowLen, rowLen, 0.2f, want, 0);
-            ew.maskedGradMoments(dy, out, null, x, off, rows, rowLen, rowLen, 0.2f, got, 0);
-            ew.maskedGradMoments(dy, out, gOut, x, off, rows, rowLen, rowLen, 0.2f, got2, 0);
-            assertArrayEquals(want, got, "maskedGradMoments");
-            assertArrayEquals(want, got2, "maskedGradMoments writing the masked gradient");
+            float[] means = new float[rows];
+            for (int i = 0; i < rows; i++) means[i] = 0.2f - 0.01f * i;
+            double[] want = new double[2 * rows], got = new double[2 * rows], got2 = new double[2 * rows];
+            ew.rowGradMoments(masked, null, null, x, off, rows, rowLen, means, want, 0);
+            ew.rowGradMoments(dy, out, null, x, off, rows, rowLen, means, got, 0);
+            ew.rowGradMoments(dy, out, gOut, x, off, rows, rowLen, means, got2, 0);
+            assertArrayEquals(want, got, "rowGradMoments with a mask");
+            assertArrayEquals(want, got2, "rowGradMoments with a mask, writing the masked gradient");
             for (int i = off; i < off + rows * rowLen; i++) assertEquals(masked[i], gOut[i], "masked gradient at " + i);
             float[] dxWant = new float[size], dxGot = new float[size];
             ew.batchNormInputGrad(masked, x, dxWant, off, len, 0.7f, 0.1f, 0.2f, 0.3f);
@@ -98,35 +100,55 @@ class ElementwiseKernelsTest {
     }
 
     /**
-     * The fused reductions against double-precision loops over the same strided rows (one channel of an (n, c, hw)
-     * tensor), both implementations; rows of awkward lengths, and enough of them that the SIMD version folds its
-     * partial sums mid-row and between rows.
+     * The reductions against double-precision loops, both implementations, called as batch norm calls them: once per
+     * image of an (n, c, hw) tensor, one row per channel with the channel's own shift or mean, and a channel's rows
+     * added in image order. Awkward lengths, and rows long enough that the SIMD version folds its partial sums
+     * mid-row.
      */
     @ParameterizedTest
     @CsvSource({"1,1,1", "3,2,13", "13,3,17", "207,2,3", "5,4,207", "40,3,64", "3,1,5000"})
-    void momentsMatchDefinitions(int rows, int channels, int len) {
-        Generator g = new Generator(100L * rows + len);
-        int off = 2, stride = channels * len, ch = channels - 1;
-        float[] x = random(g, off + rows * stride), y = random(g, off + rows * stride);
-        double s1 = 0, s2 = 0, sg = 0, sgx = 0;
-        for (int r = 0; r < rows; r++) {
-            for (int i = off + ch * len + r * stride, e = i + len; i < e; i++) {
-                double d = (double) x[i] - 0.4;
-                s1 += d;
-                s2 += d * d;
-                sg += y[i];
-                sgx += (double) y[i] * ((double) x[i] + 0.1);
-            }
+    void rowMomentsMatchDefinitions(int images, int channels, int len) {
+        Generator g = new Generator(100L * images + len);
+        int off = 2, stride = channels * len;
+        float[] x = random(g, off + images * stride), y = random(g, off + images * stride);
+        float[] shifts = new float[channels], means = new float[channels];
+        for (int ch = 0; ch < channels; ch++) {
+            shifts[ch] = 0.4f + 0.1f * ch;
+            means[ch] = -0.1f - 0.05f * ch;
         }
-        double tol = 1e-5 * rows * len;
+        double tol = 1e-5 * images * len;
         for (ElementwiseKernels k : new ElementwiseKernels[] {scalar, simd}) {
-            double[] out = new double[2];
-            k.shiftedMoments(x, off + ch * len, rows, len, stride, 0.4f, out, 0);
-            assertEquals(s1, out[0], tol);
-            assertEquals(s2, out[1], tol);
-            k.gradMoments(y, x, off + ch * len, rows, len, stride, -0.1f, out, 0);
-            assertEquals(sg, out[0], tol);
-            assertEquals(sgx, out[1], tol);
+            double[] mom = new double[2 * images * channels], grad = new double[2 * images * channels];
+            for (int i = 0; i < images; i++) {
+                k.rowMoments(x, off + i * stride, channels, len, shifts, mom, 2 * i * channels);
+                k.rowGradMoments(y, null, null, x, off + i * stride, channels, len, means, grad, 2 * i * channels);
+            }
+            for (int ch = 0; ch < channels; ch++) {
+                double s1 = 0, s2 = 0, sg = 0, sgx = 0, got1 = 0, got2 = 0, gotG = 0, gotGx = 0;
+                for (int i = 0; i < images; i++) {
+                    for (int e = off + i * stride + ch * len, q = e; q < e + len; q++) {
+                        double d = (double) x[q] - shifts[ch];
+                        s1 += d;
+                        s2 += d * d;
+                        sg += y[q];
+                        sgx += (double) y[q] * ((double) x[q] - means[ch]);
+                    }
+                    int r = 2 * (i * channels + ch);
+                    got1 += mom[r];
+                    got2 += mom[r + 1];
+                    gotG += grad[r];
+                    gotGx += grad[r + 1];
+                }
+                assertEquals(s1, got1, tol, "sum, channel " + ch);
+                assertEquals(s2, got2, tol, "sum of squares, channel " + ch);
+                assertEquals(sg, gotG, tol, "gradient sum, channel " + ch);
+                assertEquals(sgx, gotGx, tol, "gradient moment, channel " + ch);
+            }
+            double[] none = new double[2 * channels];
+            k.rowMoments(x, off, channels, len, null, none, 0);
+            double plain = 0;
+            for (int q = off; q < off + len; q++) plain += x[q];
+            assertEquals(plain, none[0], 1e-5 * len, "no shifts: shift 0");
         }
     }
 

@@ -29,18 +29,19 @@ public final class VectorElementwise implements ElementwiseKernels {
     }
 
     /**
-     * Rows are reduced one at a time (in BLOCK-sized pieces) into a per-row double that is then added to the total.
-     * (Keeping the vector partial sums live across the row loop as well was 3-10x slower on JDK 17, whose C2 then
-     * fails to keep the vectors in registers.) The lanes of a piece are summed in lane order by {@link #laneSum}, not
-     * by reduceLanes: its JIT intrinsic and its interpreted fallback add the lanes in different orders, which on
-     * JDK 25 made a training run's bits depend on how far the JIT had got (CliTest.resumeContinuesBitExactly).
+     * Each row is reduced in BLOCK-sized pieces, each piece's vector partial sums folded into the row's double.
+     * (Keeping the vector partial sums live across rows was 3-30x slower on JDK 17, whose C2 then fails to keep the
+     * vectors in registers: measured again for short rows, where the per-row fold costs most.) The lanes of a piece
+     * are summed in lane order by {@link #laneSum}, not by reduceLanes: its JIT intrinsic and its interpreted fallback
+     * add the lanes in different orders, which on JDK 25 made a training run's bits depend on how far the JIT had got
+     * (CliTest.resumeContinuesBitExactly).
      */
-    @Override public void shiftedMoments(float[] a, int off, int rows, int len, int stride, float shift, double[] out, int o) {
-        double s1 = 0, s2 = 0;
-        FloatVector k = FloatVector.broadcast(S, shift);
+    @Override public void rowMoments(float[] a, int off, int rows, int len, float[] shifts, double[] out, int o) {
         float[] lanes = new float[L];
         for (int r = 0; r < rows; r++) {
-            int i = off + r * stride, end = i + len;
+            float shift = shifts == null ? 0f : shifts[r];
+            FloatVector k = FloatVector.broadcast(S, shift);
+            int i = off + r * len, end = i + len;
             double r1 = 0, r2 = 0;
             while (i <= end - L) {
                 int stop = Math.min(end - L, i + BLOCK - L);
@@ -60,16 +61,9 @@ public final class VectorElementwise implements ElementwiseKernels {
                 r1 += d;
                 r2 += d * d;
             }
-            s1 += r1;
-            s2 += r2;
+            out[o + 2 * r] = r1;
+            out[o + 2 * r + 1] = r2;
         }
-        out[o] = s1;
-        out[o + 1] = s2;
-    }
-
-    /** Row by row like {@link #shiftedMoments}. */
-    @Override public void gradMoments(float[] g, float[] x, int off, int rows, int len, int stride, float mean, double[] out, int o) {
-        maskedGradMoments(g, null, null, x, off, rows, len, stride, mean, out, o);
     }
 
     /** The lanes added in lane order, in float (what reduceLanes computes, in one fixed order). */
@@ -103,14 +97,15 @@ public final class VectorElementwise implements ElementwiseKernels {
         }
     }
 
-    /** Row by row like {@link #shiftedMoments}; the mask (if any) applied as {@link #reluBackward} applies it. */
-    @Override public void maskedGradMoments(float[] g, float[] mask, float[] gOut, float[] x, int off, int rows, int len, int stride,
-                                            float mean, double[] out, int o) {
-        double s = 0, sp = 0;
-        FloatVector m = FloatVector.broadcast(S, mean), zero = FloatVector.zero(S);
+    /** Row by row like {@link #rowMoments}; the mask (if any) applied as {@link #reluBackward} applies it. */
+    @Override public void rowGradMoments(float[] g, float[] mask, float[] gOut, float[] x, int off, int rows, int len,
+                                         float[] means, double[] out, int o) {
+        FloatVector zero = FloatVector.zero(S);
         float[] lanes = new float[L];
         for (int r = 0; r < rows; r++) {
-            int i = off + r * stride, end = i + len;
+            float mean = means[r];
+            FloatVector m = FloatVector.broadcast(S, mean);
+            int i = off + r * len, end = i + len;
             double rs = 0, rp = 0;
             while (i <= end - L) {
                 int stop = Math.min(end - L, i + BLOCK - L);
@@ -133,11 +128,9 @@ public final class VectorElementwise implements ElementwiseKernels {
                 rs += gm;
                 rp += (double) gm * (x[i] - mean);
             }
-            s += rs;
-            sp += rp;
+            out[o + 2 * r] = rs;
+            out[o + 2 * r + 1] = rp;
         }
-        out[o] = s;
-        out[o + 1] = sp;
     }
 
     @Override public void maskedBatchNormInputGrad(float[] dy, float[] mask, float[] x, float[] dx, int off, int len, float k1,
