@@ -708,6 +708,7 @@ public final class Conv2dKernels {
             stageInputColumnPairs(g, x, xChannels, channels, n0, imgs, lay, src);
             return;
         }
+        float[] discard = sw == 2 ? ScratchBuffers.get(ScratchBuffers.STAGE_DISCARD, wq) : null;
         for (int c = 0; c < g.c(); c++) {
             int xc = channels == null ? c : channels[c];
             for (int pr = 0; pr < lay.nPh; pr++) {
@@ -730,6 +731,12 @@ public final class Conv2dKernels {
                             zero(src, dst, dst + jA);
                             if (sw == 1) {
                                 System.arraycopy(x, xRow, src, dst + jA, jB - jA);
+                            } else if (sw == 2) {
+                                // Every other column: the SIMD split, its other half dropped (a 1x1 stride-2 shortcut
+                                // reads one column phase only; the strided scalar copy was half of its forward pass).
+                                int pairs = Math.min(jB - jA, (w - xCol) / 2);
+                                KERNELS.deinterleave(x, xRow, pairs, src, dst + jA, discard, 0);
+                                for (int jj = jA + pairs; jj < jB; jj++) src[dst + jj] = x[xRow + (jj - jA) * 2];
                             } else {
                                 for (int jj = jA; jj < jB; jj++) src[dst + jj] = x[xRow + (jj - jA) * sw];
                             }

@@ -11,7 +11,9 @@ final class ScratchBuffers {
     static final int GEMM_A = 0, GEMM_B = 1, GEMM_EDGE = 2, CONV_SRC = 3, CONV_OUT = 4, CONV_GRAD = 5, CONV_TMP = 6, BRANCH_PAIR = 7;
     /** A weight gradient's partial sums: taken by the calling thread and shared with the tasks it starts. */
     static final int CONV_PARTIALS = 8;
-    private static final int SLOTS = 9;
+    /** Where staging drops the columns of a stride-2 row that no tap reads (written, never read). */
+    static final int STAGE_DISCARD = 9;
+    private static final int SLOTS = 10;
     private static final ThreadLocal<float[][]> BUFFERS = ThreadLocal.withInitial(() -> new float[SLOTS][]);
     /** Batch norm's per-(image, channel) sums: taken by the calling thread and shared with the tasks it starts. */
     private static final ThreadLocal<double[][]> ROW_SUMS = ThreadLocal.withInitial(() -> new double[1][]);

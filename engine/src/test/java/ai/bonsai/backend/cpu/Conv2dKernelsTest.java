@@ -54,6 +54,10 @@ class Conv2dKernelsTest {
         {2, 3, 9, 12, 5, 3, 3, 2, 2, 0, 0, 1},
         {3, 2, 8, 13, 4, 5, 5, 2, 2, 2, 2, 1},
         {2, 5, 7, 11, 3, 3, 4, 1, 2, 1, 3, 1},
+        // Column stride 2 with one column phase (kernel width 1): odd widths, padding 0 and 1 (staged by the SIMD split).
+        {3, 4, 7, 9, 5, 1, 1, 2, 2, 1, 1, 1},
+        {2, 3, 6, 11, 4, 3, 1, 2, 2, 1, 0, 1},
+        {2, 5, 5, 33, 3, 1, 1, 1, 2, 0, 0, 1},
     };
 
     private static ConvGeometry geometry(int[] a) {
