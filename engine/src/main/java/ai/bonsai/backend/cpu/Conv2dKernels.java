@@ -81,12 +81,9 @@ public final class Conv2dKernels {
 
     // ------------------------------------------------------------------------------------------ forward
 
-    /**
-     * Stride-1 3-row convolutions over enough channels go to {@link Conv2dWinograd} (half the multiply-adds), the rest
-     * run here ({@link Conv2dWinograd#preferredForward}).
-     */
+    /** Stride-1 3-row convolutions go to {@link Conv2dWinograd} (half the multiply-adds), the rest run here. */
     static void forward(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
-        if (Conv2dWinograd.preferredForward(g)) {
+        if (Conv2dWinograd.preferred(g)) {
             Conv2dWinograd.forward(kern, g, x, w, bias, y);
         } else {
             forwardDirect(kern, g, x, w, bias, y);
@@ -180,7 +177,7 @@ public final class Conv2dKernels {
     // ------------------------------------------------------------------------------------------ backwardData
 
     static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx, boolean accumulate) {
-        if (Conv2dWinograd.preferredBackwardData(g)) {
+        if (Conv2dWinograd.preferred(g) && Conv2dWinograd.applies(Conv2dWinograd.transposed(g))) {
             Conv2dWinograd.backwardData(kern, g, dy, w, dx, accumulate);
         } else {
             backwardDataDirect(kern, g, dy, w, dx, accumulate);
@@ -482,7 +479,7 @@ public final class Conv2dKernels {
     // ------------------------------------------------------------------------------------------ backwardWeight
 
     static void backwardWeight(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] dy, float[] dw) {
-        if (Conv2dWinograd.preferredBackwardWeight(g)) {
+        if (Conv2dWinograd.preferred(g)) {
             Conv2dWinograd.backwardWeight(kern, g, x, dy, dw);
         } else {
             backwardWeightDirect(kern, g, x, dy, dw);

@@ -85,34 +85,6 @@ final class Conv2dWinograd {
         return ENABLED && applies(g) && g.n() >= MIN_BATCH;
     }
 
-    /**
-     * Fewest input channels for which a dense forward pass (and a data gradient, whose input channels are the
-     * layer's filters) takes this path. The halved multiply-adds are c * 4.5 per output, while the transforms cost
-     * about the same per output whatever c is, so a short reduction does not pay for them. Measured with both methods
-     * alternated in one JVM (2 threads, batch 128, 32x32, 16 filters, two runs): direct over Winograd 0.62-0.71
-     * at 3 channels, 0.53-0.75 at 4, 0.90-0.91 at 8, 1.01-1.03 at 12, 1.05-1.13 at 16; a 224-pixel RGB stem (VGG's,
-     * batch 8) 0.74.
-     */
-    static final int MIN_FORWARD_CHANNELS = 12;
-    /** Whether a dense forward pass on {@code g} takes this path: {@link #preferred} with enough input channels. */
-    static boolean preferredForward(ConvGeometry g) {
-        return preferred(g) && g.c() >= MIN_FORWARD_CHANNELS;
-    }
-
-    /** Whether the data gradient of {@code g} takes this path: the forward rule on {@link #transposed}{@code (g)}. */
-    static boolean preferredBackwardData(ConvGeometry g) {
-        return preferred(g) && applies(transposed(g)) && g.k() >= MIN_FORWARD_CHANNELS;
-    }
-
-    /**
-     * Whether the weight gradient of {@code g} takes this path: {@link #preferred}, whatever the channel count. With
-     * 3-4 input channels the two methods measured within 15 % of each other either way (direct faster on 64- and
-     * 224-pixel images, Winograd on 32-pixel ones), so no rule on channels is worth having.
-     */
-    static boolean preferredBackwardWeight(ConvGeometry g) {
-        return preferred(g);
-    }
-
     /** The geometry whose forward pass is the backward-data pass of {@code g}: dy in, dx out, flipped weights. */
     static ConvGeometry transposed(ConvGeometry g) {
         return new ConvGeometry(g.n(), g.k(), g.outH(), g.outW(), g.c(), g.r(), g.s(), 1, 1,
