@@ -83,9 +83,7 @@ public final class Conv2dKernels {
 
     /** Stride-1 3-row convolutions go to {@link Conv2dWinograd} (half the multiply-adds), the rest run here. */
     static void forward(ConvMicroKernels kern, ConvGeometry g, float[] x, float[] w, float[] bias, float[] y) {
-        if (Conv2dWinograd.preferred(g) && Conv2dWinograd2D.preferred(g)) {
-            Conv2dWinograd2D.forward(kern, g, x, w, bias, y);
-        } else if (Conv2dWinograd.preferred(g)) {
+        if (Conv2dWinograd.preferred(g)) {
             Conv2dWinograd.forward(kern, g, x, w, bias, y);
         } else {
             forwardDirect(kern, g, x, w, bias, y);
@@ -179,10 +177,7 @@ public final class Conv2dKernels {
     // ------------------------------------------------------------------------------------------ backwardData
 
     static void backwardData(ConvMicroKernels kern, ConvGeometry g, float[] dy, float[] w, float[] dx, boolean accumulate) {
-        ConvGeometry t = Conv2dWinograd.preferred(g) ? Conv2dWinograd.transposed(g) : null;
-        if (t != null && Conv2dWinograd2D.preferred(g) && Conv2dWinograd2D.applies(t)) {
-            Conv2dWinograd2D.backwardData(kern, g, dy, w, dx, accumulate);
-        } else if (t != null && Conv2dWinograd.applies(t)) {
+        if (Conv2dWinograd.preferred(g) && Conv2dWinograd.applies(Conv2dWinograd.transposed(g))) {
             Conv2dWinograd.backwardData(kern, g, dy, w, dx, accumulate);
         } else {
             backwardDataDirect(kern, g, dy, w, dx, accumulate);

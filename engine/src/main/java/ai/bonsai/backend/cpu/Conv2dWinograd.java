@@ -154,7 +154,7 @@ final class Conv2dWinograd {
      * channel ch (of {@code count}) is x channel {@code channels[ch]} ({@code channels} null: the identity) and
      * starts at {@code ch * chStride}.
      */
-    static void stageRows(float[] x, int xChannels, int[] channels, int count, int h, int w, int n0, int imgs,
+    private static void stageRows(float[] x, int xChannels, int[] channels, int count, int h, int w, int n0, int imgs,
                                   int top, int left, int rows, int wp, float[] p, int chStride) {
         int rs = imgs * wp, colEnd = left + w;
         for (int ch = 0; ch < count; ch++) {

@@ -87,13 +87,6 @@ public interface ConvMicroKernels {
     void winogradOutput(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows);
 
     /**
-     * Output transform along a row, its four outputs interleaved: {@code y[yOff + 4t + j] = bias + sum_a AT[j][a] *
-     * m[mOff + a*mStride + t]} for j < 4, t < len. The column half of the 2D transform of {@link Conv2dWinograd2D}:
-     * t walks tiles side by side, and output column 4t + j of a tile row is its column j.
-     */
-    void winogradOutputInterleaved(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff);
-
-    /**
      * The adjoint of the output transform, for the weight gradient:
      * {@code d[dOff + a*dStride + t] = sum_{i<rows} AT[i][a] * g[gOff + i*ld + t]} for a < 6, t < len; rows past
      * {@code rows} (at most 4) count as zero.

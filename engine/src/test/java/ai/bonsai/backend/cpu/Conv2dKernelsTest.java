@@ -3,7 +3,6 @@ package ai.bonsai.backend.cpu;
 import ai.bonsai.backend.ConvGeometry;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
-import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -59,10 +58,6 @@ class Conv2dKernelsTest {
         {3, 4, 7, 9, 5, 1, 1, 2, 2, 1, 1, 1},
         {2, 3, 6, 11, 4, 3, 1, 2, 2, 1, 0, 1},
         {2, 5, 5, 33, 3, 1, 1, 1, 2, 0, 0, 1},
-        // Winograd F(4x4, 3x3): padding 0 and 2, a ragged last tile each way, exactly one tile wide.
-        {3, 4, 10, 9, 5, 3, 3, 1, 1, 0, 0, 1},
-        {2, 3, 7, 12, 6, 3, 3, 1, 1, 2, 2, 1},
-        {2, 6, 5, 6, 3, 3, 3, 1, 1, 1, 0, 1},
     };
 
     private static ConvGeometry geometry(int[] a) {
@@ -127,24 +122,12 @@ class Conv2dKernelsTest {
     }
 
     private static void assertClose(String what, Ref ref, float[] got) {
-        assertClose(what, ref, got, 2e-6);
-    }
-
-    /**
-     * As above with {@code perMass} the absolute error allowed per unit of summed |terms|. F(4x4, 3x3) needs 1e-5:
-     * its transformed inputs sum up to 36 inputs with weights up to 25, and its outputs 36 products with weights up
-     * to 64, so it rounds several times more than the direct sums (measured worst on the list: ERR of mass).
-     */
-    private static void assertClose(String what, Ref ref, float[] got, double perMass) {
-        double worst = 0;
         for (int i = 0; i < ref.value().length; i++) {
             double r = ref.value()[i];
             // atol scales with the magnitude of the summed terms (float rounding in any order), rtol with |ref|.
-            double tol = 1e-5 + perMass * ref.mass()[i] + 1e-5 * Math.abs(r);
+            double tol = 1e-5 + 2e-6 * ref.mass()[i] + 1e-5 * Math.abs(r);
             if (!(Math.abs(got[i] - r) <= tol)) fail(what + " element " + i + ": got " + got[i] + ", expected " + r);
-            worst = Math.max(worst, Math.abs(got[i] - r) / ref.mass()[i]);
         }
-        if (System.getenv("CONV_WORST") != null) System.out.println("WORST " + worst + " " + what);
     }
 
     private static float[] poisoned(int len) {
@@ -195,11 +178,8 @@ class Conv2dKernelsTest {
             Conv2dKernels.backwardWeight(kern, g, x, dy, dw);
         }
         if (!check) return new float[][] {y, dx, dw};
-        // Where the default route is F(4x4, 3x3), its tolerance (see assertClose).
-        double perMass = method == ConvMethod.AUTO && Conv2dWinograd.preferred(g) && Conv2dWinograd2D.preferred(g)
-                ? 1e-5 : 2e-6;
-        assertClose("forward " + g, refForward(g, x, w, bias), y, perMass);
-        assertClose("backwardData " + g, refBackwardData(g, dy, w), dx, perMass);
+        assertClose("forward " + g, refForward(g, x, w, bias), y);
+        assertClose("backwardData " + g, refBackwardData(g, dy, w), dx);
         assertClose("backwardWeight " + g, refBackwardWeight(g, x, dy), dw);
         return new float[][] {y, dx, dw};
     }
@@ -284,107 +264,6 @@ class Conv2dKernelsTest {
             }
         }
         assertTrue(winograd >= 8 && uncovered >= 1, winograd + " Winograd runs, " + uncovered + " with pixels no tap reaches");
-    }
-
-    private static ConvMicroKernels[] bothKernels() {
-        ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
-                "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
-        return simd == null ? new ConvMicroKernels[] {new ScalarConvMicroKernels()}
-                : new ConvMicroKernels[] {new ScalarConvMicroKernels(), simd};
-    }
-
-    /**
-     * F(4x4, 3x3) against the double-precision references, forward and data gradient, in both kernels, on every
-     * geometry of the list it applies to; the data gradient added into a pending one gives the plain one's bits
-     * added afterwards.
-     */
-    @Test
-    void winograd2DMatchesNaiveReference() {
-        int forward = 0, data = 0;
-        for (ConvMicroKernels kern : bothKernels()) {
-            String name = kern.getClass().getSimpleName();
-            for (int t = 0; t < GEOMETRIES.length; t++) {
-                ConvGeometry g = geometry(GEOMETRIES[t]);
-                if (!Conv2dWinograd2D.applies(g)) continue;
-                SplittableRandom rnd = new SplittableRandom(700 + t);
-                float[] x = random(rnd, g.n() * g.c() * g.h() * g.w());
-                float[] w = random(rnd, g.k() * g.cg() * 9);
-                float[] bias = t % 2 == 0 ? random(rnd, g.k()) : null;
-                float[] dy = random(rnd, g.n() * g.k() * g.outH() * g.outW());
-                float[] y = poisoned(dy.length);
-                Conv2dWinograd2D.forward(kern, g, x, w, bias, y);
-                assertClose("2D forward " + g + " in " + name, refForward(g, x, w, bias), y, 1e-5);
-                forward++;
-                if (!Conv2dWinograd2D.applies(Conv2dWinograd.transposed(g))) continue;
-                float[] dx = poisoned(x.length);
-                Conv2dWinograd2D.backwardData(kern, g, dy, w, dx, false);
-                assertClose("2D backwardData " + g + " in " + name, refBackwardData(g, dy, w), dx, 1e-5);
-                float[] pending = random(rnd, x.length), added = pending.clone(), expected = new float[x.length];
-                Conv2dWinograd2D.backwardData(kern, g, dy, w, added, true);
-                for (int i = 0; i < expected.length; i++) expected[i] = pending[i] + dx[i];
-                assertArrayEquals(expected, added, "2D backwardData adding, " + g + " in " + name);
-                data++;
-            }
-        }
-        int kernels = bothKernels().length;
-        assertTrue(forward >= 12 * kernels && data >= 10 * kernels, forward + " forward and " + data + " data runs");
-    }
-
-    @Test
-    void winograd2DIsBitwiseIdenticalForAnyThreadCount() {
-        int saved = Parallel.threads();
-        try {
-            for (int t = 0; t < GEOMETRIES.length; t++) {
-                ConvGeometry g = geometry(GEOMETRIES[t]);
-                if (!Conv2dWinograd2D.applies(g) || !Conv2dWinograd2D.applies(Conv2dWinograd.transposed(g))) continue;
-                SplittableRandom rnd = new SplittableRandom(800 + t);
-                float[] x = random(rnd, g.n() * g.c() * g.h() * g.w()), w = random(rnd, g.k() * 9 * g.c());
-                float[] bias = random(rnd, g.k()), dy = random(rnd, g.n() * g.k() * g.outH() * g.outW());
-                float[][] out = new float[2][];
-                float[][] grad = new float[2][];
-                int[] threads = {1, 3};
-                for (int i = 0; i < 2; i++) {
-                    Parallel.setThreads(threads[i]);
-                    out[i] = new float[dy.length];
-                    grad[i] = new float[x.length];
-                    Conv2dWinograd2D.forward(Conv2dKernels.kernels(), g, x, w, bias, out[i]);
-                    Conv2dWinograd2D.backwardData(Conv2dKernels.kernels(), g, dy, w, grad[i], false);
-                }
-                assertArrayEquals(out[0], out[1], g + " forward");
-                assertArrayEquals(grad[0], grad[1], g + " backwardData");
-            }
-        } finally {
-            Parallel.setThreads(saved);
-        }
-    }
-
-    /** The interleaved output transform: SIMD and scalar bit for bit, and against the transform in double. */
-    @Test
-    void winogradOutputInterleavedMatchesTheTransform() {
-        double[][] at = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
-        for (int len : new int[] {1, 3, 15, 16, 17, 47, 70}) {
-            SplittableRandom rnd = new SplittableRandom(len);
-            int stride = len + 5;
-            float[] m = random(rnd, 3 + 6 * stride);
-            float[][] got = new float[bothKernels().length][];
-            for (int kk = 0; kk < got.length; kk++) {
-                got[kk] = poisoned(4 * len + 9);
-                got[kk][2] = 7f;
-                bothKernels()[kk].winogradOutputInterleaved(m, 3, stride, len, 0.25f, got[kk], 5);
-            }
-            for (int t = 0; t < len; t++) {
-                for (int j = 0; j < 4; j++) {
-                    double ref = 0.25;
-                    for (int a = 0; a < 6; a++) ref += at[j][a] * m[3 + a * stride + t];
-                    assertEquals(ref, got[0][5 + 4 * t + j], 1e-5 * (1 + Math.abs(ref)), "len " + len + " t " + t + " j " + j);
-                }
-            }
-            for (float[] gk : got) {
-                assertEquals(7f, gk[2]);
-                assertTrue(Float.isNaN(gk[4]) && Float.isNaN(gk[5 + 4 * len]), "wrote outside its range at len " + len);
-                assertArrayEquals(got[0], gk, "SIMD and scalar at len " + len);
-            }
-        }
     }
 
     @Test

@@ -5,9 +5,7 @@ import ai.bonsai.backend.cpu.ScalarConvMicroKernels;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.LongVector;
-import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -303,49 +301,6 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
             }
         }
         TAIL.winogradOutput(m, mOff + t, mStride, len - t, bias, y, yOff + t, ldy, rows);
-    }
-
-    /**
-     * A 4-way interleave of vectors y0..y3 (out[4t + j] = y_j[t]) as four output vectors: lane l of output k is lane
-     * {@code (k*L + l) / 4} of y_{l % 4}, one permute per input and output and three blends per output. Constants of
-     * the one float species only, with no reinterpretation between shapes (see Conv2dKernels.interleave for why).
-     */
-    private static final VectorShuffle<Float> IL0 = VectorShuffle.fromOp(S, l -> l / 4);
-    private static final VectorShuffle<Float> IL1 = VectorShuffle.fromOp(S, l -> (L + l) / 4);
-    private static final VectorShuffle<Float> IL2 = VectorShuffle.fromOp(S, l -> (2 * L + l) / 4);
-    private static final VectorShuffle<Float> IL3 = VectorShuffle.fromOp(S, l -> (3 * L + l) / 4);
-    private static final VectorMask<Float> J1 = laneMask(1), J2 = laneMask(2), J3 = laneMask(3);
-
-    private static VectorMask<Float> laneMask(int j) {
-        boolean[] bits = new boolean[L];
-        for (int l = 0; l < L; l++) bits[l] = l % 4 == j;
-        return VectorMask.fromArray(S, bits, 0);
-    }
-
-    @Override
-    public void winogradOutputInterleaved(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff) {
-        int t = 0;
-        for (; t <= len - L; t += L) {
-            int o = mOff + t;
-            FloatVector m0 = FloatVector.fromArray(S, m, o), m1 = FloatVector.fromArray(S, m, o + mStride);
-            FloatVector m2 = FloatVector.fromArray(S, m, o + 2 * mStride), m3 = FloatVector.fromArray(S, m, o + 3 * mStride);
-            FloatVector m4 = FloatVector.fromArray(S, m, o + 4 * mStride), m5 = FloatVector.fromArray(S, m, o + 5 * mStride);
-            FloatVector s12 = m1.add(m2), d12 = m1.sub(m2), s34 = m3.add(m4), d34 = m3.sub(m4);
-            FloatVector y0 = m0.add(s12).add(s34).add(bias);
-            FloatVector y1 = d12.add(d34.mul(2f)).add(bias);
-            FloatVector y2 = s12.add(s34.mul(4f)).add(bias);
-            FloatVector y3 = d12.add(d34.mul(8f)).add(m5).add(bias);
-            int w = yOff + 4 * t;
-            y0.rearrange(IL0).blend(y1.rearrange(IL0), J1).blend(y2.rearrange(IL0), J2).blend(y3.rearrange(IL0), J3)
-                    .intoArray(y, w);
-            y0.rearrange(IL1).blend(y1.rearrange(IL1), J1).blend(y2.rearrange(IL1), J2).blend(y3.rearrange(IL1), J3)
-                    .intoArray(y, w + L);
-            y0.rearrange(IL2).blend(y1.rearrange(IL2), J1).blend(y2.rearrange(IL2), J2).blend(y3.rearrange(IL2), J3)
-                    .intoArray(y, w + 2 * L);
-            y0.rearrange(IL3).blend(y1.rearrange(IL3), J1).blend(y2.rearrange(IL3), J2).blend(y3.rearrange(IL3), J3)
-                    .intoArray(y, w + 3 * L);
-        }
-        TAIL.winogradOutputInterleaved(m, mOff + t, mStride, len - t, bias, y, yOff + 4 * t);
     }
 
     @Override
