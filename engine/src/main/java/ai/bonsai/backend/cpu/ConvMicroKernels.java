@@ -87,6 +87,12 @@ public interface ConvMicroKernels {
     void winogradOutput(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows);
 
     /**
+     * {@link #winogradOutput} adding into y: {@code y[yOff + i*ldy + t] += bias + sum_a AT[i][a] * m[mOff + a*mStride + t]},
+     * the sum rounded to float first (the bits of writing it, then adding it in).
+     */
+    void winogradOutputAdd(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows);
+
+    /**
      * The adjoint of the output transform, for the weight gradient:
      * {@code d[dOff + a*dStride + t] = sum_{i<rows} AT[i][a] * g[gOff + i*ld + t]} for a < 6, t < len; rows past
      * {@code rows} (at most 4) count as zero.

@@ -113,6 +113,21 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
     }
 
     @Override
+    public void winogradOutputAdd(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows) {
+        for (int t = 0; t < len; t++) {
+            int o = mOff + t;
+            float m0 = m[o], m1 = m[o + mStride], m2 = m[o + 2 * mStride], m3 = m[o + 3 * mStride];
+            float m4 = m[o + 4 * mStride], m5 = m[o + 5 * mStride];
+            float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
+            int w = yOff + t;
+            y[w] += bias + (m0 + s12 + s34);
+            if (rows > 1) y[w + ldy] += bias + (d12 + 2f * d34);
+            if (rows > 2) y[w + 2 * ldy] += bias + (s12 + 4f * s34);
+            if (rows > 3) y[w + 3 * ldy] += bias + (d12 + 8f * d34 + m5);
+        }
+    }
+
+    @Override
     public void winogradOutputAdjoint(float[] g, int gOff, int ld, int rows, int len, float[] d, int dOff, int dStride) {
         for (int t = 0; t < len; t++) {
             int o = gOff + t;

@@ -58,6 +58,9 @@ class Conv2dKernelsTest {
         {3, 4, 7, 9, 5, 1, 1, 2, 2, 1, 1, 1},
         {2, 3, 6, 11, 4, 3, 1, 2, 2, 1, 0, 1},
         {2, 5, 5, 33, 3, 1, 1, 1, 2, 0, 0, 1},
+        // Winograd with output rows of whole vectors (written into y in place): a partial last tile row, padding 0.
+        {2, 5, 13, 16, 7, 3, 3, 1, 1, 1, 1, 1},
+        {3, 4, 10, 18, 9, 3, 3, 1, 1, 0, 0, 1},
     };
 
     private static ConvGeometry geometry(int[] a) {
@@ -264,6 +267,42 @@ class Conv2dKernelsTest {
             }
         }
         assertTrue(winograd >= 8 && uncovered >= 1, winograd + " Winograd runs, " + uncovered + " with pixels no tap reaches");
+    }
+
+    /**
+     * The Winograd output transform written straight into y's rows and through a scratch row give the same bits,
+     * writing and adding, forward and data gradient, in both kernels, on every Winograd geometry of the list.
+     */
+    @Test
+    void winogradOutputRoutesAreBitwiseIdentical() {
+        ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
+                "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
+        int inPlaceByDefault = 0, runs = 0;
+        for (ConvMicroKernels kern : simd == null ? new ConvMicroKernels[] {new ScalarConvMicroKernels()}
+                : new ConvMicroKernels[] {new ScalarConvMicroKernels(), simd}) {
+            for (int t = 0; t < GEOMETRIES.length; t++) {
+                ConvGeometry g = geometry(GEOMETRIES[t]);
+                if (!Conv2dWinograd.applies(g)) continue;
+                SplittableRandom rnd = new SplittableRandom(900 + t);
+                float[] x = random(rnd, g.n() * g.c() * g.h() * g.w()), w = random(rnd, g.k() * g.c() * 3 * g.s());
+                float[] bias = random(rnd, g.k()), pending = random(rnd, g.n() * g.k() * g.outH() * g.outW());
+                float[][] out = new float[2][], added = new float[2][];
+                for (int route = 0; route < 2; route++) {
+                    out[route] = poisoned(pending.length);
+                    Conv2dWinograd.forward(kern, g, x, w, bias, out[route], false, route == 1);
+                    added[route] = pending.clone();
+                    Conv2dWinograd.forward(kern, g, x, w, bias, added[route], true, route == 1);
+                }
+                String what = g + " in " + kern.getClass().getSimpleName();
+                assertArrayEquals(out[0], out[1], "writing, " + what);
+                assertArrayEquals(added[0], added[1], "adding, " + what);
+                runs++;
+                if (kern == simd && Conv2dWinograd.writesOutputInPlace(kern, g)) inPlaceByDefault++;
+            }
+        }
+        assertTrue(runs >= 8, runs + " runs");
+        // The list keeps geometries whose default is the in-place route (rows of whole vectors).
+        assertTrue(simd == null || inPlaceByDefault >= 3, inPlaceByDefault + " geometries write in place by default");
     }
 
     @Test

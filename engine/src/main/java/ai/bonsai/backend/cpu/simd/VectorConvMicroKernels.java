@@ -304,6 +304,27 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
     }
 
     @Override
+    public void winogradOutputAdd(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows) {
+        int t = 0;
+        for (; t <= len - L; t += L) {
+            int o = mOff + t;
+            FloatVector m0 = FloatVector.fromArray(S, m, o), m1 = FloatVector.fromArray(S, m, o + mStride);
+            FloatVector m2 = FloatVector.fromArray(S, m, o + 2 * mStride), m3 = FloatVector.fromArray(S, m, o + 3 * mStride);
+            FloatVector m4 = FloatVector.fromArray(S, m, o + 4 * mStride);
+            FloatVector s12 = m1.add(m2), d12 = m1.sub(m2), s34 = m3.add(m4), d34 = m3.sub(m4);
+            int w = yOff + t;
+            FloatVector.fromArray(S, y, w).add(m0.add(s12).add(s34).add(bias)).intoArray(y, w);
+            if (rows > 1) FloatVector.fromArray(S, y, w + ldy).add(d12.add(d34.mul(2f)).add(bias)).intoArray(y, w + ldy);
+            if (rows > 2) FloatVector.fromArray(S, y, w + 2 * ldy).add(s12.add(s34.mul(4f)).add(bias)).intoArray(y, w + 2 * ldy);
+            if (rows > 3) {
+                FloatVector m5 = FloatVector.fromArray(S, m, o + 5 * mStride);
+                FloatVector.fromArray(S, y, w + 3 * ldy).add(d12.add(d34.mul(8f)).add(m5).add(bias)).intoArray(y, w + 3 * ldy);
+            }
+        }
+        TAIL.winogradOutputAdd(m, mOff + t, mStride, len - t, bias, y, yOff + t, ldy, rows);
+    }
+
+    @Override
     public void winogradOutputAdjoint(float[] g, int gOff, int ld, int rows, int len, float[] d, int dOff, int dStride) {
         FloatVector z = FloatVector.zero(S);
         int t = 0;
