@@ -310,21 +310,12 @@ final class Conv2dWinograd {
             // the images instead (the order of M) spread the stores over every image's plane at once, and made the
             // forward pass 10-30 % slower on ResNet-20's 32 and 16 pixel layers (alternated runs). Writing y's rows
             // straight from the transform, not through a scratch row and System.arraycopy (65,000 copies of 32 or 16
-            // floats per 16-filter layer), made the forward pass 8-13 % and the adding data gradient 5-9 % faster.
+            // floats per 16-filter layer), made the 16-filter layer's forward pass 13-17 % and its adding data
+            // gradient 11-12 % faster, the 32-filter layer's 3-5 % and 5-6 % (alternated in one JVM).
             if (outputInPlace) {
                 for (int kk = 0; kk < k; kk++) {
-                    float b = bias == null ? 0f : bias[kk];
-                    for (int img = 0; img < lay.imgs; img++) {
-                        int yPlane = ((n0 + img) * k + kk) * oh * ow;
-                        for (int t = 0; t < lay.tiles; t++) {
-                            int mOff = kk * qRound + t * lay.rs + img * lay.wp, rows = Math.min(M, oh - M * t);
-                            if (accumulate) {
-                                kern.winogradOutputAdd(m, mOff, kPad * qRound, ow, b, y, yPlane + M * t * ow, ow, rows);
-                            } else {
-                                kern.winogradOutput(m, mOff, kPad * qRound, ow, b, y, yPlane + M * t * ow, ow, rows);
-                            }
-                        }
-                    }
+                    kern.winogradOutputImages(m, kk * qRound, kPad * qRound, lay.rs, lay.wp, lay.imgs, lay.tiles, oh, ow,
+                            bias == null ? 0f : bias[kk], y, (n0 * k + kk) * oh * ow, k * oh * ow, accumulate);
                 }
                 return;
             }

@@ -87,10 +87,15 @@ public interface ConvMicroKernels {
     void winogradOutput(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows);
 
     /**
-     * {@link #winogradOutput} adding into y: {@code y[yOff + i*ldy + t] += bias + sum_a AT[i][a] * m[mOff + a*mStride + t]},
-     * the sum rounded to float first (the bits of writing it, then adding it in).
+     * The output transform written into y's image planes, for one filter of a unit: for {@code img < imgs},
+     * {@code t < tiles} and the rows {@code i < min(4, oh - 4t)} of tile row t,
+     * {@code y[yOff + img*yImg + (4t + i)*ow + x] = bias + sum_a AT[i][a] * m[mOff + a*mStride + t*rs + img*wp + x]}
+     * for {@code x < ow}; with {@code add}, that value (rounded to float first) is added into y. One call per filter
+     * rather than per row: called per row, the transform was inlined into the convolution's unit loop, whose
+     * compiled size then left some of its vector operations boxed in some JVMs.
      */
-    void winogradOutputAdd(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows);
+    void winogradOutputImages(float[] m, int mOff, int mStride, int rs, int wp, int imgs, int tiles, int oh, int ow,
+                              float bias, float[] y, int yOff, int yImg, boolean add);
 
     /**
      * The adjoint of the output transform, for the weight gradient:

@@ -113,8 +113,24 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
     }
 
     @Override
-    public void winogradOutputAdd(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows) {
-        for (int t = 0; t < len; t++) {
+    public void winogradOutputImages(float[] m, int mOff, int mStride, int rs, int wp, int imgs, int tiles, int oh, int ow,
+                                     float bias, float[] y, int yOff, int yImg, boolean add) {
+        for (int img = 0; img < imgs; img++) {
+            for (int t = 0; t < tiles; t++) {
+                int rows = Math.min(4, oh - 4 * t), mRow = mOff + t * rs + img * wp, yRow = yOff + img * yImg + 4 * t * ow;
+                if (add) {
+                    outputAddRows(m, mRow, mStride, 0, ow, bias, y, yRow, ow, rows);
+                } else {
+                    winogradOutput(m, mRow, mStride, ow, bias, y, yRow, ow, rows);
+                }
+            }
+        }
+    }
+
+    /** {@link #winogradOutput} adding into y, for x in [from, to) of the row (the SIMD kernel's tail too). */
+    public static void outputAddRows(float[] m, int mOff, int mStride, int from, int to, float bias, float[] y, int yOff,
+                                     int ldy, int rows) {
+        for (int t = from; t < to; t++) {
             int o = mOff + t;
             float m0 = m[o], m1 = m[o + mStride], m2 = m[o + 2 * mStride], m3 = m[o + 3 * mStride];
             float m4 = m[o + 4 * mStride], m5 = m[o + 5 * mStride];

@@ -304,24 +304,39 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
     }
 
     @Override
-    public void winogradOutputAdd(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows) {
-        int t = 0;
-        for (; t <= len - L; t += L) {
-            int o = mOff + t;
-            FloatVector m0 = FloatVector.fromArray(S, m, o), m1 = FloatVector.fromArray(S, m, o + mStride);
-            FloatVector m2 = FloatVector.fromArray(S, m, o + 2 * mStride), m3 = FloatVector.fromArray(S, m, o + 3 * mStride);
-            FloatVector m4 = FloatVector.fromArray(S, m, o + 4 * mStride);
-            FloatVector s12 = m1.add(m2), d12 = m1.sub(m2), s34 = m3.add(m4), d34 = m3.sub(m4);
-            int w = yOff + t;
-            FloatVector.fromArray(S, y, w).add(m0.add(s12).add(s34).add(bias)).intoArray(y, w);
-            if (rows > 1) FloatVector.fromArray(S, y, w + ldy).add(d12.add(d34.mul(2f)).add(bias)).intoArray(y, w + ldy);
-            if (rows > 2) FloatVector.fromArray(S, y, w + 2 * ldy).add(s12.add(s34.mul(4f)).add(bias)).intoArray(y, w + 2 * ldy);
-            if (rows > 3) {
-                FloatVector m5 = FloatVector.fromArray(S, m, o + 5 * mStride);
-                FloatVector.fromArray(S, y, w + 3 * ldy).add(d12.add(d34.mul(8f)).add(m5).add(bias)).intoArray(y, w + 3 * ldy);
+    public void winogradOutputImages(float[] m, int mOff, int mStride, int rs, int wp, int imgs, int tiles, int oh, int ow,
+                                     float bias, float[] y, int yOff, int yImg, boolean add) {
+        for (int img = 0; img < imgs; img++) {
+            for (int t = 0; t < tiles; t++) {
+                int rows = Math.min(4, oh - 4 * t), mRow = mOff + t * rs + img * wp, yRow = yOff + img * yImg + 4 * t * ow;
+                int x = 0;
+                for (; x <= ow - L; x += L) {
+                    int o = mRow + x, w = yRow + x;
+                    FloatVector m0 = FloatVector.fromArray(S, m, o), m1 = FloatVector.fromArray(S, m, o + mStride);
+                    FloatVector m2 = FloatVector.fromArray(S, m, o + 2 * mStride), m3 = FloatVector.fromArray(S, m, o + 3 * mStride);
+                    FloatVector m4 = FloatVector.fromArray(S, m, o + 4 * mStride), m5 = FloatVector.fromArray(S, m, o + 5 * mStride);
+                    FloatVector s12 = m1.add(m2), d12 = m1.sub(m2), s34 = m3.add(m4), d34 = m3.sub(m4);
+                    FloatVector y0 = m0.add(s12).add(s34).add(bias), y1 = d12.add(d34.mul(2f)).add(bias);
+                    FloatVector y2 = s12.add(s34.mul(4f)).add(bias), y3 = d12.add(d34.mul(8f)).add(m5).add(bias);
+                    if (add) {
+                        FloatVector.fromArray(S, y, w).add(y0).intoArray(y, w);
+                        if (rows > 1) FloatVector.fromArray(S, y, w + ow).add(y1).intoArray(y, w + ow);
+                        if (rows > 2) FloatVector.fromArray(S, y, w + 2 * ow).add(y2).intoArray(y, w + 2 * ow);
+                        if (rows > 3) FloatVector.fromArray(S, y, w + 3 * ow).add(y3).intoArray(y, w + 3 * ow);
+                    } else {
+                        y0.intoArray(y, w);
+                        if (rows > 1) y1.intoArray(y, w + ow);
+                        if (rows > 2) y2.intoArray(y, w + 2 * ow);
+                        if (rows > 3) y3.intoArray(y, w + 3 * ow);
+                    }
+                }
+                if (add) {
+                    ScalarConvMicroKernels.outputAddRows(m, mRow, mStride, x, ow, bias, y, yRow, ow, rows);
+                } else {
+                    TAIL.winogradOutput(m, mRow + x, mStride, ow - x, bias, y, yRow + x, ow, rows);
+                }
             }
         }
-        TAIL.winogradOutputAdd(m, mOff + t, mStride, len - t, bias, y, yOff + t, ldy, rows);
     }
 
     @Override
