@@ -243,17 +243,10 @@ final class Conv2dWinograd {
             for (int t = 0; t < lay.tiles; t++) {
                 int top = M * t - g.padH();                     // image row of the tile row's first padded row
                 int lo = Math.max(0, -top), hi = Math.max(lo, Math.min(ALPHA, h - top));
-                for (int img = 0; img < lay.imgs; img++) {
-                    int vRow = c * lay.vChannel + t * lay.rs + img * wp;
-                    // Rows below lo are never read, so the offset may point before the image.
-                    int xTop = ((n0 + img) * xChannels + xc) * h * w + top * w;
-                    kern.winogradInput(x, xTop, w, lo, hi, w, v, vRow + pw, lay.vPlane);
-                    for (int a = 0; a < ALPHA; a++) {
-                        int row = a * lay.vPlane + vRow;
-                        zero(v, row, row + pw);
-                        zero(v, row + pw + w, row + wp);
-                    }
-                }
+                // Rows below lo are never read, so the offset may point before the image.
+                int xTop = (n0 * xChannels + xc) * h * w + top * w;
+                kern.winogradInputImages(x, xTop, xChannels * h * w, w, lo, hi, lay.imgs, v,
+                        c * lay.vChannel + t * lay.rs, wp, pw, lay.vPlane);
             }
         }
     }

@@ -81,6 +81,16 @@ public interface ConvMicroKernels {
     void winogradInput(float[] p, int pOff, int ld, int lo, int hi, int len, float[] v, int vOff, int vStride);
 
     /**
+     * {@link #winogradInput} for one tile row of {@code imgs} images, each straight from its rows: image i's rows start
+     * at {@code xOff + i*xImg} (stride w, rows {@code lo..hi} read, the others zero) and its w transformed columns go
+     * to {@code v[vOff + i*wp + pw + a*vStride ..]}, with the padding columns {@code [0, pw)} and {@code [pw + w, wp)}
+     * of its stretch written as zeros. One call per tile row rather than per image, for the reason given at
+     * {@link #winogradOutputImages}.
+     */
+    void winogradInputImages(float[] x, int xOff, int xImg, int w, int lo, int hi, int imgs, float[] v, int vOff,
+                             int wp, int pw, int vStride);
+
+    /**
      * Output transform: {@code y[yOff + i*ldy + t] = bias + sum_a AT[i][a] * m[mOff + a*mStride + t]} for
      * i < rows (at most 4), t < len.
      */

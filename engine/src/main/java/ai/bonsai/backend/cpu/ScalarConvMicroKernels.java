@@ -98,6 +98,25 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
     }
 
     @Override
+    public void winogradInputImages(float[] x, int xOff, int xImg, int w, int lo, int hi, int imgs, float[] v, int vOff,
+                                    int wp, int pw, int vStride) {
+        for (int img = 0; img < imgs; img++) {
+            int dst = vOff + img * wp;
+            winogradInput(x, xOff + img * xImg, w, lo, hi, w, v, dst + pw, vStride);
+            zeroPadding(v, dst, w, wp, pw, vStride);
+        }
+    }
+
+    /** Zeros the padding columns {@code [0, pw)} and {@code [pw + w, wp)} of a stretch in each of the six planes. */
+    public static void zeroPadding(float[] v, int dst, int w, int wp, int pw, int vStride) {
+        for (int a = 0; a < 6; a++) {
+            int row = dst + a * vStride;
+            for (int i = 0; i < pw; i++) v[row + i] = 0f;
+            for (int i = pw + w; i < wp; i++) v[row + i] = 0f;
+        }
+    }
+
+    @Override
     public void winogradOutput(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows) {
         for (int t = 0; t < len; t++) {
             int o = mOff + t;

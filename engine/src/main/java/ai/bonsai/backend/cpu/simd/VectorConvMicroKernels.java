@@ -283,6 +283,34 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
     }
 
     @Override
+    public void winogradInputImages(float[] x, int xOff, int xImg, int w, int lo, int hi, int imgs, float[] v, int vOff,
+                                    int wp, int pw, int vStride) {
+        boolean r0 = lo <= 0 && hi > 0, r1 = lo <= 1 && hi > 1, r2 = lo <= 2 && hi > 2;
+        boolean r3 = lo <= 3 && hi > 3, r4 = lo <= 4 && hi > 4, r5 = lo <= 5 && hi > 5;
+        FloatVector z = FloatVector.zero(S);
+        for (int img = 0; img < imgs; img++) {
+            int src = xOff + img * xImg, dst = vOff + img * wp + pw;
+            int t = 0;
+            for (; t <= w - L; t += L) {
+                int o = src + t;
+                FloatVector d0 = r0 ? FloatVector.fromArray(S, x, o) : z, d1 = r1 ? FloatVector.fromArray(S, x, o + w) : z;
+                FloatVector d2 = r2 ? FloatVector.fromArray(S, x, o + 2 * w) : z, d3 = r3 ? FloatVector.fromArray(S, x, o + 3 * w) : z;
+                FloatVector d4 = r4 ? FloatVector.fromArray(S, x, o + 4 * w) : z, d5 = r5 ? FloatVector.fromArray(S, x, o + 5 * w) : z;
+                int q = dst + t;
+                d0.mul(4f).sub(d2.mul(5f)).add(d4).intoArray(v, q);
+                d4.add(d3).sub(d1.add(d2).mul(4f)).intoArray(v, q + vStride);
+                d4.sub(d3).add(d1.sub(d2).mul(4f)).intoArray(v, q + 2 * vStride);
+                FloatVector e = d4.sub(d2), f = d3.sub(d1).mul(2f);
+                e.add(f).intoArray(v, q + 3 * vStride);
+                e.sub(f).intoArray(v, q + 4 * vStride);
+                d1.mul(4f).sub(d3.mul(5f)).add(d5).intoArray(v, q + 5 * vStride);
+            }
+            TAIL.winogradInput(x, src + t, w, lo, hi, w - t, v, dst + t, vStride);
+            ScalarConvMicroKernels.zeroPadding(v, dst - pw, w, wp, pw, vStride);
+        }
+    }
+
+    @Override
     public void winogradOutput(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows) {
         int t = 0;
         for (; t <= len - L; t += L) {
