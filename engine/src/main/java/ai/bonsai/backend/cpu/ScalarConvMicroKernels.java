@@ -118,17 +118,7 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
 
     @Override
     public void winogradOutput(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy, int rows) {
-        for (int t = 0; t < len; t++) {
-            int o = mOff + t;
-            float m0 = m[o], m1 = m[o + mStride], m2 = m[o + 2 * mStride], m3 = m[o + 3 * mStride];
-            float m4 = m[o + 4 * mStride], m5 = m[o + 5 * mStride];
-            float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
-            int w = yOff + t;
-            y[w] = bias + (m0 + s12 + s34);
-            if (rows > 1) y[w + ldy] = bias + (d12 + 2f * d34);
-            if (rows > 2) y[w + 2 * ldy] = bias + (s12 + 4f * s34);
-            if (rows > 3) y[w + 3 * ldy] = bias + (d12 + 8f * d34 + m5);
-        }
+        outputRows(m, mOff, mStride, len, bias, y, yOff, ldy, rows, false);
     }
 
     @Override
@@ -137,28 +127,29 @@ public final class ScalarConvMicroKernels implements ConvMicroKernels {
         for (int img = 0; img < imgs; img++) {
             for (int t = 0; t < tiles; t++) {
                 int rows = Math.min(4, oh - 4 * t), mRow = mOff + t * rs + img * wp, yRow = yOff + img * yImg + 4 * t * ow;
-                if (add) {
-                    outputAddRows(m, mRow, mStride, 0, ow, bias, y, yRow, ow, rows);
-                } else {
-                    winogradOutput(m, mRow, mStride, ow, bias, y, yRow, ow, rows);
-                }
+                outputRows(m, mRow, mStride, ow, bias, y, yRow, ow, rows, add);
             }
         }
     }
 
-    /** {@link #winogradOutput} adding into y, for x in [from, to) of the row (the SIMD kernel's tail too). */
-    public static void outputAddRows(float[] m, int mOff, int mStride, int from, int to, float bias, float[] y, int yOff,
-                                     int ldy, int rows) {
-        for (int t = from; t < to; t++) {
+    /**
+     * {@link #winogradOutput}, or with {@code add} the same values added into y (the SIMD kernels' tails too, so
+     * that a row's tail is rounded as its vectors are).
+     */
+    public static void outputRows(float[] m, int mOff, int mStride, int len, float bias, float[] y, int yOff, int ldy,
+                                  int rows, boolean add) {
+        for (int t = 0; t < len; t++) {
             int o = mOff + t;
             float m0 = m[o], m1 = m[o + mStride], m2 = m[o + 2 * mStride], m3 = m[o + 3 * mStride];
             float m4 = m[o + 4 * mStride], m5 = m[o + 5 * mStride];
             float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
+            float y0 = bias + (m0 + s12 + s34), y1 = bias + (d12 + 2f * d34);
+            float y2 = bias + (s12 + 4f * s34), y3 = bias + (d12 + 8f * d34 + m5);
             int w = yOff + t;
-            y[w] += bias + (m0 + s12 + s34);
-            if (rows > 1) y[w + ldy] += bias + (d12 + 2f * d34);
-            if (rows > 2) y[w + 2 * ldy] += bias + (s12 + 4f * s34);
-            if (rows > 3) y[w + 3 * ldy] += bias + (d12 + 8f * d34 + m5);
+            y[w] = add ? y[w] + y0 : y0;
+            if (rows > 1) y[w + ldy] = add ? y[w + ldy] + y1 : y1;
+            if (rows > 2) y[w + 2 * ldy] = add ? y[w + 2 * ldy] + y2 : y2;
+            if (rows > 3) y[w + 3 * ldy] = add ? y[w + 3 * ldy] + y3 : y3;
         }
     }
 

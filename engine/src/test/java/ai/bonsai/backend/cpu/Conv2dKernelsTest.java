@@ -230,6 +230,17 @@ class Conv2dKernelsTest {
         }
     }
 
+    /** The Vector API kernels, or null where the JDK cannot load them. */
+    private static ConvMicroKernels simdKernels() {
+        return VectorizationProvider.load(ConvMicroKernels.class, "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
+    }
+
+    /** The scalar kernels, and {@code simd} where it loaded. */
+    private static ConvMicroKernels[] scalarAndSimd(ConvMicroKernels simd) {
+        return simd == null ? new ConvMicroKernels[] {new ScalarConvMicroKernels()}
+                : new ConvMicroKernels[] {new ScalarConvMicroKernels(), simd};
+    }
+
     /**
      * The data gradient added into a gradient that is there gives the bits of the plain data gradient added
      * afterwards, on every geometry of the list and through every route (Winograd, the direct stride-1 kernel, paired
@@ -237,11 +248,9 @@ class Conv2dKernelsTest {
      */
     @Test
     void backwardDataAddsIntoAGradientBitForBit() {
-        ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
-                "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
+        ConvMicroKernels simd = simdKernels();
         int winograd = 0, uncovered = 0;
-        for (ConvMicroKernels kern : simd == null ? new ConvMicroKernels[] {new ScalarConvMicroKernels()}
-                : new ConvMicroKernels[] {new ScalarConvMicroKernels(), simd}) {
+        for (ConvMicroKernels kern : scalarAndSimd(simd)) {
             for (int t = 0; t < GEOMETRIES.length; t++) {
                 ConvGeometry g = geometry(GEOMETRIES[t]);
                 SplittableRandom rnd = new SplittableRandom(500 + t);
@@ -271,15 +280,14 @@ class Conv2dKernelsTest {
 
     /**
      * The Winograd output transform written straight into y's rows and through a scratch row give the same bits,
-     * writing and adding, forward and data gradient, in both kernels, on every Winograd geometry of the list.
+     * writing and adding (as the data gradient's forward pass does), in both kernels, on every Winograd geometry of
+     * the list.
      */
     @Test
     void winogradOutputRoutesAreBitwiseIdentical() {
-        ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
-                "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
+        ConvMicroKernels simd = simdKernels();
         int inPlaceByDefault = 0, runs = 0;
-        for (ConvMicroKernels kern : simd == null ? new ConvMicroKernels[] {new ScalarConvMicroKernels()}
-                : new ConvMicroKernels[] {new ScalarConvMicroKernels(), simd}) {
+        for (ConvMicroKernels kern : scalarAndSimd(simd)) {
             for (int t = 0; t < GEOMETRIES.length; t++) {
                 ConvGeometry g = geometry(GEOMETRIES[t]);
                 if (!Conv2dWinograd.applies(g)) continue;

@@ -282,6 +282,9 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
         TAIL.winogradInput(p, pOff + t, ld, lo, hi, len - t, v, vOff + t, vStride);
     }
 
+    // winogradInputImages and winogradOutputImages spell out winogradInput's and winogradOutput's formulas rather
+    // than call them per row: a small per-row caller is what C2 inlined into the convolution's unit loop, where some
+    // JVMs boxed its vectors (see ConvMicroKernels#winogradOutputImages).
     @Override
     public void winogradInputImages(float[] x, int xOff, int xImg, int w, int lo, int hi, int imgs, float[] v, int vOff,
                                     int wp, int pw, int vStride) {
@@ -358,11 +361,7 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
                         if (rows > 3) y3.intoArray(y, w + 3 * ow);
                     }
                 }
-                if (add) {
-                    ScalarConvMicroKernels.outputAddRows(m, mRow, mStride, x, ow, bias, y, yRow, ow, rows);
-                } else {
-                    TAIL.winogradOutput(m, mRow + x, mStride, ow - x, bias, y, yRow + x, ow, rows);
-                }
+                ScalarConvMicroKernels.outputRows(m, mRow + x, mStride, ow - x, bias, y, yRow + x, ow, rows, add);
             }
         }
     }
