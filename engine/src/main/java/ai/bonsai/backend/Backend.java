@@ -181,6 +181,18 @@ public interface Backend {
     }
 
     /**
+     * {@link #batchNormActBackward} of a batch norm followed by a ReLU, with no residual: {@code reluOut} is the op's
+     * output, relu(x * scale + shift) with the forward pass's scale = gamma * saveInvStd and shift = beta - saveMean *
+     * scale. It is positive exactly where that affine is, so a backend may recompute the mask from x (which it reads
+     * anyway) rather than read reluOut; gamma and beta must hold the values the forward pass used. This default reads
+     * reluOut.
+     */
+    default void batchNormReluBackward(Buffer x, Buffer dy, Buffer reluOut, int n, int c, int hw, Buffer gamma, Buffer beta,
+                                       Buffer saveMean, Buffer saveInvStd, Buffer dx, Buffer dGamma, Buffer dBeta) {
+        batchNormActBackward(x, dy, reluOut, n, c, hw, gamma, saveMean, saveInvStd, null, dx, dGamma, dBeta);
+    }
+
+    /**
      * Max pooling over (n*c) planes of h x w; {@code argmax} (INT32) receives the flat in-plane index of each
      * winner for the backward pass. Padding cells count as minus infinity.
      */

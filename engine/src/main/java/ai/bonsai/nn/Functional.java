@@ -157,16 +157,32 @@ public final class Functional {
         be.batchNormActTrain(x.buffer(), n, c, hw, gamma.buffer(), beta.buffer(), runningMean.buffer(), runningVar.buffer(),
                 momentum, eps, residual == null ? null : residual.buffer(), relu, y, mean, invStd);
         Tensor[] inputs = residual == null ? new Tensor[] {x, gamma, beta} : new Tensor[] {x, gamma, beta, residual};
+        // Without a residual the backward pass may recompute ReLU's mask from x, gamma and beta
+        // (Backend.batchNormReluBackward): it gets the values this pass used, even if the parameters change before it.
+        boolean reluOfAffine = relu && residual == null;
+        Buffer gammaUsed = reluOfAffine ? snapshot(be, gamma.buffer(), c) : gamma.buffer();
+        Buffer betaUsed = reluOfAffine ? snapshot(be, beta.buffer(), c) : null;
         return Tensor.fromOp(x.shape(), y, "batchNormAct", gy -> {
             boolean residualGrad = residual != null && residual.requiresGrad();
             Buffer dx = x.requiresGrad() ? be.empty(DType.FLOAT32, x.numel()) : null;
             Buffer dMasked = relu && residualGrad ? be.empty(DType.FLOAT32, x.numel()) : null;
             Buffer dg = be.empty(DType.FLOAT32, c), db = be.empty(DType.FLOAT32, c);
-            be.batchNormActBackward(x.buffer(), gy.buffer(), relu ? y : null, n, c, hw, gamma.buffer(), mean, invStd, dMasked, dx, dg, db);
+            if (reluOfAffine) {
+                be.batchNormReluBackward(x.buffer(), gy.buffer(), y, n, c, hw, gammaUsed, betaUsed, mean, invStd, dx, dg, db);
+            } else {
+                be.batchNormActBackward(x.buffer(), gy.buffer(), relu ? y : null, n, c, hw, gammaUsed, mean, invStd, dMasked, dx, dg, db);
+            }
             Tensor[] grads = {dx == null ? null : Tensor.of(x.shape(), dx), Tensor.of(gamma.shape(), dg), Tensor.of(beta.shape(), db), null};
             if (residualGrad) grads[3] = relu ? Tensor.of(x.shape(), dMasked) : gy;
             return residual == null ? java.util.Arrays.copyOf(grads, 3) : grads;
         }, inputs);
+    }
+
+    /** A copy of the first {@code length} floats of {@code b}. */
+    private static Buffer snapshot(Backend be, Buffer b, int length) {
+        Buffer copy = be.empty(DType.FLOAT32, length);
+        be.copy(b, 0, copy, 0, length);
+        return copy;
     }
 
     /** Validates batch norm's arguments and returns the channel count. */

@@ -416,7 +416,8 @@ public abstract class BackendSuite {
     /**
      * Batch norm fused with its epilogue, y = relu?(bn(x) + residual?), in all four forms, against double
      * references; backward with the mask read from the forward's own output (ReLU's kink is where float and double
-     * may disagree), with and without the masked gradient written out, and without dx.
+     * may disagree), with and without the masked gradient written out, and without dx; and, with a ReLU and no
+     * residual, {@code batchNormReluBackward}.
      */
     @Test void batchNormActTrainAndBackward() {
         int n = 3, c = 5, hw = 13, len = n * c * hw, cnt = n * hw;
@@ -486,6 +487,18 @@ public abstract class BackendSuite {
                         check(dg, gg, what + " dGamma");
                         check(db, gb, what + " dBeta");
                         if (writeMasked) check(g, gm, what + " masked gradient");
+                    }
+                }
+                if (relu && !withResidual) {
+                    // The ReLU's mask may be recomputed from x, gamma and beta instead of read from y.
+                    for (boolean withDx : new boolean[] {true, false}) {
+                        String what = "batchNormReluBackward" + (withDx ? "" : " without dx");
+                        Buffer gx = withDx ? backend().allocate(DType.FLOAT32, len) : null;
+                        Buffer gg = backend().allocate(DType.FLOAT32, c), gb = backend().allocate(DType.FLOAT32, c);
+                        backend().batchNormReluBackward(up(x), up(dy), y, n, c, hw, up(gamma), up(beta), mean, inv, gx, gg, gb);
+                        if (withDx) check(dx, gx, what + " dx");
+                        check(dg, gg, what + " dGamma");
+                        check(db, gb, what + " dBeta");
                     }
                 }
             }

@@ -138,4 +138,29 @@ class BatchNormActTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> bn.forwardAddRelu(x, r));
         assertTrue(e.getMessage().contains("[2, 3, 4, 5]") || e.getMessage().contains("(2, 3, 4, 5)"), e.getMessage());
     }
+
+    /**
+     * The backward pass of batch norm + ReLU recomputes ReLU's mask from x, gamma and beta: it uses the values of the
+     * forward pass, so gradients are unchanged when the parameters are overwritten in between (here with values that
+     * flip the sign of the affine, and so the mask, almost everywhere).
+     */
+    @Test
+    void backwardUsesTheParametersOfItsForwardPass() {
+        int[] dims = {3, 4, 5, 6};
+        float[][] grads = new float[2][];
+        for (int k = 0; k < 2; k++) {
+            Generator g = new Generator(77);
+            Tensor x = Tensor.randn(g, dims).detach().requiresGrad(true);
+            Tensor gamma = Tensor.rand(g, 0.5f, 1.5f, 4).requiresGrad(true), beta = Tensor.rand(g, -0.5f, 0.5f, 4).requiresGrad(true);
+            Tensor u = Tensor.randn(g, dims);
+            Tensor y = Functional.batchNormAct(x, Tensor.zeros(4), Tensor.ones(4), gamma, beta, true, 0.1f, 1e-5f, null, true);
+            if (k == 1) {
+                gamma.copyFrom(gamma.neg().detach());
+                beta.copyFrom(beta.neg().detach());
+            }
+            y.mul(u).sum().backward();
+            grads[k] = x.grad().toFloatArray();
+        }
+        assertArrayEquals(grads[0], grads[1]);
+    }
 }

@@ -51,6 +51,22 @@ public interface ElementwiseKernels {
     void maskedBatchNormInputGrad(float[] dy, float[] mask, float[] x, float[] dx, int off, int len, float k1, float meanDy,
                                   float mean, float k2);
 
+    // A batch norm followed by a ReLU and no residual: its output y = relu(x * scale + shift) is positive exactly
+    // where x * scale + shift is, computed as affineAct computes it. The backward pass reads x anyway, so these
+    // recompute ReLU's mask from x instead of reading y: one array fewer per pass, the same bits as passing y as the
+    // mask.
+
+    /**
+     * {@link #rowGradMoments} with the mask {@code x[i] * scales[r] + shifts[r] > 0} of row r, the affine rounded as
+     * {@link #affineAct} rounds it; no masked gradient is written.
+     */
+    void rowGradMomentsReluOfAffine(float[] g, float[] x, int off, int rows, int len, float[] scales, float[] shifts,
+                                    float[] means, double[] out, int o);
+
+    /** {@link #maskedBatchNormInputGrad} with the mask {@code x[i] * scale + shift > 0}, rounded as in {@link #affineAct}. */
+    void reluOfAffineBatchNormInputGrad(float[] dy, float[] x, float[] dx, int off, int len, float scale, float shift,
+                                        float k1, float meanDy, float mean, float k2);
+
     final class Holder {
         private Holder() {}
 

@@ -59,4 +59,25 @@ public final class ScalarElementwise implements ElementwiseKernels {
                                                    float meanDy, float mean, float k2) {
         for (int i = off; i < off + len; i++) dx[i] = k1 * ((mask == null || mask[i] > 0f ? dy[i] : 0f) - meanDy - (x[i] - mean) * k2);
     }
+
+    @Override public void rowGradMomentsReluOfAffine(float[] g, float[] x, int off, int rows, int len, float[] scales,
+                                                     float[] shifts, float[] means, double[] out, int o) {
+        for (int r = 0; r < rows; r++) {
+            int base = off + r * len;
+            float mean = means[r], scale = scales[r], shift = shifts[r];
+            double rs = 0, rp = 0;
+            for (int i = base; i < base + len; i++) {
+                float gm = x[i] * scale + shift > 0f ? g[i] : 0f;
+                rs += gm;
+                rp += (double) gm * (x[i] - mean);
+            }
+            out[o + 2 * r] = rs;
+            out[o + 2 * r + 1] = rp;
+        }
+    }
+
+    @Override public void reluOfAffineBatchNormInputGrad(float[] dy, float[] x, float[] dx, int off, int len, float scale,
+                                                         float shift, float k1, float meanDy, float mean, float k2) {
+        for (int i = off; i < off + len; i++) dx[i] = k1 * ((x[i] * scale + shift > 0f ? dy[i] : 0f) - meanDy - (x[i] - mean) * k2);
+    }
 }

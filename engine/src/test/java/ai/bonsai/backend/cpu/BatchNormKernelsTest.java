@@ -6,6 +6,7 @@ import ai.bonsai.tensor.Generator;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /**
@@ -71,5 +72,57 @@ class BatchNormKernelsTest {
                 assertEquals(ref, dxs[p], 1e-4 * (1 + Math.abs(gamma[ch] * invStd)), "dx at " + p);
             }
         }
+    }
+
+    /**
+     * With a ReLU and no residual, recomputing the mask from x gives the bits of reading it from the forward pass's
+     * output, including where the affine is exactly zero and on shapes whose rows are not whole vectors.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,2,3", "3,2,13", "13,3,17", "2,1,207", "128,2,64", "4,3,1031"})
+    void reluBackwardFromXEqualsReadingTheOutput(int n, int c, int hw) {
+        Generator g = new Generator(11L * n + 3 * c + hw);
+        int len = n * c * hw;
+        float[] x = new float[len], dy = new float[len], gamma = new float[c], beta = new float[c];
+        for (int i = 0; i < len; i++) {
+            x[i] = (float) g.nextGaussian();
+            dy[i] = (float) g.nextGaussian();
+        }
+        for (int ch = 0; ch < c; ch++) {
+            gamma[ch] = ch % 2 == 0 ? 0.75f + ch : -0.5f - ch;       // negative scales flip the mask
+            beta[ch] = 0.125f * ch - 0.1f;
+        }
+        Buffer y = be.allocate(DType.FLOAT32, len), mean = be.allocate(DType.FLOAT32, c), inv = be.allocate(DType.FLOAT32, c);
+        Buffer rm = be.allocate(DType.FLOAT32, c), rv = buf(new float[c]);
+        be.batchNormActTrain(buf(x), n, c, hw, buf(gamma), buf(beta), rm, rv, 0.1f, 1e-5f, null, true, y, mean, inv);
+        // Put some inputs at the ReLU's kink, where the affine is zero or an ulp from it.
+        float[] ms = be.toFloats(mean), is = be.toFloats(inv), xs = x.clone();
+        for (int i = 0; i < len; i += 5) {
+            int ch = (i / hw) % c;
+            float scale = gamma[ch] * is[ch], shift = beta[ch] - ms[ch] * scale;
+            xs[i] = -shift / scale;
+        }
+        // The scale and shift below are the forward pass's: they reproduce its output for x.
+        assertArrayEquals(be.toFloats(y), reluOfAffine(x, n, c, hw, gamma, beta, ms, is), "forward output");
+        float[] yv = reluOfAffine(xs, n, c, hw, gamma, beta, ms, is);   // the output the forward pass gives for xs
+        Buffer[] want = {be.allocate(DType.FLOAT32, len), be.allocate(DType.FLOAT32, c), be.allocate(DType.FLOAT32, c)};
+        Buffer[] got = {be.allocate(DType.FLOAT32, len), be.allocate(DType.FLOAT32, c), be.allocate(DType.FLOAT32, c)};
+        be.batchNormActBackward(buf(xs), buf(dy), buf(yv), n, c, hw, buf(gamma), mean, inv, null, want[0], want[1], want[2]);
+        be.batchNormReluBackward(buf(xs), buf(dy), buf(yv), n, c, hw, buf(gamma), buf(beta), mean, inv, got[0], got[1], got[2]);
+        String[] names = {"dx", "dGamma", "dBeta"};
+        for (int k = 0; k < 3; k++) {
+            assertArrayEquals(be.toFloats(want[k]), be.toFloats(got[k]), names[k]);
+        }
+    }
+
+    /** relu(x * scale + shift) per (image, channel) row, as the forward pass computes it from its statistics. */
+    private static float[] reluOfAffine(float[] x, int n, int c, int hw, float[] gamma, float[] beta, float[] ms, float[] is) {
+        float[] y = new float[x.length];
+        for (int row = 0; row < n * c; row++) {
+            int ch = row % c;
+            float scale = gamma[ch] * is[ch], shift = beta[ch] - ms[ch] * scale;
+            ElementwiseKernels.get().affineAct(x, null, true, y, row * hw, hw, scale, shift);
+        }
+        return y;
     }
 }

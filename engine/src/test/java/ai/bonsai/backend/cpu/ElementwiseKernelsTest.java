@@ -8,6 +8,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The SIMD element-wise kernels against the scalar ones, on awkward lengths and offsets. */
 class ElementwiseKernelsTest {
@@ -97,6 +98,44 @@ class ElementwiseKernelsTest {
         }
         assertArrayEquals(fusedY[0], fusedY[1], 1e-5f, "affineAct, scalar against SIMD");
         assertArrayEquals(fusedG[0], fusedG[1], 1e-5f, "maskedBatchNormInputGrad, scalar against SIMD");
+    }
+
+    /**
+     * ReLU's mask recomputed from x gives, in each implementation, the bits of that implementation's kernels reading
+     * the output of its own affineAct as the mask: rows long enough to span several SIMD blocks, rows shorter than a
+     * vector, negative scales, and inputs where the affine is exactly zero.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,1", "3,5", "2,13", "3,17", "4,64", "3,207", "2,1031", "3,1666"})
+    void reluOfAffineEqualsTheOutputAsMask(int rows, int rowLen) {
+        Generator g = new Generator(17L * rows + rowLen);
+        int off = 3, len = rows * rowLen, size = off + len + 2;
+        float[] x = random(g, size), dy = random(g, size), scales = new float[rows], shifts = new float[rows], means = new float[rows];
+        for (int r = 0; r < rows; r++) {
+            scales[r] = r % 2 == 0 ? 0.5f + r : -0.75f;
+            shifts[r] = -0.25f - 0.125f * r;
+            means[r] = 0.1f * r;
+            for (int i = off + r * rowLen; i < off + (r + 1) * rowLen; i += 4) x[i] = -shifts[r] / scales[r];  // affine 0 (or 1 ulp off)
+        }
+        for (ElementwiseKernels ew : new ElementwiseKernels[] {scalar, simd}) {
+            String name = ew.getClass().getSimpleName();
+            float[] y = new float[size];
+            for (int r = 0; r < rows; r++) ew.affineAct(x, null, true, y, off + r * rowLen, rowLen, scales[r], shifts[r]);
+            double[] want = new double[2 * rows + 1], got = new double[2 * rows + 1];
+            ew.rowGradMoments(dy, y, null, x, off, rows, rowLen, means, want, 1);
+            ew.rowGradMomentsReluOfAffine(dy, x, off, rows, rowLen, scales, shifts, means, got, 1);
+            assertArrayEquals(want, got, name + " rowGradMomentsReluOfAffine");
+            float[] dxWant = new float[size], dxGot = new float[size];
+            for (int r = 0; r < rows; r++) {
+                int o = off + r * rowLen;
+                ew.maskedBatchNormInputGrad(dy, y, x, dxWant, o, rowLen, 0.7f, 0.1f, means[r], 0.3f);
+                ew.reluOfAffineBatchNormInputGrad(dy, x, dxGot, o, rowLen, scales[r], shifts[r], 0.7f, 0.1f, means[r], 0.3f);
+            }
+            assertArrayEquals(dxWant, dxGot, name + " reluOfAffineBatchNormInputGrad");
+            int masked = 0;
+            for (int i = off; i < off + len; i++) if (y[i] <= 0) masked++;
+            if (len >= 16) assertTrue(masked > 0 && masked < len, "the mask has both values");
+        }
     }
 
     /**

@@ -147,4 +147,53 @@ public final class VectorElementwise implements ElementwiseKernels {
         }
         for (; i < end; i++) dx[i] = k1 * ((mask == null || mask[i] > 0f ? dy[i] : 0f) - meanDy - (x[i] - mean) * k2);
     }
+
+    /** {@link #rowGradMoments}'s loop with the mask recomputed as {@link #affineAct} computes its output. */
+    @Override public void rowGradMomentsReluOfAffine(float[] g, float[] x, int off, int rows, int len, float[] scales,
+                                                     float[] shifts, float[] means, double[] out, int o) {
+        FloatVector zero = FloatVector.zero(S);
+        float[] lanes = new float[L];
+        for (int r = 0; r < rows; r++) {
+            float mean = means[r], scale = scales[r], shift = shifts[r];
+            FloatVector m = FloatVector.broadcast(S, mean), sc = FloatVector.broadcast(S, scale), sh = FloatVector.broadcast(S, shift);
+            int i = off + r * len, end = i + len;
+            double rs = 0, rp = 0;
+            while (i <= end - L) {
+                int stop = Math.min(end - L, i + BLOCK - L);
+                FloatVector acc = FloatVector.zero(S), accP = FloatVector.zero(S);
+                for (; i <= stop; i += L) {
+                    FloatVector xv = FloatVector.fromArray(S, x, i);
+                    FloatVector gv = zero.blend(FloatVector.fromArray(S, g, i), xv.fma(sc, sh).compare(VectorOperators.GT, 0f));
+                    acc = acc.add(gv);
+                    accP = xv.sub(m).fma(gv, accP);
+                }
+                acc.intoArray(lanes, 0);
+                rs += laneSum(lanes);
+                accP.intoArray(lanes, 0);
+                rp += laneSum(lanes);
+            }
+            for (; i < end; i++) {
+                float gm = x[i] * scale + shift > 0f ? g[i] : 0f;
+                rs += gm;
+                rp += (double) gm * (x[i] - mean);
+            }
+            out[o + 2 * r] = rs;
+            out[o + 2 * r + 1] = rp;
+        }
+    }
+
+    @Override public void reluOfAffineBatchNormInputGrad(float[] dy, float[] x, float[] dx, int off, int len, float scale,
+                                                         float shift, float k1, float meanDy, float mean, float k2) {
+        int end = off + len, i = off;
+        FloatVector vk1 = FloatVector.broadcast(S, k1), vmd = FloatVector.broadcast(S, meanDy),
+                vm = FloatVector.broadcast(S, mean), vk2 = FloatVector.broadcast(S, k2), zero = FloatVector.zero(S),
+                sc = FloatVector.broadcast(S, scale), sh = FloatVector.broadcast(S, shift);
+        for (; i <= end - L; i += L) {
+            FloatVector xv = FloatVector.fromArray(S, x, i);
+            FloatVector g = zero.blend(FloatVector.fromArray(S, dy, i), xv.fma(sc, sh).compare(VectorOperators.GT, 0f));
+            FloatVector d = g.sub(vmd).sub(xv.sub(vm).mul(vk2));
+            d.mul(vk1).intoArray(dx, i);
+        }
+        for (; i < end; i++) dx[i] = k1 * ((x[i] * scale + shift > 0f ? dy[i] : 0f) - meanDy - (x[i] - mean) * k2);
+    }
 }
