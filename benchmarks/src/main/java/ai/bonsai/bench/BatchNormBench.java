@@ -39,7 +39,7 @@ public class BatchNormBench {
     private final CpuBackend be = CpuBackend.get();
     private int n, c, hw;
     private int[] dims;
-    private Buffer x, dy, y, dx, gamma, beta, rm, rv, mean, invStd, dg, db, other;
+    private Buffer x, dy, y, yRelu, dx, gamma, beta, rm, rv, mean, invStd, dg, db, other;
 
     @Setup(Level.Trial)
     public void setUp() {
@@ -65,6 +65,8 @@ public class BatchNormBench {
         invStd = be.allocate(DType.FLOAT32, c);
         dg = be.allocate(DType.FLOAT32, c);
         db = be.allocate(DType.FLOAT32, c);
+        yRelu = be.allocate(DType.FLOAT32, len);
+        be.batchNormActTrain(x, n, c, hw, gamma, beta, rm, rv, 0.1f, 1e-5f, null, true, yRelu, mean, invStd);
         be.batchNormTrain(x, n, c, hw, gamma, beta, rm, rv, 0.1f, 1e-5f, y, mean, invStd);
     }
 
@@ -83,6 +85,20 @@ public class BatchNormBench {
     @Benchmark
     public Buffer batchNormBackward() {
         be.batchNormBackward(x, dy, n, c, hw, gamma, mean, invStd, dx, dg, db);
+        return dx;
+    }
+
+    /** Batch norm + ReLU backward reading the ReLU's output as the mask: three arrays read per pass. */
+    @Benchmark
+    public Buffer batchNormReluBackwardReadingMask() {
+        be.batchNormActBackward(x, dy, yRelu, n, c, hw, gamma, mean, invStd, null, dx, dg, db);
+        return dx;
+    }
+
+    /** The same gradients with the mask recomputed from x (what training runs): two arrays read per pass. */
+    @Benchmark
+    public Buffer batchNormReluBackward() {
+        be.batchNormReluBackward(x, dy, yRelu, n, c, hw, gamma, beta, mean, invStd, dx, dg, db);
         return dx;
     }
 
