@@ -531,8 +531,7 @@ public final class CpuBackend implements Backend {
             float inv = (float) (1.0 / Math.sqrt(var + eps));
             sm[ch] = shifts[ch];
             si[ch] = inv;
-            scale[ch] = gamma[ch] * inv;
-            shift[ch] = beta[ch] - shifts[ch] * scale[ch];
+            foldAffine(gamma, beta, sm, si, ch, scale, shift);
             double unbiased = m > 1 ? ss / (m - 1) : var;
             rm[ch] = (1 - momentum) * rm[ch] + momentum * shifts[ch];
             rv[ch] = (1 - momentum) * rv[ch] + momentum * (float) unbiased;
@@ -597,12 +596,18 @@ public final class CpuBackend implements Backend {
                                                 Buffer betaB, Buffer meanB, Buffer invStdB, Buffer dxb, Buffer dGammaB, Buffer dBetaB) {
         float[] gamma = f(gammaB), beta = f(betaB), sm = f(meanB), si = f(invStdB);
         float[] scale = new float[c], shift = new float[c];
-        for (int ch = 0; ch < c; ch++) {
-            scale[ch] = gamma[ch] * si[ch];
-            shift[ch] = beta[ch] - sm[ch] * scale[ch];
-        }
+        for (int ch = 0; ch < c; ch++) foldAffine(gamma, beta, sm, si, ch, scale, shift);
         batchNormBackwardPasses(f(xb), f(dyb), null, null, scale, shift, n, c, hw, gamma, sm, si, dxb == null ? null : f(dxb),
                 f(dGammaB), f(dBetaB));
+    }
+
+    /**
+     * Channel ch of training batch norm as one affine, y = x * scale + shift, from the saved mean and inverse std: the
+     * forward pass normalises with it and batchNormReluBackward recomputes ReLU's mask with it, so both round alike.
+     */
+    private static void foldAffine(float[] gamma, float[] beta, float[] mean, float[] invStd, int ch, float[] scale, float[] shift) {
+        scale[ch] = gamma[ch] * invStd[ch];
+        shift[ch] = beta[ch] - mean[ch] * scale[ch];
     }
 
     /**
