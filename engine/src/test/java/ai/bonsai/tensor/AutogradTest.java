@@ -139,10 +139,38 @@ class AutogradTest {
         var offered = new java.util.ArrayList<Boolean>();
         Tensor x = Tensor.of(new float[] {1, -2}, 2).requiresGrad(true);
         Tensor h = x.mul(2f);
-        // b first: the traversal then reaches h.mul(3) before b, so h's gradient 3 is pending when b's backward runs.
-        scaledAccumulating(h, 5f, offered).add(h.mul(3f)).sum().backward();
+        // b second: the traversal reaches an op's first input's branch first, h.mul(3) here, so h's gradient 3 is
+        // pending when b's backward runs.
+        h.mul(3f).add(scaledAccumulating(h, 5f, offered)).sum().backward();
         assertEquals(java.util.List.of(true), offered);
         assertArrayEquals(new float[] {16, 16}, x.grad().toFloatArray());   // 2 * (5 + 3)
+    }
+
+    /**
+     * Where two branches from one tensor meet again, the branch of the meeting op's first input is back-propagated
+     * first: in a residual block, {@code bn(conv(...)) + shortcut(x)}, the main branch then writes x's gradient and the
+     * shortcut adds into it. Checked both ways round, so the order follows the inputs, not which op was made first.
+     */
+    @Test
+    void theFirstInputsBranchIsBackPropagatedFirst() {
+        for (boolean mainFirst : new boolean[] {true, false}) {
+            var order = new java.util.ArrayList<String>();
+            Tensor x = Tensor.of(new float[] {1, -2}, 2).requiresGrad(true);
+            Tensor main = mainFirst ? recording(x, "main", order) : null;
+            Tensor shortcut = recording(x, "shortcut", order);
+            if (!mainFirst) main = recording(x, "main", order);
+            main.add(shortcut).sum().backward();
+            assertEquals(java.util.List.of("main", "shortcut"), order, "main branch made " + (mainFirst ? "first" : "second"));
+            assertArrayEquals(new float[] {2, 2}, x.grad().toFloatArray());
+        }
+    }
+
+    /** x passed through, recording when its backward runs. */
+    private static Tensor recording(Tensor x, String name, java.util.List<String> order) {
+        return Tensor.fromOp(x.shape(), x.buffer(), name, g -> {
+            order.add(name);
+            return new Tensor[] {g};
+        }, x);
     }
 
     @Test

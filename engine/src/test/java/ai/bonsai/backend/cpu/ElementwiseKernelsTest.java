@@ -101,6 +101,47 @@ class ElementwiseKernelsTest {
     }
 
     /**
+     * The row reductions give each row the bits it gets when reduced alone. The SIMD kernels take short rows (at most
+     * one folded piece) sixteen at a time and sum the lanes of four partial-sum vectors at once; alone, a row's lanes
+     * are summed one vector at a time. Row counts around the chunk and the four-way fold, lengths with and without a
+     * tail, of one piece and of several.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,16", "3,13", "4,64", "5,1", "16,64", "17,100", "33,256", "40,1024", "7,1031", "6,1040", "3,1666"})
+    void rowReductionsGiveEachRowTheBitsOfItsOwnCall(int rows, int rowLen) {
+        Generator g = new Generator(29L * rows + rowLen);
+        int off = 5, size = off + rows * rowLen + 3;
+        float[] x = random(g, size), dy = random(g, size), mask = random(g, size);
+        float[] shifts = new float[rows], scales = new float[rows], means = new float[rows];
+        for (int r = 0; r < rows; r++) {
+            shifts[r] = 0.3f * r - 1f;
+            scales[r] = r % 3 == 0 ? -0.5f : 1.25f;
+            means[r] = 0.05f * r;
+        }
+        for (ElementwiseKernels ew : new ElementwiseKernels[] {scalar, simd}) {
+            String name = ew.getClass().getSimpleName();
+            double[][] all = new double[4][2 * rows + 1], alone = new double[4][2 * rows + 1];
+            float[] gOutAll = new float[size], gOutAlone = new float[size];
+            ew.rowMoments(x, off, rows, rowLen, shifts, all[0], 1);
+            ew.rowMoments(x, off, rows, rowLen, null, all[1], 1);
+            ew.rowGradMoments(dy, mask, gOutAll, x, off, rows, rowLen, means, all[2], 1);
+            ew.rowGradMomentsReluOfAffine(dy, x, off, rows, rowLen, scales, shifts, means, all[3], 1);
+            for (int r = 0; r < rows; r++) {
+                int o = off + r * rowLen;
+                float[] sh = {shifts[r]}, sc = {scales[r]}, mn = {means[r]};
+                ew.rowMoments(x, o, 1, rowLen, sh, alone[0], 1 + 2 * r);
+                ew.rowMoments(x, o, 1, rowLen, null, alone[1], 1 + 2 * r);
+                ew.rowGradMoments(dy, mask, gOutAlone, x, o, 1, rowLen, mn, alone[2], 1 + 2 * r);
+                ew.rowGradMomentsReluOfAffine(dy, x, o, 1, rowLen, sc, sh, mn, alone[3], 1 + 2 * r);
+            }
+            String[] what = {"rowMoments", "rowMoments without shifts", "rowGradMoments with a mask", "rowGradMomentsReluOfAffine"};
+            for (int k = 0; k < 4; k++) assertArrayEquals(alone[k], all[k], name + " " + what[k]);
+            assertArrayEquals(gOutAlone, gOutAll, name + " rowGradMoments' masked gradient");
+            for (int k = 0; k < 4; k++) assertTrue(java.util.Arrays.stream(all[k]).anyMatch(v -> v != 0), what[k] + " not all zero");
+        }
+    }
+
+    /**
      * ReLU's mask recomputed from x gives, in each implementation, the bits of that implementation's kernels reading
      * the output of its own affineAct as the mask: rows long enough to span several SIMD blocks, rows shorter than a
      * vector, negative scales, and inputs where the affine is exactly zero.

@@ -32,45 +32,83 @@ public final class VectorElementwise implements ElementwiseKernels {
      * Each row is reduced in BLOCK-sized pieces, each piece's vector partial sums folded into the row's double.
      * (Keeping the vector partial sums live across rows was 3-30x slower on JDK 17, whose C2 then fails to keep the
      * vectors in registers: measured again for short rows, where the per-row fold costs most.) The lanes of a piece
-     * are summed in lane order by {@link #laneSum}, not by reduceLanes: its JIT intrinsic and its interpreted fallback
-     * add the lanes in different orders, which on JDK 25 made a training run's bits depend on how far the JIT had got
+     * are summed in lane order, not by reduceLanes: its JIT intrinsic and its interpreted fallback add the lanes in
+     * different orders, which on JDK 25 made a training run's bits depend on how far the JIT had got
      * (CliTest.resumeContinuesBitExactly).
+     *
+     * <p>Rows of at most one piece (every CIFAR shape: 64, 256 and 1024 floats) are taken {@link #CHUNK} at a time:
+     * their pieces' vectors are stored, then {@link #fold} sums the lanes of four at once. Summed one row at a time,
+     * the lane sums are one chain of dependent float adds each, which on the 8x8 stage's 64-float rows took longer
+     * than reading the row. Every row's arithmetic is unchanged, so are its bits.
      */
     @Override public void rowMoments(float[] a, int off, int rows, int len, float[] shifts, double[] out, int o) {
-        float[] lanes = new float[L];
-        for (int r = 0; r < rows; r++) {
-            float shift = shifts == null ? 0f : shifts[r];
-            FloatVector k = FloatVector.broadcast(S, shift);
-            int i = off + r * len, end = i + len;
-            double r1 = 0, r2 = 0;
-            while (i <= end - L) {
-                int stop = Math.min(end - L, i + BLOCK - L);
-                FloatVector acc1 = FloatVector.zero(S), acc2 = FloatVector.zero(S);
-                for (; i <= stop; i += L) {
-                    FloatVector d = FloatVector.fromArray(S, a, i).sub(k);
-                    acc1 = acc1.add(d);
-                    acc2 = d.fma(d, acc2);
+        float[] parts = PARTS.get();
+        int vecEnd = len - len % L, chunk = vecEnd <= BLOCK ? CHUNK : 1;
+        for (int r0 = 0; r0 < rows; r0 += chunk) {
+            int cr = Math.min(chunk, rows - r0);
+            java.util.Arrays.fill(out, o + 2 * r0, o + 2 * (r0 + cr), 0.0);
+            for (int b = 0; b < vecEnd; b += BLOCK) {
+                int bEnd = Math.min(vecEnd, b + BLOCK);
+                for (int j = 0; j < cr; j++) {
+                    int r = r0 + j, row = off + r * len;
+                    FloatVector k = FloatVector.broadcast(S, shifts == null ? 0f : shifts[r]);
+                    FloatVector acc1 = FloatVector.zero(S), acc2 = FloatVector.zero(S);
+                    for (int i = row + b, stop = row + bEnd - L; i <= stop; i += L) {
+                        FloatVector d = FloatVector.fromArray(S, a, i).sub(k);
+                        acc1 = acc1.add(d);
+                        acc2 = d.fma(d, acc2);
+                    }
+                    acc1.intoArray(parts, 2 * j * L);
+                    acc2.intoArray(parts, (2 * j + 1) * L);
                 }
-                acc1.intoArray(lanes, 0);
-                r1 += laneSum(lanes);
-                acc2.intoArray(lanes, 0);
-                r2 += laneSum(lanes);
+                fold(parts, 2 * cr, out, o + 2 * r0);
             }
-            for (; i < end; i++) {
-                double d = a[i] - shift;
-                r1 += d;
-                r2 += d * d;
+            if (vecEnd == len) continue;
+            for (int j = 0; j < cr; j++) {
+                int r = r0 + j, row = off + r * len;
+                float shift = shifts == null ? 0f : shifts[r];
+                double r1 = out[o + 2 * r], r2 = out[o + 2 * r + 1];
+                for (int i = row + vecEnd; i < row + len; i++) {
+                    double d = a[i] - shift;
+                    r1 += d;
+                    r2 += d * d;
+                }
+                out[o + 2 * r] = r1;
+                out[o + 2 * r + 1] = r2;
             }
-            out[o + 2 * r] = r1;
-            out[o + 2 * r + 1] = r2;
         }
     }
 
-    /** The lanes added in lane order, in float (what reduceLanes computes, in one fixed order). */
-    private static float laneSum(float[] lanes) {
-        float sum = 0;
-        for (float v : lanes) sum += v;
-        return sum;
+    /** Rows taken at a time by the row reductions when a row is one piece. */
+    private static final int CHUNK = 16;
+    /** The row reductions' stored partial-sum vectors, per thread: two per row of a chunk. */
+    private static final ThreadLocal<float[]> PARTS = ThreadLocal.withInitial(() -> new float[2 * CHUNK * L]);
+
+    /**
+     * out[o + m] += the lanes of parts' vector m, added in lane order in float, for m in [0, count): four vectors at a
+     * time, so that four independent chains of adds overlap.
+     */
+    private static void fold(float[] parts, int count, double[] out, int o) {
+        int m = 0;
+        for (; m + 4 <= count; m += 4) {
+            int p = m * L;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int l = 0; l < L; l++) {
+                s0 += parts[p + l];
+                s1 += parts[p + L + l];
+                s2 += parts[p + 2 * L + l];
+                s3 += parts[p + 3 * L + l];
+            }
+            out[o + m] += s0;
+            out[o + m + 1] += s1;
+            out[o + m + 2] += s2;
+            out[o + m + 3] += s3;
+        }
+        for (; m < count; m++) {
+            float s = 0;
+            for (int l = 0; l < L; l++) s += parts[m * L + l];
+            out[o + m] += s;
+        }
     }
 
     @Override public void affine(float[] x, float[] y, int off, int len, float scale, float shift) {
@@ -97,39 +135,47 @@ public final class VectorElementwise implements ElementwiseKernels {
         }
     }
 
-    /** Row by row like {@link #rowMoments}; the mask (if any) applied as {@link #reluBackward} applies it. */
+    /** Chunked and folded like {@link #rowMoments}; the mask (if any) applied as {@link #reluBackward} applies it. */
     @Override public void rowGradMoments(float[] g, float[] mask, float[] gOut, float[] x, int off, int rows, int len,
                                          float[] means, double[] out, int o) {
         FloatVector zero = FloatVector.zero(S);
-        float[] lanes = new float[L];
-        for (int r = 0; r < rows; r++) {
-            float mean = means[r];
-            FloatVector m = FloatVector.broadcast(S, mean);
-            int i = off + r * len, end = i + len;
-            double rs = 0, rp = 0;
-            while (i <= end - L) {
-                int stop = Math.min(end - L, i + BLOCK - L);
-                FloatVector acc = FloatVector.zero(S), accP = FloatVector.zero(S);
-                for (; i <= stop; i += L) {
-                    FloatVector gv = FloatVector.fromArray(S, g, i);
-                    if (mask != null) gv = zero.blend(gv, FloatVector.fromArray(S, mask, i).compare(VectorOperators.GT, 0f));
-                    if (gOut != null) gv.intoArray(gOut, i);
-                    acc = acc.add(gv);
-                    accP = FloatVector.fromArray(S, x, i).sub(m).fma(gv, accP);
+        float[] parts = PARTS.get();
+        int vecEnd = len - len % L, chunk = vecEnd <= BLOCK ? CHUNK : 1;
+        for (int r0 = 0; r0 < rows; r0 += chunk) {
+            int cr = Math.min(chunk, rows - r0);
+            java.util.Arrays.fill(out, o + 2 * r0, o + 2 * (r0 + cr), 0.0);
+            for (int b = 0; b < vecEnd; b += BLOCK) {
+                int bEnd = Math.min(vecEnd, b + BLOCK);
+                for (int j = 0; j < cr; j++) {
+                    int r = r0 + j, row = off + r * len;
+                    FloatVector m = FloatVector.broadcast(S, means[r]);
+                    FloatVector acc = FloatVector.zero(S), accP = FloatVector.zero(S);
+                    for (int i = row + b, stop = row + bEnd - L; i <= stop; i += L) {
+                        FloatVector gv = FloatVector.fromArray(S, g, i);
+                        if (mask != null) gv = zero.blend(gv, FloatVector.fromArray(S, mask, i).compare(VectorOperators.GT, 0f));
+                        if (gOut != null) gv.intoArray(gOut, i);
+                        acc = acc.add(gv);
+                        accP = FloatVector.fromArray(S, x, i).sub(m).fma(gv, accP);
+                    }
+                    acc.intoArray(parts, 2 * j * L);
+                    accP.intoArray(parts, (2 * j + 1) * L);
                 }
-                acc.intoArray(lanes, 0);
-                rs += laneSum(lanes);
-                accP.intoArray(lanes, 0);
-                rp += laneSum(lanes);
+                fold(parts, 2 * cr, out, o + 2 * r0);
             }
-            for (; i < end; i++) {
-                float gm = mask == null || mask[i] > 0f ? g[i] : 0f;
-                if (gOut != null) gOut[i] = gm;
-                rs += gm;
-                rp += (double) gm * (x[i] - mean);
+            if (vecEnd == len) continue;
+            for (int j = 0; j < cr; j++) {
+                int r = r0 + j, row = off + r * len;
+                float mean = means[r];
+                double rs = out[o + 2 * r], rp = out[o + 2 * r + 1];
+                for (int i = row + vecEnd; i < row + len; i++) {
+                    float gm = mask == null || mask[i] > 0f ? g[i] : 0f;
+                    if (gOut != null) gOut[i] = gm;
+                    rs += gm;
+                    rp += (double) gm * (x[i] - mean);
+                }
+                out[o + 2 * r] = rs;
+                out[o + 2 * r + 1] = rp;
             }
-            out[o + 2 * r] = rs;
-            out[o + 2 * r + 1] = rp;
         }
     }
 
@@ -152,33 +198,42 @@ public final class VectorElementwise implements ElementwiseKernels {
     @Override public void rowGradMomentsReluOfAffine(float[] g, float[] x, int off, int rows, int len, float[] scales,
                                                      float[] shifts, float[] means, double[] out, int o) {
         FloatVector zero = FloatVector.zero(S);
-        float[] lanes = new float[L];
-        for (int r = 0; r < rows; r++) {
-            float mean = means[r], scale = scales[r], shift = shifts[r];
-            FloatVector m = FloatVector.broadcast(S, mean), sc = FloatVector.broadcast(S, scale), sh = FloatVector.broadcast(S, shift);
-            int i = off + r * len, end = i + len;
-            double rs = 0, rp = 0;
-            while (i <= end - L) {
-                int stop = Math.min(end - L, i + BLOCK - L);
-                FloatVector acc = FloatVector.zero(S), accP = FloatVector.zero(S);
-                for (; i <= stop; i += L) {
-                    FloatVector xv = FloatVector.fromArray(S, x, i);
-                    FloatVector gv = zero.blend(FloatVector.fromArray(S, g, i), xv.fma(sc, sh).compare(VectorOperators.GT, 0f));
-                    acc = acc.add(gv);
-                    accP = xv.sub(m).fma(gv, accP);
+        float[] parts = PARTS.get();
+        int vecEnd = len - len % L, chunk = vecEnd <= BLOCK ? CHUNK : 1;
+        for (int r0 = 0; r0 < rows; r0 += chunk) {
+            int cr = Math.min(chunk, rows - r0);
+            java.util.Arrays.fill(out, o + 2 * r0, o + 2 * (r0 + cr), 0.0);
+            for (int b = 0; b < vecEnd; b += BLOCK) {
+                int bEnd = Math.min(vecEnd, b + BLOCK);
+                for (int j = 0; j < cr; j++) {
+                    int r = r0 + j, row = off + r * len;
+                    FloatVector m = FloatVector.broadcast(S, means[r]), sc = FloatVector.broadcast(S, scales[r]),
+                            sh = FloatVector.broadcast(S, shifts[r]);
+                    FloatVector acc = FloatVector.zero(S), accP = FloatVector.zero(S);
+                    for (int i = row + b, stop = row + bEnd - L; i <= stop; i += L) {
+                        FloatVector xv = FloatVector.fromArray(S, x, i);
+                        FloatVector gv = zero.blend(FloatVector.fromArray(S, g, i), xv.fma(sc, sh).compare(VectorOperators.GT, 0f));
+                        acc = acc.add(gv);
+                        accP = xv.sub(m).fma(gv, accP);
+                    }
+                    acc.intoArray(parts, 2 * j * L);
+                    accP.intoArray(parts, (2 * j + 1) * L);
                 }
-                acc.intoArray(lanes, 0);
-                rs += laneSum(lanes);
-                accP.intoArray(lanes, 0);
-                rp += laneSum(lanes);
+                fold(parts, 2 * cr, out, o + 2 * r0);
             }
-            for (; i < end; i++) {
-                float gm = x[i] * scale + shift > 0f ? g[i] : 0f;
-                rs += gm;
-                rp += (double) gm * (x[i] - mean);
+            if (vecEnd == len) continue;
+            for (int j = 0; j < cr; j++) {
+                int r = r0 + j, row = off + r * len;
+                float mean = means[r], scale = scales[r], shift = shifts[r];
+                double rs = out[o + 2 * r], rp = out[o + 2 * r + 1];
+                for (int i = row + vecEnd; i < row + len; i++) {
+                    float gm = x[i] * scale + shift > 0f ? g[i] : 0f;
+                    rs += gm;
+                    rp += (double) gm * (x[i] - mean);
+                }
+                out[o + 2 * r] = rs;
+                out[o + 2 * r + 1] = rp;
             }
-            out[o + 2 * r] = rs;
-            out[o + 2 * r + 1] = rp;
         }
     }
 
