@@ -99,12 +99,13 @@ public final class Conv2dKernels {
         ImageUnits units = units(g);
         int slices = innerSlices(units.count());
         int oh = g.outH(), ow = g.outW();
+        int[][] offs = offsetsBySize(g, units, nr, np, np);
         Parallel.forEach(units.count(), u -> {
             int n0 = units.start(u), imgs = units.size(u);
             InputLayout lay = new InputLayout(g, imgs, nr);
             float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
             stageInput(g, x, n0, imgs, lay, src);
-            int[] off = lay.offsets(g, np);
+            int[] off = offs[imgs];
             float[] out = ScratchBuffers.get(ScratchBuffers.CONV_OUT, groups * kgPad * lay.qRound);
             shiftGemm(kern, groups, mBlocks, np, a, src, cg * lay.cStride, off, out, lay.qRound, slices);
             for (int img = 0; img < imgs; img++) {
@@ -511,13 +512,14 @@ public final class Conv2dKernels {
         float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
         int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
+        int[][] offs = offsetsBySize(g, units, nr, np, npPad); // padding rows read src[q]: finite, discarded
         Parallel.forEach(nGroups, grpIdx -> {
             for (int u = units.groupStart(grpIdx, nGroups); u < units.groupStart(grpIdx + 1, nGroups); u++) {
                 int n0 = units.start(u), imgs = units.size(u);
                 InputLayout lay = new InputLayout(g, imgs, nr);
                 float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
                 stageInput(g, x, n0, imgs, lay, src);
-                int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding rows read src[q]: finite, discarded
+                int[] off = offs[imgs];
                 // gT[grp][kTile][q][gnr]: dy at output position q, zero where the forward output is discarded.
                 int qLen = lay.qCount;
                 float[] gT = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kTiles * qLen * gnr);
@@ -589,13 +591,14 @@ public final class Conv2dKernels {
         float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
         int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
+        int[][] offs = offsetsBySize(g, units, nr, np, npPad); // padding columns read src[q]: finite, discarded
         Parallel.forEach(nGroups, grpIdx -> {
             for (int u = units.groupStart(grpIdx, nGroups); u < units.groupStart(grpIdx + 1, nGroups); u++) {
                 int n0 = units.start(u), imgs = units.size(u);
                 InputLayout lay = new InputLayout(g, imgs, nr);
                 float[] src = ScratchBuffers.get(ScratchBuffers.CONV_SRC, lay.srcLength);
                 stageInput(g, x, n0, imgs, lay, src);
-                int[] off = Arrays.copyOf(lay.offsets(g, np), npPad); // padding columns read src[q]: finite, discarded
+                int[] off = offs[imgs];
                 // Stage dy in the same q layout as the forward output, zero where the forward output is discarded.
                 int ld = lay.qRound;
                 float[] gy = ScratchBuffers.get(ScratchBuffers.CONV_GRAD, groups * kgPad * ld);
@@ -668,6 +671,19 @@ public final class Conv2dKernels {
     }
 
     // ------------------------------------------------------------------------------------------ staging
+
+    /**
+     * The tap offsets ({@link InputLayout#offsets}) of each unit size of {@code units} (one or two sizes), indexed by
+     * size and padded with zeros to {@code len}: computed per unit, their divisions took 4 % of a stride-2 forward pass.
+     */
+    private static int[][] offsetsBySize(ConvGeometry g, ImageUnits units, int nr, int np, int len) {
+        int[][] offs = new int[units.maxSize() + 1][];
+        for (int u = 0; u < units.count(); u++) {
+            int size = units.size(u);
+            if (offs[size] == null) offs[size] = Arrays.copyOf(new InputLayout(g, size, nr).offsets(g, np), len);
+        }
+        return offs;
+    }
 
     /** The batch's units ({@link ImageUnits}): a staged input near {@link #UNIT_FLOATS}, up to 16 units. */
     static ImageUnits units(ConvGeometry g) {
