@@ -58,6 +58,9 @@ class Conv2dKernelsTest {
         {3, 4, 7, 9, 5, 1, 1, 2, 2, 1, 1, 1},
         {2, 3, 6, 11, 4, 3, 1, 2, 2, 1, 0, 1},
         {2, 5, 5, 33, 3, 1, 1, 1, 2, 0, 0, 1},
+        // A ResNet shortcut (1x1, stride 2, no padding): staged rows as wide as y's, copied into y an image at a time.
+        {3, 6, 8, 8, 10, 1, 1, 2, 2, 0, 0, 1},
+        {2, 3, 9, 7, 4, 1, 1, 2, 2, 0, 0, 1},
         // Winograd with output rows of whole vectors (written into y in place): a partial last tile row, padding 0.
         {2, 5, 13, 16, 7, 3, 3, 1, 1, 1, 1, 1},
         {3, 4, 10, 18, 9, 3, 3, 1, 1, 0, 0, 1},
