@@ -516,11 +516,12 @@ public final class Conv2dKernels {
         ImageUnits units = units(g);
         // Units are dealt, in order, to at most REDUCE_GROUPS partials; a group adds its units one after another.
         int nGroups = units.groups(REDUCE_GROUPS);
-        float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
+        float[] partials = partials(nGroups, partLen);
         int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
         int[][] offs = offsetsBySize(g, units, nr, np, npPad); // padding rows read src[q]: finite, discarded
         Parallel.forEach(nGroups, grpIdx -> {
+            zeroPartial(partials, grpIdx, partLen);
             for (int u = units.groupStart(grpIdx, nGroups); u < units.groupStart(grpIdx + 1, nGroups); u++) {
                 int n0 = units.start(u), imgs = units.size(u);
                 InputLayout lay = new InputLayout(g, imgs, nr);
@@ -595,11 +596,12 @@ public final class Conv2dKernels {
         ImageUnits units = units(g);
         // Units are dealt, in order, to at most REDUCE_GROUPS partials; a group adds its units one after another.
         int nGroups = units.groups(REDUCE_GROUPS);
-        float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
+        float[] partials = partials(nGroups, partLen);
         int slices = innerSlices(nGroups);
         int oh = g.outH(), ow = g.outW();
         int[][] offs = offsetsBySize(g, units, nr, np, npPad); // padding columns read src[q]: finite, discarded
         Parallel.forEach(nGroups, grpIdx -> {
+            zeroPartial(partials, grpIdx, partLen);
             for (int u = units.groupStart(grpIdx, nGroups); u < units.groupStart(grpIdx + 1, nGroups); u++) {
                 int n0 = units.start(u), imgs = units.size(u);
                 InputLayout lay = new InputLayout(g, imgs, nr);
@@ -661,6 +663,23 @@ public final class Conv2dKernels {
                 System.arraycopy(partials, (grp * kgPad + kk) * npPad, dw, row * np, np);
             }
         });
+    }
+
+    /**
+     * The calling thread's array for {@code count} partial weight gradients of {@code partLen} floats, shared with the
+     * tasks it starts; each task zeroes its own partial ({@link #zeroPartial}) before adding into it.
+     */
+    static float[] partials(int count, int partLen) {
+        return ScratchBuffers.get(ScratchBuffers.CONV_PARTIALS, count * partLen);
+    }
+
+    /**
+     * Zeroes partial {@code idx}, from the task that then adds into it: in parallel, and just before use, so that the
+     * partial is in cache. Zeroing all of them up front on the calling thread (up to 16 of 196 KB for a 64-filter
+     * Winograd weight gradient) was 13 % of that pass's JFR samples.
+     */
+    static void zeroPartial(float[] partials, int idx, int partLen) {
+        Arrays.fill(partials, idx * partLen, (idx + 1) * partLen, 0f);
     }
 
     /**

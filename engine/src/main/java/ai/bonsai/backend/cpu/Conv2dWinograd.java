@@ -415,9 +415,10 @@ final class Conv2dWinograd {
                                            GradientUnit body) {
         ImageUnits units = units(g, kPad);
         int nGroups = units.groups(REDUCE_GROUPS);
-        float[] partials = ScratchBuffers.zeroed(ScratchBuffers.CONV_PARTIALS, nGroups * partLen);
+        float[] partials = Conv2dKernels.partials(nGroups, partLen);
         int slices = nGroups >= Parallel.threads() ? 1 : Parallel.threads();
         Parallel.forEach(nGroups, grpIdx -> {
+            Conv2dKernels.zeroPartial(partials, grpIdx, partLen);
             for (int u = units.groupStart(grpIdx, nGroups); u < units.groupStart(grpIdx + 1, nGroups); u++) {
                 int n0 = units.start(u);
                 Layout lay = new Layout(g, units.size(u), kern.nr());

@@ -30,13 +30,6 @@ final class ScratchBuffers {
         return b;
     }
 
-    /** As {@link #get}, with the first {@code length} floats zeroed. */
-    static float[] zeroed(int slot, int length) {
-        float[] b = get(slot, length);
-        java.util.Arrays.fill(b, 0, length, 0f);
-        return b;
-    }
-
     /** An array of at least {@code length} doubles owned by the calling thread (batch norm's per-row sums). */
     static double[] rowSums(int length) {
         double[][] slot = ROW_SUMS.get();
