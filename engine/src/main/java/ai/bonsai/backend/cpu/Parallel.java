@@ -18,16 +18,23 @@ public final class Parallel {
 
     /**
      * How long a helper keeps spinning for the next region, and the caller for the helpers' last tasks, before they
-     * park ({@code -Dbonsai.spinMicros=N}, default 100). Parking at once was what the ForkJoinPool did: on these
+     * park ({@code -Dbonsai.spinMicros=N}, default 500). Parking at once was what the ForkJoinPool did: on these
      * 2-core VMs a parked thread took 180-210 us on average to start working after a region was handed to it, in each
      * of the ResNet-20 step's 184 regions, so the second core sat idle for 33-38 ms of a 200 ms step. OpenMP runtimes
-     * spin likewise before they sleep (GOMP's spin count, Intel's 200 ms KMP_BLOCKTIME). The cost shows on a machine
-     * whose cores other processes want: a spinning helper takes CPU share from our own caller there. Alternated JVMs
-     * (steps, medians of 20): quiet, the pool 149 ms, spinning 1000 us 148, 100 us 138, 20 us 143; with two busy
-     * processes on the two cores, all of them 360-520 ms within the noise, 1000 us the worst. Set 0 on a machine
-     * shared with other busy work.
+     * spin likewise before they sleep (GOMP's spin count, Intel's 200 ms KMP_BLOCKTIME).
+     *
+     * <p>Why 500 us rather than the 100 us of before: a ResNet-20 step (247 regions) has about 60 gaps between regions
+     * longer than 100 us (the optimiser, the loss and the classifier, the glue between a batch norm and the next
+     * convolution), so at 100 us the helper parked 60 times a step, and some of those wakes took 0.5-3.5 ms on these
+     * VMs (timed from a region's publication to the helper's first task), while the caller worked alone. At 500 us it
+     * parks 4-8 times a step. Alternated step by step in one JVM, 30 rounds, 3 JVMs: 500 us took 0.970, 0.984 and
+     * 0.991 of the 100 us step (per-round medians), 2000 us 0.979, 0.995 and 1.002.
+     *
+     * <p>The cost shows on a machine whose cores other processes want: a spinning helper takes CPU share from our
+     * own caller there (with two busy processes on the two cores, every setting measured 360-520 ms a step, within
+     * the noise). Set 0 on a machine shared with other busy work.
      */
-    static final long DEFAULT_SPIN_MICROS = 100;
+    static final long DEFAULT_SPIN_MICROS = 500;
     static final long SPIN_NANOS = spinMicros() * 1000L;
 
     private Parallel() {}
