@@ -457,12 +457,7 @@ final class Conv2dWinograd {
                     for (int img = 0; img < lay.imgs; img++) {
                         int d0 = dst + img * lay.wp * gnr;
                         int src = (((n0 + img) * k + kt * gnr) * oh + row) * ow, plane = oh * ow;
-                        // q-major stores run contiguously; the kn loads per q come from kn sequential rows.
-                        for (int xx = 0; xx < ow; xx++) {
-                            int d = d0 + xx * gnr, sx = src + xx;
-                            for (int j = 0; j < kn; j++) gs[d + j] = dy[sx + j * plane];
-                            for (int j = kn; j < gnr; j++) gs[d + j] = 0f;
-                        }
+                        Conv2dKernels.transposeChannels(dy, src, plane, kn, ow, gs, d0, gnr);
                         zero(gs, d0 + ow * gnr, d0 + lay.wp * gnr);
                     }
                 }

@@ -64,6 +64,8 @@ class Conv2dKernelsTest {
         // Winograd with output rows of whole vectors (written into y in place): a partial last tile row, padding 0.
         {2, 5, 13, 16, 7, 3, 3, 1, 1, 1, 1, 1},
         {3, 4, 10, 18, 9, 3, 3, 1, 1, 0, 0, 1},
+        // 32x32 planes (4 KB apart) of more filters than one transposed gradient tile, with a partial last tile.
+        {2, 4, 32, 32, 36, 3, 3, 1, 1, 1, 1, 1},
     };
 
     private static ConvGeometry geometry(int[] a) {
@@ -415,6 +417,38 @@ class Conv2dKernelsTest {
                 }
                 for (int i = 0; i < xOff; i++) assertTrue(Float.isNaN(x[i]), "wrote before its range: pairs " + pairs);
                 assertTrue(Float.isNaN(x[xOff + 2 * pairs]), "wrote past its range: pairs " + pairs);
+            }
+        }
+    }
+
+    /** The weight gradients' q-major layout of dy against its definition: channel counts around the 8-row blocks. */
+    @Test
+    void transposeChannelsLaysOutEachPixelsChannels() {
+        SplittableRandom r = new SplittableRandom(7);
+        for (int gnr : new int[] {8, 32}) {
+            for (int kn : new int[] {1, 7, 8, 9, 16, 17, 31, 32}) {
+                if (kn > gnr) continue;
+                for (int cols : new int[] {1, 5, 16, 33}) {
+                    for (int plane : new int[] {cols, cols + 3, 1024}) {
+                        int s = 3, d = 2;
+                        float[] src = new float[s + kn * plane + 1];
+                        for (int i = 0; i < src.length; i++) src[i] = (float) r.nextDouble(-1, 1);
+                        float[] dst = new float[d + cols * gnr + 2];
+                        Arrays.fill(dst, Float.NaN);
+                        Conv2dKernels.transposeChannels(src, s, plane, kn, cols, dst, d, gnr);
+                        for (int x = 0; x < cols; x++) {
+                            for (int j = 0; j < gnr; j++) {
+                                float want = j < kn ? src[s + j * plane + x] : 0f;
+                                if (Float.compare(dst[d + x * gnr + j], want) != 0) {
+                                    fail("gnr " + gnr + ", kn " + kn + ", cols " + cols + ", plane " + plane + ": pixel " + x
+                                            + ", channel " + j + " is " + dst[d + x * gnr + j] + ", expected " + want);
+                                }
+                            }
+                        }
+                        assertTrue(Float.isNaN(dst[0]) && Float.isNaN(dst[1]) && Float.isNaN(dst[d + cols * gnr]),
+                                "wrote outside its range: gnr " + gnr + ", kn " + kn + ", cols " + cols);
+                    }
+                }
             }
         }
     }
