@@ -699,7 +699,7 @@ public final class Conv2dKernels {
      * {@code gnr} floats per pixel, as the transposed weight-gradient tiles read dy. Eight channel rows at a time:
      * reading all of a pixel's channels before the next pixel read every channel row at once, and rows a multiple of
      * 4 KB apart (32x32 planes) share one set of the L1 cache, so 32 of them evicted each other (3.7 ms against 0.8 ms
-     * for 128 images of 32 channels at 32x32 in a probe; 1.3x at 16x16, 1.1x at 8x8).
+     * for 64 images of 32 channels at 32x32, one thread's half of a batch, in a probe; 1.3x at 16x16, 1.1x at 8x8).
      */
     static void transposeChannels(float[] src, int s, int plane, int kn, int cols, float[] dst, int d, int gnr) {
         int j = 0;

@@ -20,7 +20,7 @@ public final class Parallel {
      * How long a helper keeps spinning for the next region, and the caller for the helpers' last tasks, before they
      * park ({@code -Dbonsai.spinMicros=N}, default 500). Parking at once was what the ForkJoinPool did: on these
      * 2-core VMs a parked thread took 180-210 us on average to start working after a region was handed to it, in each
-     * of the ResNet-20 step's 184 regions, so the second core sat idle for 33-38 ms of a 200 ms step. OpenMP runtimes
+     * of the 184 regions a ResNet-20 step then had, so the second core sat idle for 33-38 ms of a 200 ms step. OpenMP runtimes
      * spin likewise before they sleep (GOMP's spin count, Intel's 200 ms KMP_BLOCKTIME).
      *
      * <p>Why 500 us rather than the 100 us of before: a ResNet-20 step (247 regions) has about 60 gaps between regions
