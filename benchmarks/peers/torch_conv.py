@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch peer of Bonsai's convolution timings (benchmarks/conv-vs-pytorch): ResNet-20's 3x3 convolutions at batch
+"""PyTorch peer of Bonsai's convolution timings (benchmarks/conv-vs-peers): ResNet-20's 3x3 convolutions at batch
 128 on the CPU, where PyTorch runs them with oneDNN (MKL-DNN), forward and forward + both gradients ("train"), the
 shapes in turn in each round as ai.bonsai.bench.ConvTimes runs them, with inputs filled by the same formula. Each
 measure is timed in PyTorch's default NCHW layout and in channels_last (where oneDNN needs no reorder of the

@@ -15,9 +15,9 @@ import java.util.StringJoiner;
  * the forward pass, and forward + data gradient + weight gradient ("train"). The shapes are run one after another in
  * each round, as the layers of a step follow each other, rather than one shape many times over with warm caches.
  * Prints one JSON line: per shape the median and fastest milliseconds of each measure, and the sum of the forward
- * output as a checksum. The Bonsai half of {@code benchmarks/conv-vs-pytorch}, whose PyTorch half
- * ({@code peers/torch_conv.py}) fills its inputs by the same formula and prints the same fields, so the two outputs
- * can be checked against each other.
+ * output as a checksum. Bonsai's part of {@code benchmarks/conv-vs-peers}, whose peers ({@code peers/torch_conv.py},
+ * {@code ConvTimesDl4j}) fill their inputs by the same formula and print the same fields, so the outputs can be
+ * checked against each other.
  *
  * <p>Arguments: ROUNDS (timed, default 30) and WARMUP (default 10).
  */
