@@ -807,7 +807,9 @@ public final class Conv2dKernels {
             stageInputColumnPairs(g, x, xChannels, channels, n0, imgs, lay, src);
             return;
         }
-        float[] discard = sw == 2 ? ScratchBuffers.get(ScratchBuffers.STAGE_DISCARD, wq) : null;
+        // The odd columns go to a discard row, with room for a split's spill (see stageInputColumnPairs).
+        float[] discard = sw == 2 ? ScratchBuffers.get(ScratchBuffers.STAGE_DISCARD, wq + ConvMicroKernels.DEINTERLEAVE_SPILL) : null;
+        boolean spill = lay.plane - imgs * hq * wq >= ConvMicroKernels.DEINTERLEAVE_SPILL;
         for (int c = 0; c < g.c(); c++) {
             int xc = channels == null ? c : channels[c];
             for (int pr = 0; pr < lay.nPh; pr++) {
@@ -834,7 +836,11 @@ public final class Conv2dKernels {
                                 // Every other column: the SIMD split, its other half dropped (a 1x1 stride-2 shortcut
                                 // reads one column phase only; the strided scalar copy was half of its forward pass).
                                 int pairs = Math.min(jB - jA, (w - xCol) / 2);
-                                KERNELS.deinterleave(x, xRow, pairs, src, dst + jA, discard, 0);
+                                if (spill) {
+                                    KERNELS.deinterleaveSpilling(x, xRow, pairs, src, dst + jA, discard, 0);
+                                } else {
+                                    KERNELS.deinterleave(x, xRow, pairs, src, dst + jA, discard, 0);
+                                }
                                 for (int jj = jA + pairs; jj < jB; jj++) src[dst + jj] = x[xRow + (jj - jA) * 2];
                             } else {
                                 for (int jj = jA; jj < jB; jj++) src[dst + jj] = x[xRow + (jj - jA) * sw];
@@ -868,6 +874,9 @@ public final class Conv2dKernels {
         }
         int first = pw & 1;               // the phase of input column 0
         int pairs = w / 2;
+        // Rows are written in memory order, each whole, and the plane's tail is zeroed last, so a split that spills
+        // zeros past a row only touches memory written after it, as long as the tail covers the last row's spill.
+        boolean spill = lay.plane - imgs * hq * wq >= ConvMicroKernels.DEINTERLEAVE_SPILL;
         for (int c = 0; c < g.c(); c++) {
             int xc = channels == null ? c : channels[c];
             for (int pr = 0; pr < lay.nPh; pr++) {
@@ -891,7 +900,11 @@ public final class Conv2dKernels {
                         // m + (pw+1)/2: padded column xc + pw, halved.
                         int dEven = (first == 0 ? d0 : d1) + (pw >> 1), dOdd = (first == 0 ? d1 : d0) + ((pw + 1) >> 1);
                         // The SIMD split whatever kernels the caller runs (it is a copy: the same bits either way).
-                        KERNELS.deinterleave(x, xRow, pairs, src, dEven, src, dOdd);
+                        if (spill) {
+                            KERNELS.deinterleaveSpilling(x, xRow, pairs, src, dEven, src, dOdd);
+                        } else {
+                            KERNELS.deinterleave(x, xRow, pairs, src, dEven, src, dOdd);
+                        }
                         if ((w & 1) != 0) src[dEven + pairs] = x[xRow + w - 1];
                     }
                 }

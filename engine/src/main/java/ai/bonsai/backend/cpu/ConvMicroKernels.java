@@ -120,6 +120,19 @@ public interface ConvMicroKernels {
      */
     void deinterleave(float[] x, int xOff, int pairs, float[] even, int eOff, float[] odd, int oOff);
 
+    /** Floats past the end of each output row that {@link #deinterleaveSpilling} may overwrite (with zeros). */
+    int DEINTERLEAVE_SPILL = 16;
+
+    /**
+     * {@link #deinterleave}, allowed to write zeros into the {@link #DEINTERLEAVE_SPILL} floats that follow each output
+     * row ({@code even[eOff + pairs ..]}, {@code odd[oOff + pairs ..]}), for callers that rewrite that memory
+     * afterwards. A row of exactly one vector (16 input columns with 16 lanes: ResNet's 16x16 stride-2 layers) is
+     * then split by whole-vector stores instead of in {@link #deinterleave}'s scalar tail. Same values either way.
+     */
+    default void deinterleaveSpilling(float[] x, int xOff, int pairs, float[] even, int eOff, float[] odd, int oOff) {
+        deinterleave(x, xOff, pairs, even, eOff, odd, oOff);
+    }
+
     /**
      * {@code dst[dOff + i] += src[sOff + i]} for {@code i < len}: a row of a data gradient added into the gradient
      * that is there. The rows are short (8-32 floats), too short for the JIT's own vectorised loop, whose unrolled

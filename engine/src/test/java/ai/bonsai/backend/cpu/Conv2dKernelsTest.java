@@ -3,6 +3,7 @@ package ai.bonsai.backend.cpu;
 import ai.bonsai.backend.ConvGeometry;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -66,6 +67,15 @@ class Conv2dKernelsTest {
         {3, 4, 10, 18, 9, 3, 3, 1, 1, 0, 0, 1},
         // 32x32 planes (4 KB apart) of more filters than one transposed gradient tile, with a partial last tile.
         {2, 4, 32, 32, 36, 3, 3, 1, 1, 1, 1, 1},
+        // Stride 2 on rows of one vector of pairs (16 or 17 columns with 16 lanes, 8 with 8), split by whole-vector
+        // stores that spill zeros past each staged row: both column phases (3x3, padding 1 and 0, two groups) and
+        // one (1x1, padding 0 and 1).
+        {2, 5, 16, 16, 9, 3, 3, 2, 2, 1, 1, 1},
+        {3, 3, 11, 17, 4, 3, 3, 2, 2, 1, 1, 1},
+        {2, 4, 9, 16, 6, 3, 3, 2, 2, 0, 0, 2},
+        {2, 4, 8, 8, 6, 3, 3, 2, 2, 1, 1, 1},
+        {2, 6, 16, 16, 10, 1, 1, 2, 2, 0, 0, 1},
+        {2, 3, 7, 17, 5, 1, 1, 2, 2, 1, 1, 1},
     };
 
     private static ConvGeometry geometry(int[] a) {
@@ -396,6 +406,46 @@ class Conv2dKernelsTest {
                 }
             }
         }
+    }
+
+    /**
+     * The spilling split: the same values as deinterleave, and past each row at most DEINTERLEAVE_SPILL floats
+     * written, with zeros; nothing before a row. The SIMD kernels take their vector path at 8 pairs (16 lanes) or 4 (8).
+     */
+    @Test
+    void deinterleaveSpillingWritesOnlyZerosPastItsRows() {
+        ConvMicroKernels simd = VectorizationProvider.load(ConvMicroKernels.class,
+                "ai.bonsai.backend.cpu.simd.VectorConvMicroKernels", null);
+        int spill = ConvMicroKernels.DEINTERLEAVE_SPILL;
+        SplittableRandom r = new SplittableRandom(6);
+        int spilled = 0;
+        for (ConvMicroKernels k : simd == null ? new ConvMicroKernels[] {new ScalarConvMicroKernels()}
+                : new ConvMicroKernels[] {new ScalarConvMicroKernels(), simd}) {
+            for (int pairs : new int[] {0, 1, 3, 4, 5, 7, 8, 9, 16, 17, 33}) {
+                for (int xOff : new int[] {0, 3}) {
+                    float[] x = new float[xOff + 2 * pairs];   // exactly the row: nothing past it may be read
+                    for (int i = 0; i < x.length; i++) x[i] = (float) r.nextDouble(0.5, 1);
+                    int eOff = 1, oOff = eOff + pairs + spill + 2;
+                    float[] out = new float[oOff + pairs + spill + 2];
+                    Arrays.fill(out, Float.NaN);
+                    k.deinterleaveSpilling(x, xOff, pairs, out, eOff, out, oOff);
+                    for (int m = 0; m < pairs; m++) {
+                        assertEquals(x[xOff + 2 * m], out[eOff + m], k.getClass().getSimpleName() + ": pairs " + pairs + ", even " + m);
+                        assertEquals(x[xOff + 2 * m + 1], out[oOff + m], k.getClass().getSimpleName() + ": pairs " + pairs + ", odd " + m);
+                    }
+                    for (int base : new int[] {eOff, oOff}) {
+                        assertTrue(Float.isNaN(out[base - 1]), "wrote before a row: pairs " + pairs);
+                        assertTrue(Float.isNaN(out[base + pairs + spill]), "wrote past the spill: pairs " + pairs);
+                        for (int i = base + pairs; i < base + pairs + spill; i++) {
+                            assertTrue(Float.isNaN(out[i]) || out[i] == 0f, "spilled a non-zero: pairs " + pairs + ", at " + (i - base));
+                            if (out[i] == 0f) spilled++;
+                        }
+                    }
+                }
+            }
+        }
+        // The vector path ran (and spilled) whenever the SIMD kernels are in use.
+        assertTrue(simd == null || spilled > 0, "the SIMD kernels never took their whole-vector path");
     }
 
     /** The stride-2 data gradient's row merge against its definition: awkward lengths and offsets. */

@@ -413,6 +413,18 @@ public final class VectorConvMicroKernels implements ConvMicroKernels {
         TAIL.deinterleave(x, xOff + 2 * m, pairs - m, even, eOff + m, odd, oOff + m);
     }
 
+    @Override public void deinterleaveSpilling(float[] x, int xOff, int pairs, float[] even, int eOff, float[] odd, int oOff) {
+        if (2 * pairs != L) {
+            deinterleave(x, xOff, pairs, even, eOff, odd, oOff);
+            return;
+        }
+        // One vector of pairs narrowed alone: the upper half of each result is zeros, stored past the row (the spill).
+        LongVector v = FloatVector.fromArray(S, x, xOff).reinterpretAsLongs();
+        ((IntVector) v.convertShape(VectorOperators.L2I, INTS, 0)).reinterpretAsFloats().intoArray(even, eOff);
+        ((IntVector) v.lanewise(VectorOperators.LSHR, 32).convertShape(VectorOperators.L2I, INTS, 0))
+                .reinterpretAsFloats().intoArray(odd, oOff);
+    }
+
     @Override public void addRow(float[] src, int sOff, float[] dst, int dOff, int len) {
         int i = 0;
         for (; i + L <= len; i += L) {
