@@ -755,6 +755,12 @@ public final class Conv2dKernels {
      */
     static final class InputLayout {
         final int nPh, nPw, hq, wq, rowsTot, plane, cStride, qCount, qRound, srcLength;
+        /**
+         * Whether staging may split rows with {@link ConvMicroKernels#deinterleaveSpilling}: rows are written in memory
+         * order, each whole, and a plane's tail (the rows past the images) is zeroed last, so a spill past a row only
+         * touches memory written after it, as long as the tail covers the last row's spill.
+         */
+        final boolean spillFits;
 
         InputLayout(ConvGeometry g, int imgs, int nr) {
             int sh = g.strideH(), sw = g.strideW();
@@ -769,6 +775,7 @@ public final class Conv2dKernels {
             qCount = ((imgs - 1) * hq + g.outH()) * wq;
             qRound = roundUp(qCount, nr);
             srcLength = g.c() * cStride + nr + g.s();
+            spillFits = (rowsTot - imgs * hq) * wq >= ConvMicroKernels.DEINTERLEAVE_SPILL;
         }
 
         /** off[(c*r + r)*s + s] for the channels of one group. */
@@ -807,9 +814,8 @@ public final class Conv2dKernels {
             stageInputColumnPairs(g, x, xChannels, channels, n0, imgs, lay, src);
             return;
         }
-        // The odd columns go to a discard row, with room for a split's spill (see stageInputColumnPairs).
+        // The odd columns go to a discard row, with room for a split's spill (InputLayout.spillFits).
         float[] discard = sw == 2 ? ScratchBuffers.get(ScratchBuffers.STAGE_DISCARD, wq + ConvMicroKernels.DEINTERLEAVE_SPILL) : null;
-        boolean spill = lay.plane - imgs * hq * wq >= ConvMicroKernels.DEINTERLEAVE_SPILL;
         for (int c = 0; c < g.c(); c++) {
             int xc = channels == null ? c : channels[c];
             for (int pr = 0; pr < lay.nPh; pr++) {
@@ -836,7 +842,7 @@ public final class Conv2dKernels {
                                 // Every other column: the SIMD split, its other half dropped (a 1x1 stride-2 shortcut
                                 // reads one column phase only; the strided scalar copy was half of its forward pass).
                                 int pairs = Math.min(jB - jA, (w - xCol) / 2);
-                                if (spill) {
+                                if (lay.spillFits) {
                                     KERNELS.deinterleaveSpilling(x, xRow, pairs, src, dst + jA, discard, 0);
                                 } else {
                                     KERNELS.deinterleave(x, xRow, pairs, src, dst + jA, discard, 0);
@@ -874,9 +880,6 @@ public final class Conv2dKernels {
         }
         int first = pw & 1;               // the phase of input column 0
         int pairs = w / 2;
-        // Rows are written in memory order, each whole, and the plane's tail is zeroed last, so a split that spills
-        // zeros past a row only touches memory written after it, as long as the tail covers the last row's spill.
-        boolean spill = lay.plane - imgs * hq * wq >= ConvMicroKernels.DEINTERLEAVE_SPILL;
         for (int c = 0; c < g.c(); c++) {
             int xc = channels == null ? c : channels[c];
             for (int pr = 0; pr < lay.nPh; pr++) {
@@ -900,7 +903,7 @@ public final class Conv2dKernels {
                         // m + (pw+1)/2: padded column xc + pw, halved.
                         int dEven = (first == 0 ? d0 : d1) + (pw >> 1), dOdd = (first == 0 ? d1 : d0) + ((pw + 1) >> 1);
                         // The SIMD split whatever kernels the caller runs (it is a copy: the same bits either way).
-                        if (spill) {
+                        if (lay.spillFits) {
                             KERNELS.deinterleaveSpilling(x, xRow, pairs, src, dEven, src, dOdd);
                         } else {
                             KERNELS.deinterleave(x, xRow, pairs, src, dEven, src, dOdd);
